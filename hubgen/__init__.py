@@ -1,0 +1,31 @@
+"""hubgen: train, publish, load and demo the classic deep generative models on the Hugging Face ecosystem.
+
+    import hubgen
+    pipe = hubgen.load_pipeline("path/or/user-repo")   # the right pipeline class for any hubgen model
+
+Heavy modules (torch, diffusers) load on first use of a name, so `hubgen --help` stays fast.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+__all__ = ["load_pipeline", "Family", "register_family", "get_family", "list_families", "__version__"]
+
+_LAZY = {
+    "load_pipeline": "hubgen.hub",
+    "Family": "hubgen.registry",
+    "register_family": "hubgen.registry",
+    "get_family": "hubgen.registry",
+    "list_families": "hubgen.registry",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hubgen' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

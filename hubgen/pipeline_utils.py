@@ -1,0 +1,116 @@
+"""What every hubgen pipeline shares: safetensors-only loading and image conversion.
+
+`SafetensorsLoadingMixin` sits before `DiffusionPipeline` in a family pipeline's bases. Its
+`from_pretrained` forwards every argument to diffusers unchanged, except that it forces
+`use_safetensors=True` (so a pickle weight file is never unpickled), refuses local folders that carry pickle
+weights, and turns the loader's errors about a missing or corrupted weight file into one ValueError that
+names the folder. diffusers never runs code from a repo unless `custom_pipeline`/`trust_remote_code` is
+passed, and hubgen never passes them.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "SafetensorsLoadingMixin",
+    "check_no_pickle",
+    "check_output_type",
+    "images_to_tensor",
+    "convert_images",
+    "make_grid",
+    "PICKLE_SUFFIXES",
+]
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def check_no_pickle(folder: str | os.PathLike) -> None:
+    """Raise ValueError if a model folder holds pickle-style weight files (checkpoints/ is not part of a model)."""
+    folder = Path(folder)
+    bad = [
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in PICKLE_SUFFIXES and "checkpoints" not in p.relative_to(folder).parts
+    ]
+    if bad:
+        raise ValueError(
+            f"{folder} holds pickle weight files {bad}; hubgen reads safetensors only and will not unpickle "
+            "them. Convert them to .safetensors (safetensors.torch.save_file) in a trusted environment."
+        )
+
+
+class SafetensorsLoadingMixin:
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        if kwargs.get("use_safetensors", True) is not True:
+            raise ValueError("hubgen loads safetensors weights only: `use_safetensors` must be True.")
+        kwargs["use_safetensors"] = True
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        check_no_pickle(path)
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"{path} is not a pipeline folder: it has no model_index.json.")
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"Cannot load {cls.__name__} from {path}: {type(e).__name__}: {e}") from e
+
+
+def images_to_tensor(images, name: str = "images") -> torch.Tensor:
+    """PIL images, a (B, H, W[, C]) / (H, W) numpy array in [0, 1] or 0..255, or a (B, C, H, W) tensor in [0, 1]
+    -> a float (B, C, H, W) tensor in [0, 1]. Channel count and size are checked by the model."""
+    if isinstance(images, torch.Tensor):
+        x = images.float()
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        return x
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)) and images and isinstance(images[0], Image.Image):
+        arrays = [np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im) for im in images]
+        images = np.stack(arrays)
+    if not isinstance(images, np.ndarray):
+        raise ValueError(f"`{name}` must be PIL images, a numpy array or a torch tensor, got {type(images).__name__}.")
+    x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[:, None]  # (B, H, W) -> (B, 1, H, W)
+    elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x = x.transpose(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def convert_images(images: torch.Tensor, output_type: str):
+    """(B, C, H, W) in [0, 1] -> "pt" tensor, "np" array (B, H, W, C) float, or a list of "pil" images."""
+    if output_type == "pt":
+        return images
+    arr = images.detach().cpu().permute(0, 2, 3, 1).float().numpy()  # (B, H, W, C)
+    if output_type == "np":
+        return arr
+    u8 = (arr * 255).round().clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in u8]
+
+
+def check_output_type(output_type: str) -> None:
+    if output_type not in ("pil", "np", "pt"):
+        raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """Tile (B, C, H, W) images in [0, 1] into one PIL image, `nrow` per row (default: a square-ish grid)."""
+    b, c, h, w = images.shape
+    nrow = nrow or int(np.ceil(np.sqrt(b)))
+    ncol = int(np.ceil(b / nrow))
+    grid = torch.ones(c, ncol * (h + padding) + padding, nrow * (w + padding) + padding)
+    for i in range(b):
+        r, q = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[:, top : top + h, left : left + w] = images[i].detach().float().cpu()
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return Image.fromarray(arr[..., 0] if c == 1 else arr)

@@ -1,0 +1,148 @@
+"""The variational autoencoder's objective, as pure functions.
+
+Kingma & Welling, "Auto-Encoding Variational Bayes" (arXiv:1312.6114); Burda, Grosse & Salakhutdinov,
+"Importance Weighted Autoencoders" (arXiv:1509.00519).
+
+For data x, latent z, prior p(z) = N(0, I), decoder p(x|z) and encoder q(z|x) = N(mu(x), diag sigma^2(x)):
+
+    log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z))                      = ELBO(x)       (AEVB eq. 3)
+    log p(x) >= E_{z_1..z_k ~ q} log (1/k) sum_i p(x, z_i) / q(z_i|x)      = L_k(x)        (IWAE eq. 8)
+
+with ELBO = L_1 <= L_k <= L_k' <= log p(x) for k <= k' (IWAE Theorem 1). The expectation over q is taken
+with the reparameterization z = mu + sigma * eps, eps ~ N(0, I) (AEVB section 2.4), so the gradient flows
+through mu and sigma.
+
+These few lines are the math hubgen exists to show, so they are written out here rather than taken from a
+library: torch.distributions computes the same numbers and the tests hold them to it.
+
+All log-densities are in nats and summed over every non-batch dimension: one number per example.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "reparameterize",
+    "gaussian_kl",
+    "log_normal",
+    "log_standard_normal",
+    "bernoulli_log_likelihood",
+    "gaussian_log_likelihood",
+    "decoder_log_likelihood",
+    "elbo",
+    "iwae_bound",
+    "bits_per_dim",
+]
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _sum_except_batch(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1).sum(dim=1)
+
+
+def reparameterize(
+    mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None, generator=None
+) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(logvar / 2) and eps ~ N(0, I)  (AEVB section 2.4).
+
+    Passing `eps` makes the map deterministic (used by the tests and by the IWAE bound).
+    """
+    if eps is None:
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag sigma^2) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)  (AEVB app. B)."""
+    return 0.5 * _sum_except_batch(mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def log_normal(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x; mu, diag sigma^2) = -1/2 sum_j (log 2 pi + log sigma_j^2 + (x_j - mu_j)^2 / sigma_j^2)."""
+    return -0.5 * _sum_except_batch(LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar))
+
+
+def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) = -1/2 sum_j (log 2 pi + z_j^2): the prior log p(z)."""
+    return -0.5 * _sum_except_batch(LOG_2PI + z.pow(2))
+
+
+def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) = sum_j x_j log s(l_j) + (1 - x_j) log(1 - s(l_j)), s the sigmoid, l the decoder's logits.
+
+    Computed as minus the binary cross-entropy with logits, which uses the stable form
+    max(l, 0) - l x + log(1 + exp(-|l|)).
+    """
+    return -_sum_except_batch(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
+
+
+def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) = log N(x; mu(z), diag sigma^2) for the Gaussian decoder on continuous pixels."""
+    return log_normal(x, mean, logvar.expand_as(mean))
+
+
+def decoder_log_likelihood(x: torch.Tensor, params: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+    """log p(x|z) from the decoder's output: Bernoulli logits when `logvar` is None, else Gaussian (mean, logvar)."""
+    if logvar is None:
+        return bernoulli_log_likelihood(x, params)
+    return gaussian_log_likelihood(x, params, logvar)
+
+
+def elbo(model, x: torch.Tensor, beta: float = 1.0, generator=None) -> dict[str, torch.Tensor]:
+    """ELBO(x) = E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I)), one reparameterized sample of z (AEVB eq. 7).
+
+    beta = 1 is the bound on log p(x); beta < 1 is used only during KL warm-up (Sonderby et al. 2016,
+    arXiv:1602.02282) and is then not a bound. Returns per-example tensors `elbo`, `log_px_z` and `kl`;
+    the loss to minimize is `-elbo.mean()`. `model` may be wrapped (DDP): it is called, not reached into.
+    """
+    out = model(x, generator=generator)
+    log_px_z = decoder_log_likelihood(x, out.sample, out.logvar)
+    kl = gaussian_kl(out.latent_dist.mean, out.latent_dist.logvar)
+    return {"elbo": log_px_z - beta * kl, "log_px_z": log_px_z, "kl": kl}
+
+
+@torch.no_grad()
+def iwae_bound(model, x: torch.Tensor, k: int, generator=None, max_rows: int = 16384) -> torch.Tensor:
+    """L_k(x) = log (1/k) sum_{i=1}^k p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)   (IWAE eq. 8).
+
+    The k samples are decoded in chunks of at most `max_rows` decoder rows, so k = 5000 fits in memory;
+    the log-weights of all chunks are kept (k floats per image) and combined with one logsumexp.
+    -L_k(x) is the importance-sampled estimate of -log p(x) in nats, reported as "IWAE NLL (k=...)".
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"`k` must be an integer >= 1 (the number of importance samples), got {k!r}.")
+    posterior = model.encode(x).latent_dist
+    mean, logvar = posterior.mean, posterior.logvar  # (B, D)
+    batch = x.shape[0]
+    chunk = max(1, min(k, max_rows // max(batch, 1)))
+    log_weights = []
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        eps = torch.randn((n, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+        z = reparameterize(mean, logvar, eps)  # (n, B, D)
+        z_flat = z.reshape(n * batch, -1)  # (n*B, D)
+        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * batch, *x.shape[1:])  # (n*B, C, H, W)
+        decoded = model.decode(z_flat)
+        log_px_z = decoder_log_likelihood(x_rep, decoded.sample, decoded.logvar)
+        log_pz = log_standard_normal(z_flat)
+        log_qz = log_normal(z_flat, mean.repeat(n, 1), logvar.repeat(n, 1))  # log q(z_i|x), same row order as z_flat
+        log_weights.append((log_px_z + log_pz - log_qz).reshape(n, batch))
+    log_w = torch.cat(log_weights, dim=0)  # (k, B)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
+
+
+def bits_per_dim(nll_nats: torch.Tensor, num_dims: int, num_levels: int | None = None) -> torch.Tensor:
+    """Convert a negative log-likelihood in nats per image to bits per dimension.
+
+    Discrete data (binarized pixels with a Bernoulli decoder): bits/dim = NLL / (D ln 2).
+    Continuous data scaled to [0, 1) with uniform dequantization of `num_levels`-level pixels: the density
+    on [0, 1)^D bounds the discrete likelihood once the volume of a bin is added back,
+    bits/dim = NLL / (D ln 2) + log2(num_levels)  (Theis et al. 2016, arXiv:1511.01844, section 3.1).
+    """
+    bpd = nll_nats / (num_dims * math.log(2.0))
+    if num_levels is not None:
+        bpd = bpd + math.log2(num_levels)
+    return bpd

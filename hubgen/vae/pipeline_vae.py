@@ -1,0 +1,169 @@
+"""VAEPipeline: sample, reconstruct, interpolate and score images with a trained VAEModel.
+
+from hubgen.vae import VAEPipeline
+pipe = VAEPipeline.from_pretrained("path/or/user-repo")
+images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
+"""
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils import BaseOutput
+
+from ..data import binarize, dequantize
+from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images, images_to_tensor
+from .losses import bits_per_dim, elbo, iwae_bound
+from .modeling_vae import VAEModel
+
+__all__ = ["VAEPipeline", "LikelihoodOutput"]
+
+
+@dataclass
+class LikelihoodOutput(BaseOutput):
+    """Per-image scores: `nll_nats` = -L_k(x) (IWAE bound, nats), `neg_elbo_nats`, and `bits_per_dim`."""
+
+    nll_nats: torch.Tensor
+    neg_elbo_nats: torch.Tensor
+    bits_per_dim: torch.Tensor
+    k: int
+
+
+class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
+    r"""Pipeline for a variational autoencoder (Kingma & Welling, arXiv:1312.6114).
+
+    Components:
+        vae ([`VAEModel`]): encoder q(z|x), decoder p(x|z) and prior N(0, I).
+    """
+
+    model_cpu_offload_seq = "vae"
+
+    def __init__(self, vae: VAEModel, pixel_levels: int = 256):
+        super().__init__()
+        self.register_modules(vae=vae)
+        # Grey levels of the training data (256 for 8-bit images, 17 for sklearn digits): the bin width
+        # 1/L of uniform dequantization, needed for bits/dim of a Gaussian decoder.
+        self.register_to_config(pixel_levels=int(pixel_levels))
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+
+    def _images(self, images, name: str = "images") -> torch.Tensor:
+        x = images_to_tensor(images, name)
+        self.vae.check_images(x, name)
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(
+                f"`{name}` must hold intensities in [0, 1] (or uint8 0..255), got range "
+                f"[{x.min().item():.3g}, {x.max().item():.3g}]."
+            )
+        return x.to(self.device, self.vae.dtype)
+
+    def _latent(self, value, generator_device="cpu") -> torch.Tensor:
+        """An int seed -> z ~ N(0, I) from torch.Generator(seed); a tensor (D,) or (1, D) -> itself; an image
+        -> the posterior mean of its encoding."""
+        d = self.vae.config.latent_dim
+        if isinstance(value, int) and not isinstance(value, bool):
+            g = torch.Generator(generator_device).manual_seed(value)
+            return torch.randn((1, d), generator=g).to(self.device, self.vae.dtype)
+        if isinstance(value, torch.Tensor) and value.numel() == d:
+            return value.reshape(1, d).to(self.device, self.vae.dtype)
+        try:
+            x = self._images(value, "a/b")
+        except ValueError as e:
+            raise ValueError(f"Interpolation end points must be int seeds, latents of size {d}, or images: {e}") from e
+        return self.vae.encode(x).latent_dist.mean[:1]
+
+    # -- sampling -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""Sample images: z ~ N(0, I), then the decoder's mean image E[x|z] (pixel probabilities for a Bernoulli
+        decoder).
+
+        Args:
+            batch_size: number of images.
+            generator: a torch.Generator (or one per image) making the draw deterministic.
+            latents: (batch_size, latent_dim) latents to decode instead of drawing them.
+            output_type: "pil", "np" (B, H, W, C) in [0, 1], or "pt" (B, C, H, W) in [0, 1].
+            return_dict: return an `ImagePipelineOutput` rather than a tuple.
+        """
+        # 1. Check inputs
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        check_output_type(output_type)
+        d = self.vae.config.latent_dim
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
+        if latents is not None and tuple(latents.shape) != (batch_size, d):
+            raise ValueError(f"`latents` must have shape ({batch_size}, {d}), got {tuple(latents.shape)}.")
+
+        # 2. Draw z ~ p(z) = N(0, I)
+        if latents is None:
+            gens = generator if isinstance(generator, list) else [generator]
+            draws = [torch.randn((batch_size if len(gens) == 1 else 1, d), generator=g) for g in gens]
+            latents = torch.cat(draws)
+        latents = latents.to(self.device, self.vae.dtype)
+
+        # 3. Decode to the mean image
+        images = self.vae.decode_to_images(latents)
+
+        # 4. Convert
+        images = convert_images(images, output_type)
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    @torch.no_grad()
+    def reconstruct(self, images, sample_posterior: bool = False, generator=None, output_type: str = "pil"):
+        """x -> q(z|x) -> E[x|z], with z the posterior mean (or a posterior sample)."""
+        check_output_type(output_type)
+        x = self._images(images)
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.sample(generator=generator) if sample_posterior else posterior.mean
+        return convert_images(self.vae.decode_to_images(z), output_type)
+
+    @torch.no_grad()
+    def interpolate(self, a, b, steps: int = 8, output_type: str = "pil"):
+        """Decode z_t = (1 - t) z_a + t z_b for `steps` values of t from 0 to 1.
+
+        `a` and `b` are int seeds (z drawn from N(0, I) with that seed), latent vectors, or images (their
+        posterior means).
+        """
+        if not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"`steps` must be an integer >= 2, got {steps!r}.")
+        check_output_type(output_type)
+        za, zb = self._latent(a), self._latent(b)
+        t = torch.linspace(0, 1, steps, device=za.device, dtype=za.dtype)[:, None]  # (steps, 1)
+        z = (1 - t) * za + t * zb  # (steps, D)
+        return convert_images(self.vae.decode_to_images(z), output_type)
+
+    @torch.no_grad()
+    def log_likelihood(self, images, k: int = 1000, generator=None, binarize_inputs: bool = True) -> LikelihoodOutput:
+        """Score images under the model: IWAE NLL -L_k(x) and -ELBO(x) in nats, and bits/dim.
+
+        For a Bernoulli decoder the images are dynamically binarized first (x ~ Bernoulli(intensity), drawn
+        from `generator`) unless they are already binary or `binarize_inputs` is False; for a Gaussian
+        decoder they are uniformly dequantized to `pixel_levels` levels L, and bits/dim includes + log2(L).
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"`k` must be an integer >= 1 (importance samples), got {k!r}.")
+        x = self._images(images)
+        num_dims = x[0].numel()
+        if self.vae.config.decoder_distribution == "bernoulli":
+            is_binary = bool(((x == 0) | (x == 1)).all())
+            if binarize_inputs and not is_binary:
+                x = binarize(x, generator=generator)
+            levels = None
+        else:
+            levels = self.config.pixel_levels
+            x = dequantize(x, levels, generator=generator)
+        nll = -iwae_bound(self.vae, x, k, generator=generator)
+        neg_elbo = -elbo(self.vae, x, generator=generator)["elbo"]
+        return LikelihoodOutput(
+            nll_nats=nll, neg_elbo_nats=neg_elbo, bits_per_dim=bits_per_dim(nll, num_dims, levels), k=k
+        )

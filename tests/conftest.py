@@ -1,0 +1,86 @@
+"""Test environment and tiny-model factories.
+
+The environment is set here, before anything imports huggingface_hub, diffusers or gradio: no network,
+no telemetry, and a throwaway HF_HOME / GRADIO_TEMP_DIR.
+"""
+
+import os
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="hubgen-tests-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HOME"] = os.path.join(_TMP, "hf_home")
+os.environ["GRADIO_TEMP_DIR"] = os.path.join(_TMP, "gradio")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MNIST_NPZ = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+
+
+def tiny_vae(**overrides):
+    from hubgen.vae import VAEModel
+
+    cfg = dict(sample_size=8, in_channels=1, latent_dim=2, architecture="mlp", hidden_dims=(16,))
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    return VAEModel(**cfg)
+
+
+@pytest.fixture
+def vae_pipeline():
+    from hubgen.vae import VAEPipeline
+
+    return VAEPipeline(tiny_vae(), pixel_levels=17)
+
+
+@pytest.fixture(scope="session")
+def trained_vae_dir(tmp_path_factory):
+    """A VAE trained for a few steps on `digits` through the real CLI (shared by several tests)."""
+    from hubgen.cli import main
+
+    out = tmp_path_factory.mktemp("vae-run") / "model"
+    code = main(
+        [
+            "train",
+            "vae",
+            "--dataset",
+            "digits",
+            "--output_dir",
+            str(out),
+            "--max_train_steps",
+            "6",
+            "--train_batch_size",
+            "32",
+            "--latent_dim",
+            "2",
+            "--hidden_dims",
+            "32",
+            "--seed",
+            "0",
+            "--checkpointing_steps",
+            "3",
+            "--sample_steps",
+            "3",
+            "--eval_k",
+            "8",
+            "--eval_num_images",
+            "16",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.fixture
+def mnist_npz():
+    if not MNIST_NPZ.is_file():
+        pytest.skip(f"{MNIST_NPZ} not present (the project does not require it)")
+    return MNIST_NPZ
