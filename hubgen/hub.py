@@ -27,10 +27,15 @@ def _read_model_index(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
             raise ValueError(f"{path} is not a hubgen model folder: it has no model_index.json.")
     elif path.exists():
         raise ValueError(f"{path} is a file; a hubgen model is a folder or a Hub repo id.")
+    elif path.is_absolute() or str(path_or_repo_id).startswith(".") or str(path_or_repo_id).count("/") > 1:
+        raise ValueError(f"Model folder {path} does not exist (and it is not a Hub repo id 'user/name').")
     else:
         from huggingface_hub import hf_hub_download
 
-        index = Path(hf_hub_download(str(path_or_repo_id), "model_index.json", **hub_kwargs))
+        try:
+            index = Path(hf_hub_download(str(path_or_repo_id), "model_index.json", **hub_kwargs))
+        except OSError as e:  # offline and not cached, no such repo, or the Hub unreachable
+            raise ValueError(f"Cannot fetch model_index.json of {path_or_repo_id!r} from the Hub: {e}") from e
     try:
         return json.loads(index.read_text())
     except json.JSONDecodeError as e:

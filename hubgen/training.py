@@ -31,10 +31,16 @@ __all__ = [
     "latest_checkpoint",
     "resolve_checkpoint",
     "check_output_dir",
+    "config_dict",
     "write_json_atomic",
 ]
 
 CHECKPOINTS = "checkpoints"
+
+
+def config_dict(model) -> dict:
+    """A model's config as it reads back from config.json: JSON types, without diffusers' private keys."""
+    return {k: v for k, v in json.loads(json.dumps(dict(model.config), default=str)).items() if not k.startswith("_")}
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:

@@ -69,10 +69,10 @@ class DecoderOutput(BaseOutput):
 class VAEOutput(BaseOutput):
     """What one pass x -> z -> p(x|z) produced: the decoder's parameters, the posterior and the z used."""
 
-    sample: torch.Tensor
-    logvar: torch.Tensor | None
-    latent_dist: DiagonalGaussian
-    latents: torch.Tensor
+    sample: torch.Tensor = None
+    logvar: torch.Tensor | None = None
+    latent_dist: DiagonalGaussian = None
+    latents: torch.Tensor = None
 
 
 class VAEModel(ModelMixin, ConfigMixin):

@@ -12,6 +12,7 @@ with beta_t = min(1, t / kl_warmup_steps) (beta = 1 without warm-up).
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -22,6 +23,7 @@ import torch
 from .. import data as hdata
 from ..training import (
     check_output_dir,
+    config_dict,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
@@ -165,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        # Several launched processes that each think they are alone would all write the same files.
+        raise ValueError(
+            f"The launcher started {launched} processes but accelerate sees {accelerator.num_processes}: without "
+            "GPUs, set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
+            "--num_processes 2 -m hubgen train vae ...`) so the processes join one CPU (gloo) group."
+        )
     set_seed(args.seed)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         decoder_distribution="bernoulli" if args.pixel_mode == "binary" else "gaussian",
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.adam_weight_decay)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
+    # The loader gets its own generator: creating an iterator would otherwise draw from the global RNG, which
+    # the dynamic binarization uses, and a resumed run (one more iterator) would not repeat the straight one.
+    # The shuffle order is accelerate's seedable sampler: a permutation seeded by seed + epoch.
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     if len(loader) == 0:
         raise ValueError(
             f"--train_batch_size {args.train_batch_size} is larger than the {len(train_set)} training images."
@@ -201,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Resume: weights, optimizer, RNG, step and the history so far
     if resume is not None:
         saved = load_checkpoint(accelerator, resume, {"vae": model}, {"vae": optimizer})
-        if saved["state"]["model_config"] != dict(accelerator.unwrap_model(model).config):
+        if saved["state"]["model_config"] != config_dict(accelerator.unwrap_model(model)):
             raise ValueError(f"Checkpoint {resume} holds a model with another configuration than these arguments.")
         global_step = saved["step"]
         history, trained_seconds = saved["state"]["history"], saved["state"]["trained_seconds"]
@@ -214,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def state():
         return {
-            "model_config": dict(accelerator.unwrap_model(model).config),
+            "model_config": config_dict(accelerator.unwrap_model(model)),
             "history": history,
             "trained_seconds": trained_seconds,
             "images_seen": images_seen,
@@ -261,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                 running = []
                 row = {
                     "step": global_step,
-                    "neg_elbo": -mean[0].item(),
+                    "loss": -mean[0].item(),  # -(log p(x|z) - beta KL): the warm-up objective
+                    "neg_elbo": (mean[2] - mean[1]).item(),  # -(log p(x|z) - KL): the bound itself
                     "log_px_z": mean[1].item(),
                     "kl": mean[2].item(),
                     "beta": beta,
@@ -294,7 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         if diverged or stop:
             break
     progress.close()
-    accelerator.end_training()
 
     if diverged:
         kept = f"The last good checkpoint is {last_checkpoint}." if last_checkpoint else "No checkpoint was written."
@@ -302,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             f"hubgen: training stopped: {diverged}. {kept} Lower --learning_rate, use --kl_warmup_steps or "
             "--mixed_precision no, then resume with --resume_from_checkpoint latest."
         )
+        accelerator.end_training()
         return 1
 
     # 4. Save the pipeline, samples, curves, evaluation and card (main process only)
@@ -319,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             accelerator.num_processes,
         )
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes the trackers and, when distributed, the process group
     return 0
 
 

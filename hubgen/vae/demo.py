@@ -1,0 +1,390 @@
+"""The VAE family's Gradio demo: sample, draw-and-score, interpolate, and walk the latent space.
+
+Each tab calls one plain function of this module, which can be tested without a browser:
+
+    sample_grid(pipe, seed, num_images)        z ~ N(0, I) -> E[x|z], tiled into one image
+    reconstruct_drawing(pipe, sketch)          sketchpad -> model input x -> E[x|z], z = E[q(z|x)],
+                                               and the IWAE bound -L_k(x) (Burda et al., arXiv:1509.00519)
+    interpolation_strip(pipe, seed_a, seed_b, steps)   z_t = (1 - t) z_a + t z_b, t in [0, 1]
+    latent_grid(pipe, grid_size)               decode z_1, z_2 over a grid of N(0, 1) quantiles
+                                               (the manifold figure of Kingma & Welling, arXiv:1312.6114)
+
+`build_demo(pipeline_or_path)` wires them into a `gr.Blocks`; every event has an `api_name` ("sample",
+"reconstruct", "interpolate", "latent_grid"), so `gradio_client` can call them. gradio is imported inside
+`build_demo` only: importing this module does not pay for it.
+
+Invalid arguments raise ValueError naming the argument and the value; inside the UI they become `gr.Error`.
+"""
+
+import functools
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..pipeline_utils import make_grid
+from .pipeline_vae import LikelihoodOutput, VAEPipeline
+
+__all__ = [
+    "EmptyCanvasError",
+    "build_demo",
+    "load_pipeline",
+    "describe",
+    "check_int",
+    "upscale",
+    "sample_grid",
+    "sketch_to_ink",
+    "fit_to_model",
+    "preprocess_sketch",
+    "likelihood_markdown",
+    "reconstruct_drawing",
+    "interpolation_strip",
+    "latent_traversal",
+    "latent_grid",
+    "latent_grid_note",
+]
+
+MAX_SEED = 2**32 - 1
+MAX_IMAGES = 64
+MAX_STEPS = 32
+MAX_GRID = 32
+IWAE_K = 1000  # importance samples for the drawing's likelihood: about 30 ms for one MNIST image on CPU
+MIN_TILE_PX = 64  # images are upscaled (nearest neighbour) until one tile is at least this many pixels
+INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
+CANVAS_PX = 280
+
+
+class EmptyCanvasError(ValueError):
+    """The sketchpad holds no ink: there is nothing to encode."""
+
+
+# -- inputs -----------------------------------------------------------------------------------------------
+
+
+def check_int(value, name: str, low: int, high: int) -> int:
+    """Return `value` as an int if it is a whole number in [low, high]; else raise ValueError naming `name`.
+
+    Whole floats (3.0) are accepted because number fields may send them; bools and strings are not.
+    """
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not is_number or not float(value).is_integer() or not low <= value <= high:
+        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
+    return int(value)
+
+
+def load_pipeline(pipeline_or_path) -> tuple[VAEPipeline, str]:
+    """A VAEPipeline, or a folder path / Hub repo id to load one from -> (pipeline, name to show)."""
+    if isinstance(pipeline_or_path, VAEPipeline):
+        return pipeline_or_path, pipeline_or_path.name_or_path or "an in-memory VAEPipeline"
+    if isinstance(pipeline_or_path, (str, os.PathLike)):
+        name = os.fspath(pipeline_or_path)
+        return VAEPipeline.from_pretrained(name), name
+    kind = type(pipeline_or_path).__name__
+    raise TypeError(f"`pipeline_or_path` must be a VAEPipeline, a folder path or a repo id, got {kind}.")
+
+
+def describe(pipe: VAEPipeline) -> str:
+    """One line: family, latent size, decoder, image size."""
+    cfg = pipe.vae.config
+    return (
+        f"Variational autoencoder (Kingma & Welling, arXiv:1312.6114) · latent size {cfg.latent_dim} · "
+        f"{cfg.decoder_distribution.capitalize()} decoder · {cfg.sample_size}×{cfg.sample_size} images"
+    )
+
+
+# -- images ---------------------------------------------------------------------------------------------
+
+
+def upscale(image: Image.Image, tile_px: int) -> Image.Image:
+    """Enlarge by an integer factor (nearest neighbour) so that a `tile_px`-pixel tile reaches MIN_TILE_PX."""
+    factor = max(1, math.ceil(MIN_TILE_PX / tile_px))
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def _show(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
+    """(B, 1, H, W) in [0, 1] -> one upscaled PIL grid, `nrow` tiles per row."""
+    return upscale(make_grid(images, nrow=nrow, padding=padding), images.shape[-1])
+
+
+def sample_grid(pipe: VAEPipeline, seed: int, num_images: int) -> Image.Image:
+    """Draw `num_images` latents z ~ N(0, I) from `seed` and tile their decoded mean images E[x|z]."""
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    num_images = check_int(num_images, "num_images", 1, MAX_IMAGES)
+    generator = torch.Generator().manual_seed(seed)
+    images = pipe(num_images, generator=generator, output_type="pt").images  # (B, 1, H, W)
+    return _show(images, nrow=math.ceil(math.sqrt(num_images)))
+
+
+# -- drawing --------------------------------------------------------------------------------------------
+
+
+def _as_pil(image) -> Image.Image:
+    """A numpy array (H, W[, C]) uint8, a PIL image or a file path (the sketchpad's `type` options) -> PIL."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image.astype(np.uint8))
+    if isinstance(image, (str, os.PathLike)):
+        return Image.open(image)
+    raise ValueError(f"Cannot read a sketch image of type {type(image).__name__}.")
+
+
+def _sketch_image(value) -> Image.Image | None:
+    """The drawn picture as RGBA: the sketchpad's `composite`, or its layers stacked over the background."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return _as_pil(value).convert("RGBA")
+    if value.get("composite") is not None:
+        return _as_pil(value["composite"]).convert("RGBA")
+    parts = [value.get("background"), *value.get("layers", [])]
+    parts = [_as_pil(p).convert("RGBA") for p in parts if p is not None]
+    if not parts:
+        return None
+    image = Image.new("RGBA", parts[0].size, (0, 0, 0, 0))
+    for part in parts:
+        image = Image.alpha_composite(image, part.resize(image.size))
+    return image
+
+
+def sketch_to_ink(value) -> np.ndarray:
+    """A Gradio sketchpad value -> ink intensity (H, W) in [0, 1]: 1 where the stroke is black, 0 on paper.
+
+    Gradio 6 sends {"background", "layers", "composite"}; with the default image_mode "RGBA" the untouched
+    canvas is transparent with RGB 0 under alpha 0, so the picture is laid on white paper before the
+    luminance Y is read: ink = 1 - Y / 255. Dropping the alpha channel instead would read it as all black.
+    """
+    image = _sketch_image(value)
+    if image is None:
+        raise EmptyCanvasError("The canvas is empty: draw a digit first.")
+    paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    grey = np.asarray(Image.alpha_composite(paper, image).convert("L"), dtype=np.float32)  # (H, W) in 0..255
+    return 1.0 - grey / 255.0
+
+
+def _resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Anti-aliased resize of a float image (H, W) -> (height, width)."""
+    image = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32))  # mode "F"
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def fit_to_model(ink: np.ndarray, size: int) -> np.ndarray:
+    """Crop ink (H, W) to its bounding box and scale it into a (size, size) image in [0, 1], peak 1.
+
+    MNIST's recipe for size >= 16 (LeCun et al.: the digit fit into a 20x20 box, keeping its aspect ratio,
+    then placed in 28x28 with its centre of mass at the centre); small images (sklearn's 8x8 digits) fill
+    the whole frame, centred.
+    """
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    if rows.size == 0:
+        raise EmptyCanvasError("The canvas is empty: draw a digit first.")
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w)
+    box = round(size * 20 / 28) if size >= 16 else size
+    scale = box / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    digit = np.clip(_resize(crop, h, w), 0.0, None)  # (h, w)
+    digit = np.clip(digit / digit.max(), 0.0, 1.0)
+
+    if box < size:
+        # Put the centre of mass (cy, cx) of the digit at the centre (size - 1) / 2 of the frame.
+        ys, xs = np.mgrid[0:h, 0:w]
+        cy, cx = (ys * digit).sum() / digit.sum(), (xs * digit).sum() / digit.sum()
+        top, left = round((size - 1) / 2 - cy), round((size - 1) / 2 - cx)
+    else:
+        top, left = (size - h) // 2, (size - w) // 2
+    top, left = min(max(top, 0), size - h), min(max(left, 0), size - w)
+    out = np.zeros((size, size), dtype=np.float32)
+    out[top : top + h, left : left + w] = digit
+    return out
+
+
+def preprocess_sketch(value, size: int) -> np.ndarray:
+    """Sketchpad value -> the model's input (size, size) in [0, 1]. Raises EmptyCanvasError without ink."""
+    return fit_to_model(sketch_to_ink(value), size)
+
+
+def likelihood_markdown(scores: LikelihoodOutput, num_dims: int, decoder: str) -> str:
+    """The likelihood of one image as Markdown: IWAE NLL with its k, -ELBO, bits/dim."""
+    nll, neg_elbo, bpd = (
+        float(t.reshape(-1)[0]) for t in (scores.nll_nats, scores.neg_elbo_nats, scores.bits_per_dim)
+    )
+    note = (
+        "the drawing was binarized, x ~ Bernoulli(intensity) with a fixed seed, as in training"
+        if decoder == "bernoulli"
+        else "the drawing was dequantized (uniform noise within each grey level), as in training"
+    )
+    return "\n".join([
+        f"- **IWAE NLL** −L_k(x) = **{nll:.2f} nats**, with k = {scores.k} importance samples "
+        "(an upper bound on −log p(x); Burda et al., arXiv:1509.00519)",
+        f"- **−ELBO** = {neg_elbo:.2f} nats (one-sample estimate; −ELBO ≥ −L_k)",
+        f"- **bits/dim** = {bpd:.3f} (the IWAE NLL over {num_dims} pixels)",
+        f"- Note: {note}.",
+    ])
+
+
+def reconstruct_drawing(pipe: VAEPipeline, sketch, k: int = IWAE_K, seed: int = 0):
+    """Sketchpad value -> (model input, reconstruction, likelihood Markdown).
+
+    The reconstruction is E[x|z] at the posterior mean z = E[q(z|x)]; the scores use `k` importance
+    samples drawn from a generator seeded with `seed`, so a drawing always gets the same numbers.
+    """
+    k = check_int(k, "k", 1, 100_000)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    size = pipe.vae.config.sample_size
+    x = torch.from_numpy(preprocess_sketch(sketch, size))[None, None]  # (1, 1, S, S)
+    recon = pipe.reconstruct(x, output_type="pt")  # (1, 1, S, S)
+    scores = pipe.log_likelihood(x, k=k, generator=torch.Generator().manual_seed(seed))
+    text = likelihood_markdown(scores, num_dims=x[0].numel(), decoder=pipe.vae.config.decoder_distribution)
+    return _show(x, nrow=1, padding=0), _show(recon, nrow=1, padding=0), text
+
+
+# -- latent space ---------------------------------------------------------------------------------------
+
+
+def interpolation_strip(pipe: VAEPipeline, seed_a: int, seed_b: int, steps: int) -> Image.Image:
+    """Decode z_t = (1 - t) z_a + t z_b at `steps` values of t in [0, 1]; z_a, z_b ~ N(0, I) from seeds."""
+    seed_a = check_int(seed_a, "seed_a", 0, MAX_SEED)
+    seed_b = check_int(seed_b, "seed_b", 0, MAX_SEED)
+    steps = check_int(steps, "steps", 2, MAX_STEPS)
+    images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, 1, H, W)
+    return _show(images, nrow=steps)
+
+
+def latent_traversal(latent_dim: int, grid_size: int) -> torch.Tensor:
+    """Latents (grid_size**2, latent_dim) on a grid of N(0, 1) quantiles in z_1 (columns) and z_2 (rows).
+
+    q_i = Phi^{-1}((i + 1/2) / n), i = 0..n-1: equal prior mass between neighbours, as in Kingma & Welling's
+    manifold figure. z_2 decreases down the rows (like a plot's y axis); other dimensions stay at 0. With
+    latent_dim 1 there is one row.
+    """
+    n = grid_size
+    p = (torch.arange(n, dtype=torch.float64) + 0.5) / n  # (n,) probabilities in (0, 1)
+    q = torch.distributions.Normal(0.0, 1.0).icdf(p).float()  # (n,) quantiles of N(0, 1)
+    rows = 1 if latent_dim == 1 else n
+    z = torch.zeros(rows, n, latent_dim)  # (rows, n, D)
+    z[..., 0] = q[None, :]
+    if latent_dim > 1:
+        z[..., 1] = q.flip(0)[:, None]
+    return z.reshape(rows * n, latent_dim)  # (rows * n, D)
+
+
+def latent_grid_note(latent_dim: int) -> str:
+    """What the latent-space tab shows for a model with this latent size."""
+    if latent_dim == 2:
+        return ("The whole 2-D latent space: z₁ (left to right) and z₂ (bottom to top) run over evenly "
+                "spaced quantiles of N(0, 1), so each tile covers the same prior mass.")
+    if latent_dim == 1:
+        return "This model has a 1-D latent space: one row, z₁ over evenly spaced quantiles of N(0, 1)."
+    return (f"This model has latent_dim = {latent_dim}, not 2: the grid traverses the **first two** "
+            f"latent dimensions z₁, z₂ over N(0, 1) quantiles around z = 0, with the other "
+            f"{latent_dim - 2} held at 0.")
+
+
+def latent_grid(pipe: VAEPipeline, grid_size: int) -> Image.Image:
+    """Decode latent_traversal(...) and tile it, grid_size tiles per row."""
+    grid_size = check_int(grid_size, "grid_size", 2, MAX_GRID)
+    vae = pipe.vae
+    z = latent_traversal(vae.config.latent_dim, grid_size).to(pipe.device, vae.dtype)  # (N, D)
+    with torch.no_grad():
+        images = vae.decode_to_images(z)  # (N, 1, H, W)
+    return _show(images, nrow=grid_size)
+
+
+# -- the app --------------------------------------------------------------------------------------------
+
+
+def build_demo(pipeline_or_path):
+    """Build the VAE demo: a `gr.Blocks` with Sample, Draw, Interpolate and Latent space tabs.
+
+    `pipeline_or_path` is a VAEPipeline, a local folder or a Hub repo id. Launch it with `.launch()`.
+    """
+    import gradio as gr
+
+    pipe, name = load_pipeline(pipeline_or_path)
+    cfg = pipe.vae.config
+    size = cfg.sample_size
+
+    def ui(fn):
+        """Show a ValueError's message in the browser (other exceptions are hidden unless show_error)."""
+
+        @functools.wraps(fn)
+        def wrapper(*args):
+            try:
+                return fn(*args)
+            except ValueError as e:
+                raise gr.Error(str(e)) from e
+
+        return wrapper
+
+    @ui
+    def sample(seed, num_images):
+        return sample_grid(pipe, seed, num_images)
+
+    @ui
+    def reconstruct(sketch):
+        try:
+            return reconstruct_drawing(pipe, sketch)
+        except EmptyCanvasError as e:
+            gr.Warning(str(e))
+            return None, None, f"*{e}*"
+
+    @ui
+    def interpolate(seed_a, seed_b, steps):
+        return interpolation_strip(pipe, seed_a, seed_b, steps)
+
+    @ui
+    def decode_grid(grid_size):
+        return latent_grid(pipe, grid_size)
+
+    def seed_box(label, value=0):
+        return gr.Number(value=value, label=label, precision=0, minimum=0, maximum=MAX_SEED)
+
+    def image_out(label):
+        return gr.Image(label=label, format="png", type="pil", interactive=False)
+
+    with gr.Blocks(title=f"hubgen VAE · {name}") as demo:
+        gr.Markdown(f"# hubgen VAE demo\n**Model:** `{name}`  \n{describe(pipe)}")
+
+        with gr.Tab("Sample"):
+            with gr.Row():
+                seed = seed_box("Seed")
+                num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images")
+            button = gr.Button("Sample z ~ N(0, I)", variant="primary")
+            samples = image_out("Decoded means E[x|z]")
+            button.click(sample, [seed, num_images], samples, api_name="sample")
+
+        with gr.Tab("Draw"):
+            gr.Markdown(f"Draw a digit. It is cropped, scaled to {size}×{size} and encoded; the "
+                        "reconstruction decodes the posterior mean, and the likelihood uses "
+                        f"k = {IWAE_K} importance samples.")
+            with gr.Row():
+                sketch = gr.Sketchpad(
+                    label="Your digit", type="numpy", image_mode="RGBA", format="png", layers=False,
+                    canvas_size=(CANVAS_PX, CANVAS_PX),
+                    brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
+                )
+                with gr.Column():
+                    model_input = image_out(f"Model input x ({size}×{size})")
+                    reconstruction = image_out("Reconstruction E[x|z], z = E[q(z|x)]")
+            button = gr.Button("Encode, reconstruct and score", variant="primary")
+            scores = gr.Markdown()
+            button.click(reconstruct, sketch, [model_input, reconstruction, scores], api_name="reconstruct")
+
+        with gr.Tab("Interpolate"):
+            with gr.Row():
+                seed_a, seed_b = seed_box("Seed A", 0), seed_box("Seed B", 1)
+                steps = gr.Slider(2, MAX_STEPS, value=10, step=1, precision=0, label="Steps")
+            button = gr.Button("Interpolate z_t = (1 - t) z_A + t z_B", variant="primary")
+            strip = image_out("Interpolation")
+            button.click(interpolate, [seed_a, seed_b, steps], strip, api_name="interpolate")
+
+        with gr.Tab("Latent space"):
+            gr.Markdown(latent_grid_note(cfg.latent_dim))
+            grid_size = gr.Slider(2, MAX_GRID, value=10, step=1, precision=0, label="Grid size n (n×n tiles)")
+            button = gr.Button("Decode the grid", variant="primary")
+            grid = image_out("Latent traversal")
+            button.click(decode_grid, grid_size, grid, api_name="latent_grid")
+
+    return demo

@@ -1,0 +1,229 @@
+"""`hubgen train vae` through the real CLI: outputs, exact resume, NaN guard, bad input, distributed run."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hubgen.cli import main
+from hubgen.pipeline_utils import PICKLE_SUFFIXES
+from hubgen.vae import VAEPipeline
+
+SMALL = [
+    "--dataset",
+    "digits",
+    "--latent_dim",
+    "2",
+    "--hidden_dims",
+    "16",
+    "--eval_k",
+    "4",
+    "--eval_num_images",
+    "8",
+    "--report_to",
+    "none",
+]
+
+
+def _weights(folder):
+    return load_file(folder / "vae" / "diffusion_pytorch_model.safetensors")
+
+
+def test_training_writes_a_complete_model_folder(trained_vae_dir):
+    out = trained_vae_dir
+    for name in [
+        "model_index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "README.md",
+        "samples.png",
+        "loss_curve.png",
+        "eval_results.json",
+        "hubgen_training.json",
+        "samples/step-000003.png",
+        "checkpoints/checkpoint-6/state.json",
+    ]:
+        assert (out / name).is_file(), name
+    assert not [p for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]  # checkpoints included
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["steps"] == 6 and info["num_processes"] == 1 and info["pixel_mode"] == "binary"
+    assert info["command"].startswith("hubgen train vae --dataset digits")
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_images"] == 16 and results["k"] == 8 and results["split"] == "test"
+    assert results["metrics"]["iwae_nll_nats"]["mean"] <= results["metrics"]["neg_elbo_nats"]["mean"] + 1.0
+    pipe = VAEPipeline.from_pretrained(out)
+    assert pipe.vae.config.latent_dim == 2 and pipe.config.pixel_levels == 17
+
+
+def test_sample_eval_and_card_commands(trained_vae_dir, tmp_path, capsys):
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(trained_vae_dir), "--num_images", "4", "--seed", "1", "--out", str(grid)]) == 0
+    assert grid.is_file()
+    assert main(["eval", str(trained_vae_dir), "--k", "5", "--num_images", "10", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "N=10" in printed and "k=5" in printed and "iwae_nll_nats" in printed
+    results = json.loads((trained_vae_dir / "eval_results.json").read_text())
+    assert (results["k"], results["num_images"], results["seed"]) == (5, 10, 3)
+    assert "--k 5 --num_images 10 --seed 3" in (trained_vae_dir / "README.md").read_text()
+    (trained_vae_dir / "README.md").unlink()
+    assert main(["card", str(trained_vae_dir)]) == 0
+    assert (trained_vae_dir / "README.md").is_file()
+
+
+def _train(out, steps, *extra):
+    return main(
+        [
+            "train",
+            "vae",
+            "--output_dir",
+            str(out),
+            "--max_train_steps",
+            str(steps),
+            "--seed",
+            "0",
+            "--train_batch_size",
+            "256",
+            "--checkpointing_steps",
+            "4",
+            "--sample_steps",
+            "100",
+            *SMALL,
+            *extra,
+        ]
+    )
+
+
+def test_resume_continues_exactly(tmp_path):
+    # 1437 train images at batch 256 make 5 steps per epoch: the resumed run crosses an epoch boundary.
+    assert _train(tmp_path / "straight", 8) == 0
+    assert _train(tmp_path / "resumed", 4) == 0
+    assert _train(tmp_path / "resumed", 8, "--resume_from_checkpoint", "latest") == 0
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    info = json.loads((tmp_path / "resumed" / "hubgen_training.json").read_text())
+    assert info["steps"] == 8
+
+
+def test_checkpoints_total_limit_keeps_the_newest(tmp_path):
+    assert _train(tmp_path / "r", 12, "--checkpoints_total_limit", "2") == 0
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["checkpoint-12", "checkpoint-8"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import hubgen.vae.losses as losses
+
+    real, calls = losses.elbo, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        terms = real(*args, **kwargs)
+        if calls["n"] > 5:
+            terms["elbo"] = terms["elbo"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(losses, "elbo", poisoned)
+    out = tmp_path / "run"
+    assert _train(out, 10) == 1
+    err = capsys.readouterr().out
+    assert "non-finite loss" in err and "checkpoint-4" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-4"]
+    assert not (out / "model_index.json").exists()
+    state = load_file(out / "checkpoints" / "checkpoint-4" / "model_vae.safetensors")
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "gan_that_does_not_exist"], "Unknown family"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--dataset", "cifar10"], "Unknown dataset 'cifar10'"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--latent_dim", "0"], "--latent_dim must be >= 1"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--mixed_precision", "fp8"], "invalid choice"),
+        (
+            ["train", "vae", "--output_dir", "{tmp}/o", "--architecture", "conv", "--hidden_dims", "8"],
+            "two --hidden_dims",
+        ),
+        (["eval", "{tmp}", "--k", "0"], "`--k` must be >= 1"),
+        (["sample", "{tmp}/nothing-here"], "does not exist"),
+        (["sample", "someone/uncached-model"], "Cannot fetch model_index.json"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_output_folder_with_user_files_is_refused_and_left_intact(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _train(tmp_path, 2) == 2
+    assert "is not empty and does not hold a hubgen run" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_output_folder_with_a_model_needs_resume_or_overwrite(trained_vae_dir, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_vae_dir, copy)
+    before = (copy / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert _train(copy, 2) == 2
+    assert "already holds a VAEPipeline run" in capsys.readouterr().err
+    index = json.loads((copy / "model_index.json").read_text())
+    index["_class_name"] = "GANPipeline"
+    (copy / "model_index.json").write_text(json.dumps(index))
+    assert _train(copy, 2, "--overwrite_output_dir") == 2
+    assert "holds a different model (GANPipeline" in capsys.readouterr().err
+    assert (copy / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == before
+
+
+def test_gradient_accumulation_bf16_and_continuous_pixels_run(tmp_path):
+    out = tmp_path / "c"
+    extra = "--max_train_steps 2 --train_batch_size 32 --gradient_accumulation_steps 2 --mixed_precision bf16"
+    extra += " --pixel_mode continuous --architecture conv --hidden_dims 4 8 --kl_warmup_steps 10"
+    # A fresh process: accelerate's state is a per-process singleton, fixed by the first run's precision.
+    cmd = [sys.executable, "-m", "hubgen", "train", "vae", "--output_dir", str(out), *SMALL, *extra.split()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pipe = VAEPipeline.from_pretrained(out)
+    assert pipe.vae.config.decoder_distribution == "gaussian" and pipe.vae.dtype == torch.float32
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["pixel_mode"] == "continuous" and "dequantization to 17 levels" in results["protocol"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_with_accelerate_launch(tmp_path):
+    # On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process, and
+    # `--multi_gpu` starts two processes that each see world size 1 unless ACCELERATE_USE_CPU=1 asks accelerate
+    # for the CPU (gloo) backend. The test asserts the world size the run recorded.
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
+    launch += f" --dynamo_backend no --main_process_port {_free_port()}"
+    train = f"-m hubgen train vae --output_dir {out} --max_train_steps 3 --train_batch_size 32 --checkpointing_steps 2"
+    cmd = [sys.executable, *launch.split(), *train.split(), *SMALL]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["num_processes"] == 2 and info["steps"] == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    assert (out / "checkpoints" / "checkpoint-3" / "rng_1.safetensors").is_file()
+    VAEPipeline.from_pretrained(out)(2, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_launcher_world_that_accelerate_does_not_see_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun / accelerate launch --multi_gpu set, without a backend
+    assert _train(tmp_path / "o", 2) == 2
+    assert "ACCELERATE_USE_CPU=1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,173 @@
+"""VAEModel conventions and VAEPipeline: sampling, save/load round trip, safetensors only, input checks."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_vae
+from PIL import Image
+
+import hubgen
+from hubgen.training import config_dict
+from hubgen.vae import VAEModel, VAEPipeline
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(sample_size=8, architecture="mlp", hidden_dims=(16, 8)),
+        dict(sample_size=28, architecture="conv", hidden_dims=(8, 16), decoder_distribution="gaussian"),
+        dict(sample_size=8, architecture="conv", hidden_dims=(4, 8), latent_dim=3),
+    ],
+)
+def test_model_follows_autoencoderkl_conventions(cfg):
+    model = tiny_vae(**cfg)
+    s, d = model.config.sample_size, model.config.latent_dim
+    x = torch.rand(3, 1, s, s)
+    dist = model.encode(x).latent_dist
+    assert dist.mean.shape == dist.logvar.shape == (3, d)
+    torch.testing.assert_close(dist.std, torch.exp(0.5 * dist.logvar))
+    torch.testing.assert_close(dist.sample(_g()), dist.sample(_g()))  # a generator makes it deterministic
+    out = model.decode(dist.mean)
+    assert out.sample.shape == (3, 1, s, s)
+    assert (out.logvar is None) == (model.config.decoder_distribution == "bernoulli")
+    images = model.decode_to_images(dist.mean)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(architecture="rnn"),
+        dict(decoder_distribution="poisson"),
+        dict(latent_dim=0),
+        dict(architecture="conv", sample_size=10, hidden_dims=(4, 4)),
+        dict(architecture="conv", hidden_dims=(4,)),
+    ],
+)
+def test_model_rejects_bad_config(bad):
+    with pytest.raises(ValueError):
+        tiny_vae(**bad)
+
+
+def test_save_and_load_restore_identical_samples(tmp_path, vae_pipeline):
+    vae_pipeline.save_pretrained(tmp_path / "m")
+    files = sorted(p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*") if p.is_file())
+    assert files == ["model_index.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+    loaded = VAEPipeline.from_pretrained(tmp_path / "m")
+    assert loaded.config.pixel_levels == 17
+    for a, b in [(vae_pipeline, loaded)]:
+        torch.testing.assert_close(
+            a(4, generator=_g(3), output_type="pt").images,
+            b(4, generator=_g(3), output_type="pt").images,
+            rtol=0,
+            atol=0,
+        )
+    assert isinstance(hubgen.load_pipeline(tmp_path / "m"), VAEPipeline)
+
+
+def test_output_types_and_generator_lists(vae_pipeline):
+    pil = vae_pipeline(2, generator=_g()).images
+    assert len(pil) == 2 and isinstance(pil[0], Image.Image) and pil[0].size == (8, 8)
+    arr = vae_pipeline(2, generator=_g(), output_type="np").images
+    assert arr.shape == (2, 8, 8, 1)
+    per_image = vae_pipeline(2, generator=[_g(1), _g(2)], output_type="pt").images
+    one = vae_pipeline(1, generator=_g(2), output_type="pt").images
+    torch.testing.assert_close(per_image[1:], one)
+    assert vae_pipeline(2, generator=_g(), return_dict=False)[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=2, output_type="jpg"), "output_type"),
+        (dict(batch_size=2, generator=[torch.Generator()]), "generators"),
+        (dict(batch_size=2, latents=torch.zeros(2, 5)), "latents"),
+    ],
+)
+def test_call_validates_inputs(vae_pipeline, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vae_pipeline(**kwargs)
+
+
+def test_reconstruct_interpolate_and_likelihood(vae_pipeline):
+    x = torch.rand(3, 1, 8, 8)
+    rec = vae_pipeline.reconstruct(x, output_type="pt")
+    z = vae_pipeline.vae.encode(x).latent_dist.mean
+    torch.testing.assert_close(rec, vae_pipeline.vae.decode_to_images(z))
+    strip = vae_pipeline.interpolate(1, 2, steps=5, output_type="pt")
+    assert strip.shape == (5, 1, 8, 8)
+    ends = vae_pipeline(1, generator=_g(1), output_type="pt").images
+    torch.testing.assert_close(strip[:1], ends)
+    # uint8 numpy and PIL inputs are accepted too
+    vae_pipeline.reconstruct((x[:, 0].numpy() * 255).astype(np.uint8))
+    vae_pipeline.reconstruct([Image.fromarray((x[0, 0].numpy() * 255).astype(np.uint8))])
+    scores = vae_pipeline.log_likelihood(x, k=20, generator=_g())
+    assert scores.nll_nats.shape == (3,) and torch.isfinite(scores.nll_nats).all()
+    torch.testing.assert_close(scores.bits_per_dim, scores.nll_nats / (64 * np.log(2)))
+
+
+def test_gaussian_decoder_bits_per_dim_includes_the_dequantization_bin():
+    pipe = VAEPipeline(tiny_vae(decoder_distribution="gaussian"), pixel_levels=17)
+    scores = pipe.log_likelihood(torch.rand(2, 1, 8, 8), k=4, generator=_g())
+    torch.testing.assert_close(scores.bits_per_dim, scores.nll_nats / (64 * np.log(2)) + np.log2(17))
+
+
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (torch.rand(2, 1, 28, 28), "shape"),
+        (torch.rand(2, 3, 8, 8), "shape"),
+        (torch.rand(2, 1, 8, 8) * 3, "range"),
+        ("not an image", "must be"),
+    ],
+)
+def test_wrong_images_give_clear_errors(vae_pipeline, images, match):
+    with pytest.raises(ValueError, match=match):
+        vae_pipeline.reconstruct(images)
+
+
+def test_likelihood_and_interpolation_reject_bad_arguments(vae_pipeline):
+    with pytest.raises(ValueError, match="`k`"):
+        vae_pipeline.log_likelihood(torch.rand(1, 1, 8, 8), k=0)
+    with pytest.raises(ValueError, match="`steps`"):
+        vae_pipeline.interpolate(0, 1, steps=1)
+
+
+def test_loading_refuses_pickle_weights(tmp_path, vae_pipeline):
+    folder = tmp_path / "m"
+    vae_pipeline.save_pretrained(folder)
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(vae_pipeline.vae.state_dict(), folder / "vae" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ValueError, match="pickle"):
+        VAEPipeline.from_pretrained(folder)
+    with pytest.raises(ValueError, match="use_safetensors"):
+        VAEPipeline.from_pretrained(folder, use_safetensors=False)
+
+
+def test_missing_or_corrupted_weights_give_clear_errors(tmp_path, vae_pipeline):
+    folder = tmp_path / "m"
+    vae_pipeline.save_pretrained(folder)
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ValueError, match="Cannot load VAEPipeline"):
+        VAEPipeline.from_pretrained(folder)
+    assert weights.read_bytes() == b"this is not a safetensors file"  # nothing was touched
+    weights.unlink()
+    with pytest.raises(ValueError, match="Cannot load VAEPipeline"):
+        VAEPipeline.from_pretrained(folder)
+    with pytest.raises(ValueError, match="model_index.json"):
+        hubgen.load_pipeline(tmp_path)
+
+
+def test_model_config_round_trips(tmp_path):
+    model = VAEModel(sample_size=8, latent_dim=3, architecture="conv", hidden_dims=(4, 8), activation="elu")
+    model.save_pretrained(tmp_path)
+    again = VAEModel.from_pretrained(tmp_path, use_safetensors=True)
+    assert config_dict(again) == config_dict(model)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
