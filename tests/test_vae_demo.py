@@ -140,8 +140,11 @@ def test_reconstruct_drawing_through_gradio_sketchpad_preprocess(pipe, tmp_path)
     from gradio.data_classes import FileData
 
     paths = {}
-    for name, array in [("background", np.zeros((280, 280, 4), np.uint8)), ("layer", stroke_rgba()),
-                        ("composite", stroke_rgba())]:
+    for name, array in [
+        ("background", np.zeros((280, 280, 4), np.uint8)),
+        ("layer", stroke_rgba()),
+        ("composite", stroke_rgba()),
+    ]:
         paths[name] = str(tmp_path / f"{name}.png")
         Image.fromarray(array).save(paths[name])
     payload = EditorData(
@@ -269,7 +272,6 @@ def test_launched_app_serves_sample_endpoint(demo):
         assert np.array_equal(served, expected)
     finally:
         demo.close()
-
 
 
 # -- the Space folder -----------------------------------------------------------------------------------

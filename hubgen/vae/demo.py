@@ -207,21 +207,21 @@ def preprocess_sketch(value, size: int) -> np.ndarray:
 
 def likelihood_markdown(scores: LikelihoodOutput, num_dims: int, decoder: str) -> str:
     """The likelihood of one image as Markdown: IWAE NLL with its k, -ELBO, bits/dim."""
-    nll, neg_elbo, bpd = (
-        float(t.reshape(-1)[0]) for t in (scores.nll_nats, scores.neg_elbo_nats, scores.bits_per_dim)
-    )
+    nll, neg_elbo, bpd = (float(t.reshape(-1)[0]) for t in (scores.nll_nats, scores.neg_elbo_nats, scores.bits_per_dim))
     note = (
         "the drawing was binarized, x ~ Bernoulli(intensity) with a fixed seed, as in training"
         if decoder == "bernoulli"
         else "the drawing was dequantized (uniform noise within each grey level), as in training"
     )
-    return "\n".join([
-        f"- **IWAE NLL** −L_k(x) = **{nll:.2f} nats**, with k = {scores.k} importance samples "
-        "(an upper bound on −log p(x); Burda et al., arXiv:1509.00519)",
-        f"- **−ELBO** = {neg_elbo:.2f} nats (one-sample estimate; −ELBO ≥ −L_k)",
-        f"- **bits/dim** = {bpd:.3f} (the IWAE NLL over {num_dims} pixels)",
-        f"- Note: {note}.",
-    ])
+    return "\n".join(
+        [
+            f"- **IWAE NLL** −L_k(x) = **{nll:.2f} nats**, with k = {scores.k} importance samples "
+            "(an upper bound on −log p(x); Burda et al., arXiv:1509.00519)",
+            f"- **−ELBO** = {neg_elbo:.2f} nats (one-sample estimate; −ELBO ≥ −L_k)",
+            f"- **bits/dim** = {bpd:.3f} (the IWAE NLL over {num_dims} pixels)",
+            f"- Note: {note}.",
+        ]
+    )
 
 
 def reconstruct_drawing(pipe: VAEPipeline, sketch, k: int = IWAE_K, seed: int = 0):
@@ -273,13 +273,17 @@ def latent_traversal(latent_dim: int, grid_size: int) -> torch.Tensor:
 def latent_grid_note(latent_dim: int) -> str:
     """What the latent-space tab shows for a model with this latent size."""
     if latent_dim == 2:
-        return ("The whole 2-D latent space: z₁ (left to right) and z₂ (bottom to top) run over evenly "
-                "spaced quantiles of N(0, 1), so each tile covers the same prior mass.")
+        return (
+            "The whole 2-D latent space: z₁ (left to right) and z₂ (bottom to top) run over evenly "
+            "spaced quantiles of N(0, 1), so each tile covers the same prior mass."
+        )
     if latent_dim == 1:
         return "This model has a 1-D latent space: one row, z₁ over evenly spaced quantiles of N(0, 1)."
-    return (f"This model has latent_dim = {latent_dim}, not 2: the grid traverses the **first two** "
-            f"latent dimensions z₁, z₂ over N(0, 1) quantiles around z = 0, with the other "
-            f"{latent_dim - 2} held at 0.")
+    return (
+        f"This model has latent_dim = {latent_dim}, not 2: the grid traverses the **first two** "
+        f"latent dimensions z₁, z₂ over N(0, 1) quantiles around z = 0, with the other "
+        f"{latent_dim - 2} held at 0."
+    )
 
 
 def latent_grid(pipe: VAEPipeline, grid_size: int) -> Image.Image:
@@ -356,12 +360,18 @@ def build_demo(pipeline_or_path):
             button.click(sample, [seed, num_images], samples, api_name="sample")
 
         with gr.Tab("Draw"):
-            gr.Markdown(f"Draw a digit. It is cropped, scaled to {size}×{size} and encoded; the "
-                        "reconstruction decodes the posterior mean, and the likelihood uses "
-                        f"k = {IWAE_K} importance samples.")
+            gr.Markdown(
+                f"Draw a digit. It is cropped, scaled to {size}×{size} and encoded; the "
+                "reconstruction decodes the posterior mean, and the likelihood uses "
+                f"k = {IWAE_K} importance samples."
+            )
             with gr.Row():
                 sketch = gr.Sketchpad(
-                    label="Your digit", type="numpy", image_mode="RGBA", format="png", layers=False,
+                    label="Your digit",
+                    type="numpy",
+                    image_mode="RGBA",
+                    format="png",
+                    layers=False,
                     canvas_size=(CANVAS_PX, CANVAS_PX),
                     brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
                 )
