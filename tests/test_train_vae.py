@@ -51,6 +51,7 @@ def test_training_writes_a_complete_model_folder(trained_vae_dir):
     ]:
         assert (out / name).is_file(), name
     assert not [p for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]  # checkpoints included
+    assert list((out / "logs").rglob("events.out.tfevents.*"))  # the tensorboard tracker wrote its log
     info = json.loads((out / "hubgen_training.json").read_text())
     assert info["steps"] == 6 and info["num_processes"] == 1 and info["pixel_mode"] == "binary"
     assert info["command"].startswith("hubgen train vae --dataset digits")
@@ -74,6 +75,15 @@ def test_sample_eval_and_card_commands(trained_vae_dir, tmp_path, capsys):
     (trained_vae_dir / "README.md").unlink()
     assert main(["card", str(trained_vae_dir)]) == 0
     assert (trained_vae_dir / "README.md").is_file()
+
+
+def test_demo_command_builds_the_family_demo_and_launches_it(trained_vae_dir, monkeypatch):
+    import gradio as gr
+
+    launched = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, *a, **k: launched.append(self))
+    assert main(["demo", str(trained_vae_dir)]) == 0
+    assert len(launched) == 1 and isinstance(launched[0], gr.Blocks)
 
 
 def _train(out, steps, *extra):
