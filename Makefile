@@ -22,10 +22,9 @@ install: $(BIN)/.hubgen-installed
 # folder with its card, then open the demo. `make quickstart NO_LAUNCH=1` skips the launch.
 quickstart: install
 	$(BIN)/hubgen train vae --dataset digits --output_dir $(OUT) --overwrite_output_dir \
-		--latent_dim 2 --hidden_dims 256 128 --num_epochs 300 --max_train_time 75 \
-		--train_batch_size 64 --learning_rate 2e-3 --checkpointing_steps 2000 --sample_steps 2000 \
-		--eval_k 1000 --eval_num_images 0
-	$(BIN)/hubgen eval $(OUT) --k 1000 --num_images 0
+		--latent_dim 2 --hidden_dims 256 128 --num_epochs 1000 --max_train_time 75 \
+		--train_batch_size 64 --learning_rate 2e-3 --checkpointing_steps 5000 --sample_steps 5000 \
+		--eval_k 1000 --eval_num_images 1000
 	@if [ -z "$(NO_LAUNCH)" ] && [ -z "$$HUBGEN_NO_LAUNCH" ]; then $(BIN)/hubgen demo $(OUT); \
 	else echo "Model folder: $(OUT) (demo launch skipped)"; fi
 

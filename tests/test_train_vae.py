@@ -237,3 +237,12 @@ def test_a_launcher_world_that_accelerate_does_not_see_is_refused(tmp_path, monk
     assert _train(tmp_path / "o", 2) == 2
     assert "ACCELERATE_USE_CPU=1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_resuming_a_finished_run_trains_no_further(tmp_path):
+    assert _train(tmp_path / "r", 4) == 0
+    before = _weights(tmp_path / "r")
+    assert _train(tmp_path / "r", 4, "--resume_from_checkpoint", "latest") == 0
+    after = _weights(tmp_path / "r")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((tmp_path / "r" / "hubgen_training.json").read_text())["steps"] == 4

@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.resume_from_checkpoint is not None:
         accelerator.print(f"No checkpoint in {out} yet: starting from step 0.")
     first_epoch = global_step // steps_per_epoch
+    if global_step >= max_steps:
+        accelerator.print(f"Already trained to step {global_step} (>= {max_steps}): writing the outputs only.")
+        num_epochs = first_epoch
     skip_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
     def state():
@@ -243,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     # 3. The loop
     from tqdm.auto import tqdm
 
-    progress = tqdm(total=max_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="vae")
+    progress = tqdm(
+        total=max_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="vae", mininterval=1
+    )
     diverged, start, stop = None, time.perf_counter(), False
     last_checkpoint = resume
     model.train()
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 history.append(row)
                 accelerator.log({k: v for k, v in row.items() if k != "step"}, step=global_step)
-                progress.set_postfix(neg_elbo=f"{row['neg_elbo']:.2f}")
+                progress.set_postfix(neg_elbo=f"{row['neg_elbo']:.2f}", refresh=False)
             elapsed = trained_seconds + time.perf_counter() - start
             out_of_time = args.max_train_time is not None and elapsed >= args.max_train_time
             # All processes take the main process's clock, so they stop at the same step.
@@ -328,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if accelerator.is_main_process:
         trained_seconds = trained_seconds if last_checkpoint else trained_seconds + time.perf_counter() - start
         _finish(
-            accelerator.unwrap_model(model).to(torch.float32),
+            accelerator.unwrap_model(model),
             args,
             train_set,
             out,
