@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=("train", "valid", "test"))
     e.add_argument("--num_images", type=int, default=1000, help="first N images of the split (0: all)")
     e.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (VAE)")
+    e.add_argument(
+        "--num_samples",
+        type=int,
+        default=1000,
+        help="generated samples for the sample-quality metrics (Frechet distance, coverage, memorization); 0: skip",
+    )
     e.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("sample", help="write a grid of samples")
@@ -50,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="launch the family's Gradio demo on a model folder or repo id")
     d.add_argument("folder")
+
+    m = sub.add_parser("metrics", help="the evaluation toolkit: hubgen metrics train-classifier --help", add_help=False)
+    m.add_argument("action", choices=("train-classifier",))
+    m.add_argument("action_args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -64,21 +74,34 @@ def _eval(args) -> int:
     from .hub import family_of, render_card
     from .training import write_json_atomic
 
-    if args.k < 1 or args.num_images < 0:
-        raise ValueError(f"`--k` must be >= 1 and `--num_images` >= 0, got {args.k} and {args.num_images}.")
+    if args.k < 1 or args.num_images < 0 or args.num_samples < 0:
+        raise ValueError(
+            f"`--k` must be >= 1, `--num_images` and `--num_samples` >= 0; got {args.k}, {args.num_images}, "
+            f"{args.num_samples}."
+        )
     folder = Path(args.folder)
     family = family_of(folder)
     results = family.load("evaluate")(
-        folder, dataset=args.dataset, split=args.split, k=args.k, num_images=args.num_images, seed=args.seed
+        folder,
+        dataset=args.dataset,
+        split=args.split,
+        k=args.k,
+        num_images=args.num_images,
+        num_samples=args.num_samples,
+        seed=args.seed,
     )
-    metrics = results.get("metrics", {})
     print(
         f"{folder}: {results.get('dataset')} {results.get('split')}, N={results.get('num_images')}, "
         f"k={results.get('k')}, seed={results.get('seed')}"
     )
-    for name, value in metrics.items():
+    for name, value in results.get("metrics", {}).items():
         err = f" ± {value['stderr']:.3f}" if value.get("stderr") else ""
         print(f"  {name:16s} {value['mean']:.4f}{err}")
+    quality = results.get("sample_quality")
+    if quality:
+        from .metrics import format_sample_quality
+
+        print(format_sample_quality(quality))
     if folder.is_dir():
         write_json_atomic(folder / "eval_results.json", results)
         render_card(folder)
@@ -133,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             return _train(args.family, args.family_args)
+        if args.command == "metrics":
+            from .metrics.train_classifier import main as train_classifier
+
+            return int(train_classifier(args.action_args) or 0)
         handlers = {"eval": _eval, "sample": _sample, "card": _card, "demo": _demo}
         return _families() if args.command == "families" else handlers[args.command](args)
     except ValueError as e:

@@ -121,6 +121,28 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
                     metric_value=round(metrics[key]["mean"], 4),
                 )
             )
+    quality = results.get("sample_quality")
+    if quality:
+        fd, prdc, net = quality["frechet_distance"], quality["prdc"], quality["feature_network"]
+        where = f"{dataset_label} ({quality['reference_split']}, {quality['num_reference_images']} images)"
+        common = f"N={quality['num_samples']} samples, seed {quality['seed']}, features {net['id']}"
+        for metric_type, value, label in [
+            ("frechet_distance", fd["value"], f"{fd['name']} (classifier Frechet distance, not Inception FID)"),
+            ("precision", prdc["precision"], f"precision (k={prdc['k']})"),
+            ("recall", prdc["recall"], f"recall (k={prdc['k']})"),
+            ("coverage", prdc["coverage"], f"coverage (k={prdc['k']})"),
+        ]:
+            eval_results.append(
+                EvalResult(
+                    task_type="unconditional-image-generation",
+                    dataset_type=dataset_id or dataset_label,
+                    dataset_name=where,
+                    dataset_split=quality["reference_split"],
+                    metric_type=metric_type,
+                    metric_name=f"{label}, {common}",
+                    metric_value=round(float(value), 4),
+                )
+            )
     return ModelCardData(
         library_name="hubgen",
         license=info.get("license", "apache-2.0"),
@@ -161,6 +183,7 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None):
         pipeline_class=index.get("_class_name"),
         has_samples=(folder / "samples.png").is_file(),
         has_loss_curve=(folder / "loss_curve.png").is_file(),
+        has_nn_grid=(folder / "nearest_neighbours.png").is_file(),
         folder=str(folder),
     )
     card.save(folder / "README.md")

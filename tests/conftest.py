@@ -73,6 +73,8 @@ def trained_vae_dir(tmp_path_factory):
             "8",
             "--eval_num_images",
             "16",
+            "--eval_num_samples",
+            "50",
         ]
     )
     assert code == 0

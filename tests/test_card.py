@@ -35,6 +35,19 @@ def test_card_metadata_and_content(trained_vae_dir):
         "1509.00519",
     ]:
         assert needle in text, needle
+    quality = results["sample_quality"]
+    fd = by_type["frechet_distance"]
+    assert fd.metric_value == round(quality["frechet_distance"]["value"], 4)
+    assert "not Inception FID" in fd.metric_name and quality["feature_network"]["sha256"][:12] in fd.metric_name
+    for needle in [
+        "### Sample quality",
+        "FD-digits",
+        quality["feature_network"]["id"],
+        "These are not Inception",
+        f"floor: {quality['frechet_distance']['floor_n']} training images",
+        "nearest_neighbours.png",
+    ]:
+        assert needle in text, needle
     # The front matter is plain YAML that the Hub's parser accepts.
     front = (trained_vae_dir / "README.md").read_text().split("---")[1]
     assert yaml.safe_load(front)["model-index"][0]["results"]

@@ -26,6 +26,8 @@ SMALL = [
     "4",
     "--eval_num_images",
     "8",
+    "--eval_num_samples",
+    "0",
     "--report_to",
     "none",
 ]
@@ -57,6 +59,9 @@ def test_training_writes_a_complete_model_folder(trained_vae_dir):
     assert info["command"].startswith("hubgen train vae --dataset digits")
     results = json.loads((out / "eval_results.json").read_text())
     assert results["num_images"] == 16 and results["k"] == 8 and results["split"] == "test"
+    quality = results["sample_quality"]
+    assert quality["num_samples"] == 50 and quality["frechet_distance"]["name"] == "FD-digits"
+    assert quality["feature_network"]["sha256"] and (out / "nearest_neighbours.png").is_file()
     assert results["metrics"]["iwae_nll_nats"]["mean"] <= results["metrics"]["neg_elbo_nats"]["mean"] + 1.0
     pipe = VAEPipeline.from_pretrained(out)
     assert pipe.vae.config.latent_dim == 2 and pipe.config.pixel_levels == 17
@@ -66,12 +71,14 @@ def test_sample_eval_and_card_commands(trained_vae_dir, tmp_path, capsys):
     grid = tmp_path / "grid.png"
     assert main(["sample", str(trained_vae_dir), "--num_images", "4", "--seed", "1", "--out", str(grid)]) == 0
     assert grid.is_file()
-    assert main(["eval", str(trained_vae_dir), "--k", "5", "--num_images", "10", "--seed", "3"]) == 0
+    argv = ["eval", str(trained_vae_dir), "--k", "5", "--num_images", "10", "--num_samples", "20", "--seed", "3"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "N=10" in printed and "k=5" in printed and "iwae_nll_nats" in printed
+    assert "N=20 samples (seed 3)" in printed and "FD-digits" in printed and "sha256" in printed
     results = json.loads((trained_vae_dir / "eval_results.json").read_text())
     assert (results["k"], results["num_images"], results["seed"]) == (5, 10, 3)
-    assert "--k 5 --num_images 10 --seed 3" in (trained_vae_dir / "README.md").read_text()
+    assert "--k 5 --num_images 10 --num_samples 20 --seed 3" in (trained_vae_dir / "README.md").read_text()
     (trained_vae_dir / "README.md").unlink()
     assert main(["card", str(trained_vae_dir)]) == 0
     assert (trained_vae_dir / "README.md").is_file()

@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..metrics.units import nats_to_bits_per_dim
+
 __all__ = [
     "reparameterize",
     "gaussian_kl",
@@ -135,14 +137,8 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator=None, max_rows: int = 1
 
 
 def bits_per_dim(nll_nats: torch.Tensor, num_dims: int, num_levels: int | None = None) -> torch.Tensor:
-    """Convert a negative log-likelihood in nats per image to bits per dimension.
+    """NLL in nats per image -> bits per dimension, with hubgen's one convention (hubgen.metrics.units).
 
-    Discrete data (binarized pixels with a Bernoulli decoder): bits/dim = NLL / (D ln 2).
-    Continuous data scaled to [0, 1) with uniform dequantization of `num_levels`-level pixels: the density
-    on [0, 1)^D bounds the discrete likelihood once the volume of a bin is added back,
-    bits/dim = NLL / (D ln 2) + log2(num_levels)  (Theis et al. 2016, arXiv:1511.01844, section 3.1).
+    Binary pixels: NLL / (D ln 2). Continuous pixels dequantized from L levels: NLL / (D ln 2) + log2(L).
     """
-    bpd = nll_nats / (num_dims * math.log(2.0))
-    if num_levels is not None:
-        bpd = bpd + math.log2(num_levels)
-    return bpd
+    return nats_to_bits_per_dim(nll_nats, num_dims, num_levels=num_levels)

@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard")
     g.add_argument("--eval_k", type=int, default=1000, help="importance samples for the IWAE bound at the end")
     g.add_argument("--eval_num_images", type=int, default=1000, help="test images to evaluate (0: skip)")
+    g.add_argument(
+        "--eval_num_samples", type=int, default=1000, help="samples for the sample-quality metrics (0: skip)"
+    )
     g.add_argument("--license", default="apache-2.0", help="license written in the model card")
     args = p.parse_args(argv)
 
@@ -92,8 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("max_train_steps", "checkpoints_total_limit", "eval_k"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.eval_num_images < 0 or args.kl_warmup_steps < 0:
-        p.error("--eval_num_images and --kl_warmup_steps must be >= 0")
+    if min(args.eval_num_images, args.eval_num_samples, args.kl_warmup_steps) < 0:
+        p.error("--eval_num_images, --eval_num_samples and --kl_warmup_steps must be >= 0")
     if any(h < 1 for h in args.hidden_dims):
         p.error(f"--hidden_dims must be positive, got {args.hidden_dims}")
     if args.architecture == "conv" and len(args.hidden_dims) != 2:
@@ -383,7 +386,9 @@ def _finish(model, args, train_set, out: Path, history, step, seconds, images_se
     }
     write_json_atomic(out / "hubgen_training.json", info)
     if args.eval_num_images > 0:
-        results = evaluate(out, k=args.eval_k, num_images=args.eval_num_images, pipeline=pipe)
+        results = evaluate(
+            out, k=args.eval_k, num_images=args.eval_num_images, num_samples=args.eval_num_samples, pipeline=pipe
+        )
         write_json_atomic(out / "eval_results.json", results)
     render_card(out)
 
@@ -411,12 +416,17 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 100,
     pipeline=None,
+    num_samples: int = 1000,
 ) -> dict:
     """Negative ELBO and IWAE NLL (nats) on the first `num_images` images of `split`, and bits/dim.
 
     Each image is binarized once (dynamic binarization, from a generator seeded with `seed`) for a Bernoulli
     decoder, or dequantized once for a Gaussian one; the same draw serves both bounds. Reported: the mean
     over images and its standard error.
+
+    With `num_samples` > 0, also the sample-quality figures of hubgen.metrics (classifier Frechet distance,
+    precision/recall/density/coverage, mode coverage, memorization) for `num_samples` decoder means E[x|z],
+    z ~ N(0, I) drawn from `seed`; the nearest-neighbour grid goes to `nearest_neighbours.png` in `folder`.
     """
     from .pipeline_vae import VAEPipeline
 
@@ -445,7 +455,16 @@ def evaluate(
         return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
 
     binary = pipe.vae.config.decoder_distribution == "bernoulli"
+    quality = None
+    if num_samples:
+        from ..metrics import evaluate_samples
+
+        samples = pipe(num_samples, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+        grid = folder / "nearest_neighbours.png" if folder.is_dir() else None
+        quality = evaluate_samples(samples, dataset, seed=seed, grid_path=grid)
+        quality["samples"] = "decoder means E[x|z], z ~ N(0, I)"
     return {
+        "sample_quality": quality,
         "family": "vae",
         "dataset": str(dataset),
         "split": split,
