@@ -117,3 +117,9 @@ def test_all_matches_the_exports(module):
 
 def test_load_pipeline_is_public():
     assert hubgen.load_pipeline.__module__ == "hubgen.hub"
+
+
+def test_metrics_command_dispatches_to_the_classifier_trainer(tmp_path, capsys):
+    assert main(["metrics", "train-classifier", "--dataset", "cifar10", "--output_dir", str(tmp_path / "c")]) == 2
+    assert "cifar10" in capsys.readouterr().err
+    assert main(["metrics", "calibrate"]) == 2
