@@ -113,3 +113,23 @@ def test_mnist_train_vs_test_is_near_the_floor_and_a_dropped_class_is_far(mnist_
     dropped = _fd(classifier, _images(test)[keep][:2000], ref)
     noisy = _fd(classifier, (_images(test, 2000) + 0.2 * torch.randn(2000, 1, 28, 28)).clamp(0, 1), ref)
     assert dropped > 5 * floor and noisy > 5 * floor, (floor, dropped, noisy)
+
+
+def test_reference_statistics_are_computed_once_and_cached_without_pickle(monkeypatch, tmp_path):
+    import hubgen.metrics.sample_quality as sample_quality
+
+    monkeypatch.setenv("HUBGEN_CACHE", str(tmp_path))
+    test = load_dataset("digits", "test")
+    mu, sigma, meta = sample_quality.reference_statistics(test, "digits")
+    (cached,) = (tmp_path / "reference_stats").glob("digits-*-test-*.npz")
+    with np.load(cached, allow_pickle=False) as f:
+        assert set(f.files) >= {"mu", "sigma"}
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("reference statistics were recomputed instead of read from the cache")
+
+    monkeypatch.setattr(sample_quality, "extract", recompute)
+    mu2, sigma2, meta2 = sample_quality.reference_statistics(test, "digits")
+    np.testing.assert_array_equal(mu, mu2)
+    np.testing.assert_array_equal(sigma, sigma2)
+    assert meta2["feature_network"] == meta["feature_network"] and meta2["num_images"] == 360
