@@ -90,10 +90,11 @@ def _eval(args) -> int:
         num_samples=args.num_samples,
         seed=args.seed,
     )
-    print(
-        f"{folder}: {results.get('dataset')} {results.get('split')}, N={results.get('num_images')}, "
-        f"k={results.get('k')}, seed={results.get('seed')}"
-    )
+    if results.get("metrics"):
+        print(
+            f"{folder}: {results.get('dataset')} {results.get('split')}, N={results.get('num_images')}, "
+            f"k={results.get('k')}, seed={results.get('seed')}"
+        )
     for name, value in results.get("metrics", {}).items():
         err = f" ± {value['stderr']:.3f}" if value.get("stderr") else ""
         print(f"  {name:16s} {value['mean']:.4f}{err}")

@@ -12,6 +12,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import jinja2
+
 from .registry import Family, family_for_pipeline
 
 __all__ = ["load_pipeline", "family_of", "save_pipeline_atomic", "render_card", "card_data_for"]
@@ -154,6 +156,10 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
     )
 
 
+def _card_file(name: str) -> Path:
+    return Path(str(resources.files("hubgen.model_cards").joinpath(name)))
+
+
 def render_card(folder: str | os.PathLike, repo_id: str | None = None):
     """Render README.md from the family's template and the folder's config, training record and results."""
     from huggingface_hub import ModelCard
@@ -170,7 +176,13 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None):
     }
     template = Path(family.card_template)
     if not template.is_absolute():
-        template = Path(str(resources.files("hubgen.model_cards").joinpath(family.card_template)))
+        template = _card_file(family.card_template)
+    has_nn_grid = (folder / "nearest_neighbours.png").is_file()
+    # Jinja's {% include %} needs a loader that ModelCard.from_template does not set up: shared partials are
+    # rendered here and passed in as text.
+    sample_quality_section = jinja2.Template(_card_file("_sample_quality.md").read_text()).render(
+        results=results, has_nn_grid=has_nn_grid
+    )
     card = ModelCard.from_template(
         card_data_for(folder, family, info, results),
         template_path=str(template),
@@ -183,7 +195,7 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None):
         pipeline_class=index.get("_class_name"),
         has_samples=(folder / "samples.png").is_file(),
         has_loss_curve=(folder / "loss_curve.png").is_file(),
-        has_nn_grid=(folder / "nearest_neighbours.png").is_file(),
+        sample_quality_section=sample_quality_section.strip(),
         folder=str(folder),
     )
     card.save(folder / "README.md")

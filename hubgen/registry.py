@@ -106,3 +106,16 @@ register_family(
         card_template="vae.md",
     )
 )
+
+register_family(
+    Family(
+        name="gan",
+        description="DCGAN with the non-saturating loss; sample quality, mode coverage, memorization (Goodfellow 2014)",
+        model_class="hubgen.gan.modeling_gan:Generator",
+        pipeline_class="hubgen.gan.pipeline_gan:GANPipeline",
+        train="hubgen.gan.train_gan:main",
+        evaluate="hubgen.gan.train_gan:evaluate",
+        build_demo="hubgen.gan.demo:build_demo",
+        card_template="gan.md",
+    )
+)
