@@ -54,7 +54,8 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
     def __init__(self, generator: Generator):
         super().__init__()
-        self.register_modules(generator=generator)
+        # Inference: batch norm uses its running statistics, so an image does not depend on its batch-mates.
+        self.register_modules(generator=generator.eval())
 
     def _latent(self, value) -> torch.Tensor:
         d = self.generator.config.latent_dim

@@ -1,0 +1,288 @@
+"""The GAN family: each loss against its BCE or closed form, the DCGAN shapes, the pipeline, the CLI loop."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+import hubgen
+from hubgen.cli import main
+from hubgen.gan import Discriminator, GANPipeline, Generator
+from hubgen.gan.losses import (
+    LOG_4,
+    discriminator_loss,
+    gan_value,
+    generator_loss_non_saturating,
+    generator_loss_saturating,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    losses_for,
+)
+from hubgen.gan.pipeline_gan import slerp, truncated_normal
+from hubgen.pipeline_utils import PICKLE_SUFFIXES
+
+TINY = ["--dataset", "digits", "--latent_dim", "8", "--base_channels", "4", "--eval_num_samples", "0",
+        "--report_to", "none", "--seed", "0"]  # fmt: skip
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# -- losses -------------------------------------------------------------------------------------------------
+
+
+def _logits(seed=0, n=64):
+    return torch.randn(n, generator=_g(seed), dtype=torch.float64) * 4
+
+
+def test_losses_equal_their_bce_and_closed_forms():
+    real, fake = _logits(0), _logits(1)
+    ones, zeros = torch.ones_like(real), torch.zeros_like(real)
+    bce = F.binary_cross_entropy_with_logits
+    torch.testing.assert_close(discriminator_loss(real, fake), bce(real, ones) + bce(fake, zeros))
+    torch.testing.assert_close(generator_loss_non_saturating(fake), bce(fake, ones))
+    torch.testing.assert_close(generator_loss_saturating(fake), torch.log(1 - torch.sigmoid(fake)).mean())
+    torch.testing.assert_close(
+        hinge_discriminator_loss(real, fake), (1 - real).clamp_min(0).mean() + (1 + fake).clamp_min(0).mean()
+    )
+    torch.testing.assert_close(hinge_generator_loss(fake), -fake.mean())
+    torch.testing.assert_close(
+        gan_value(real, fake), torch.log(torch.sigmoid(real)).mean() + torch.log(1 - torch.sigmoid(fake)).mean()
+    )
+    # stable at extreme logits, where log(sigmoid(l)) would give -inf
+    assert torch.isfinite(discriminator_loss(torch.tensor([-200.0]), torch.tensor([200.0])))
+
+
+def test_non_saturating_gradient_survives_where_the_saturating_one_vanishes():
+    # A fake the discriminator rejects with confidence: D(G(z)) = sigmoid(-10), about 4.5e-5.
+    l_ns = torch.tensor([-10.0], dtype=torch.float64, requires_grad=True)
+    l_sat = torch.tensor([-10.0], dtype=torch.float64, requires_grad=True)
+    generator_loss_non_saturating(l_ns).backward()
+    generator_loss_saturating(l_sat).backward()
+    assert abs(l_ns.grad.item()) > 0.99  # d/dl softplus(-l) = -sigmoid(-l), about -1
+    assert abs(l_sat.grad.item()) < 1e-4  # d/dl -softplus(l) = -sigmoid(l), about -4.5e-5
+
+
+def test_optimal_discriminator_and_the_value_at_equilibrium():
+    # Goodfellow et al. prop. 1: for fixed G, D*(x) = p_data / (p_data + p_g); found here by gradient ascent.
+    p_data = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    p_g = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    logit = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([logit], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        v = (p_data * F.logsigmoid(logit) + p_g * F.logsigmoid(-logit)).sum()  # V for discrete distributions
+        (-v).backward()
+        return -v
+
+    opt.step(closure)
+    torch.testing.assert_close(torch.sigmoid(logit), p_data / (p_data + p_g), atol=1e-4, rtol=0)
+    # Theorem 1: with p_g = p_data, D* = 1/2 everywhere (logit 0) and V(D*, G) = -log 4.
+    torch.testing.assert_close(gan_value(torch.zeros(10), torch.zeros(10)), torch.tensor(-LOG_4))
+    assert math.isclose(LOG_4, 2 * math.log(2))
+
+
+def test_losses_for_names_the_choices():
+    assert losses_for("hinge") == (hinge_discriminator_loss, hinge_generator_loss)
+    with pytest.raises(ValueError, match="'non_saturating', 'saturating' or 'hinge'"):
+        losses_for("wasserstein")
+
+
+# -- models and pipeline ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [28, 8])
+def test_dcgan_shapes_and_guidelines(size):
+    gen, disc = Generator(16, size, 1, 8), Discriminator(size, 1, 8)
+    x = gen(torch.randn(5, 16))
+    assert x.shape == (5, 1, size, size) and x.min() >= -1 and x.max() <= 1
+    assert disc(x).shape == (5,)
+    modules = list(gen.modules()) + list(disc.modules())
+    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in modules)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in modules)
+    plain = list(Generator(16, size, 1, 8, batch_norm=False).modules()) + list(
+        Discriminator(size, 1, 8, False).modules()
+    )
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain)
+
+
+@pytest.mark.parametrize("bad", [dict(sample_size=10), dict(latent_dim=0), dict(base_channels=0)])
+def test_generator_rejects_bad_config(bad):
+    with pytest.raises(ValueError):
+        Generator(**{"latent_dim": 8, "sample_size": 8, "base_channels": 4, **bad})
+
+
+@pytest.fixture
+def gan_pipeline():
+    torch.manual_seed(0)
+    return GANPipeline(Generator(latent_dim=8, sample_size=8, base_channels=4))
+
+
+def test_save_and_load_restore_identical_samples(tmp_path, gan_pipeline):
+    gan_pipeline.save_pretrained(tmp_path / "g")
+    files = sorted(p.relative_to(tmp_path / "g").as_posix() for p in (tmp_path / "g").rglob("*") if p.is_file())
+    assert files == ["generator/config.json", "generator/diffusion_pytorch_model.safetensors", "model_index.json"]
+    loaded = GANPipeline.from_pretrained(tmp_path / "g")
+    for kwargs in (dict(), dict(truncation=0.5)):
+        a = gan_pipeline(6, generator=_g(3), output_type="pt", **kwargs).images
+        b = loaded(6, generator=_g(3), output_type="pt", **kwargs).images
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert isinstance(hubgen.load_pipeline(tmp_path / "g"), GANPipeline)
+
+
+def test_truncated_normal_is_bounded_and_has_the_truncated_variance():
+    t = 1.0
+    z = truncated_normal((200_000,), t, _g(1)).double()
+    assert z.abs().max() <= t
+    phi = math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    big_phi = 0.5 * (1 + math.erf(t / math.sqrt(2)))
+    var = 1 - 2 * t * phi / (2 * big_phi - 1)  # variance of N(0, 1) truncated to [-t, t]
+    assert abs(z.mean()) < 0.01 and abs(z.var() - var) < 0.005
+
+
+def test_slerp_endpoints_norm_and_orthogonal_midpoint():
+    a, b = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.norm(dim=1), torch.ones(5))  # stays on the sphere
+    torch.testing.assert_close(path[2], (a + b) / math.sqrt(2))
+    torch.testing.assert_close(slerp(a, a, torch.tensor([0.3]))[0], a)  # parallel: no division by zero
+
+
+def test_interpolate_ends_at_the_seeds_samples(gan_pipeline):
+    strip = gan_pipeline.interpolate(1, 2, steps=4, output_type="pt")
+    assert strip.shape == (4, 1, 8, 8)
+    torch.testing.assert_close(strip[:1], gan_pipeline(1, generator=_g(1), output_type="pt").images)
+    torch.testing.assert_close(strip[-1:], gan_pipeline(1, generator=_g(2), output_type="pt").images)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=2, truncation=-1.0), "truncation"),
+        (dict(batch_size=2, output_type="gif"), "output_type"),
+        (dict(batch_size=2, latents=torch.zeros(2, 3)), "latents"),
+    ],
+)
+def test_call_validates_inputs(gan_pipeline, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gan_pipeline(**kwargs)
+
+
+# -- training through the CLI ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_gan_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gan-run") / "model"
+    argv = ["train", "gan", "--output_dir", str(out), "--max_train_steps", "6", "--train_batch_size", "32",
+            "--checkpointing_steps", "3", "--sample_steps", "3", *TINY, "--eval_num_samples", "40"]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+def test_training_writes_a_complete_gan_folder(trained_gan_dir):
+    out = trained_gan_dir
+    for name in ["model_index.json", "generator/diffusion_pytorch_model.safetensors", "README.md", "samples.png",
+                 "loss_curve.png", "nearest_neighbours.png", "eval_results.json", "hubgen_training.json",
+                 "samples/step-000003.png", "checkpoints/checkpoint-6/model_generator_ema.safetensors",
+                 "checkpoints/checkpoint-6/optimizer_discriminator.safetensors"]:  # fmt: skip
+        assert (out / name).is_file(), name
+    assert not [p for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    assert not (out / "discriminator").exists()  # only the (EMA) generator is the model
+    quality = json.loads((out / "eval_results.json").read_text())["sample_quality"]
+    assert quality["num_samples"] == 40 and quality["frechet_distance"]["name"] == "FD-digits"
+    card = (out / "README.md").read_text()
+    needles = ["GANPipeline.from_pretrained(", "non-saturating", "FD-digits", "### Sample quality"]
+    needles += ["hubgen train gan --output_dir", "--num_samples 40 --seed 0", "1406.2661", "1511.06434"]
+    for needle in needles:
+        assert needle in card, needle
+    # the saved generator is the EMA copy of the last checkpoint
+    ema = load_file(out / "checkpoints" / "checkpoint-6" / "model_generator_ema.safetensors")
+    saved = load_file(out / "generator" / "diffusion_pytorch_model.safetensors")
+    for key, value in ema.items():
+        if "running" not in key and "num_batches" not in key:
+            torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+
+
+def test_gan_eval_command(trained_gan_dir, capsys):
+    assert main(["eval", str(trained_gan_dir), "--num_samples", "30", "--seed", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "N=30 samples (seed 2)" in printed and "FD-digits" in printed and "k=None" not in printed
+
+
+def _train(out, steps, *extra):
+    loop = f"--max_train_steps {steps} --train_batch_size 256 --d_steps 2 --checkpointing_steps 3 --sample_steps 100"
+    return main(["train", "gan", "--output_dir", str(out), *loop.split(), *TINY, *extra])
+
+
+def test_resume_continues_exactly(tmp_path):
+    # 1437 images at batch 256: 5 real batches per epoch; 2 D steps per G step cross epochs during the resume.
+    assert _train(tmp_path / "straight", 6) == 0
+    assert _train(tmp_path / "resumed", 3) == 0
+    assert _train(tmp_path / "resumed", 6, "--resume_from_checkpoint", "latest") == 0
+    for name in ("generator", "discriminator", "generator_ema"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}.{key}")
+
+
+def test_nan_stops_with_advice_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+    import hubgen.gan.losses as gan_losses
+
+    calls = {"n": 0}
+
+    def poisoned_d_loss(real, fake):
+        calls["n"] += 1
+        loss = gan_losses.discriminator_loss(real, fake)
+        return loss * float("nan") if calls["n"] > 6 else loss
+
+    monkeypatch.setattr(
+        gan_losses, "losses_for", lambda name: (poisoned_d_loss, gan_losses.generator_loss_non_saturating)
+    )
+    assert _train(tmp_path / "r", 10) == 1
+    printed = capsys.readouterr().out
+    assert "non-finite loss" in printed and "checkpoint-3" in printed and "--learning_rate" in printed
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["checkpoint-3"]
+
+
+def test_a_discriminator_stuck_at_zero_is_reported(tmp_path, monkeypatch, capsys):
+    import hubgen.gan.losses as gan_losses
+
+    def winning_d_loss(real, fake):
+        return (real.mean() - real.mean()) + 1e-5  # D "wins": its loss is ~0 at every step
+
+    monkeypatch.setattr(
+        gan_losses, "losses_for", lambda name: (winning_d_loss, gan_losses.generator_loss_non_saturating)
+    )
+    assert _train(tmp_path / "r", 20, "--divergence_steps", "4") == 1
+    assert "stayed below 1e-3 for 4 generator steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--loss", "wgan"], "invalid choice"), (["--d_steps", "0"], "--d_steps must be >= 1"),
+     (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1)")],
+)  # fmt: skip
+def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
+    assert _train(tmp_path / "o", 2, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_gan_family_is_registered_and_loads_in_a_fresh_process(trained_gan_dir):
+    family = hubgen.get_family("gan")
+    assert family.load("pipeline_class") is GANPipeline and family.card_template == "gan.md"
+    code = f"import hubgen; p = hubgen.load_pipeline({str(trained_gan_dir)!r}); print(type(p).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("GANPipeline"), out.stderr[-2000:]
