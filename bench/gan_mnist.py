@@ -31,14 +31,18 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_samples", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--losses", nargs="+", default=["non_saturating", "saturating"])
+    p.add_argument("--base_channels", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--eval_only", action="store_true", help="evaluate the existing model folders, do not train")
     args = p.parse_args()
 
     rows = []
     for loss in args.losses:
-        out = Path(args.out) / f"gan-mnist-{loss}"
-        code = hubgen([
+        out = Path(args.out) / f"gan-mnist-{loss}-c{args.base_channels}-b{args.batch_size}"
+        code = 0 if args.eval_only else hubgen([
             "train", "gan", "--dataset", args.data, "--output_dir", str(out), "--overwrite_output_dir",
-            "--loss", loss, "--latent_dim", "64", "--base_channels", "32", "--train_batch_size", "64",
+            "--loss", loss, "--latent_dim", "64", "--base_channels", str(args.base_channels),
+            "--train_batch_size", str(args.batch_size),
             "--learning_rate", "2e-4", "--ema_decay", "0.999", "--num_epochs", "1000",
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "100000",
             "--checkpoints_total_limit", "1", "--sample_steps", "1000", "--logging_steps", "50",
@@ -62,7 +66,7 @@ def main() -> int:
             fd, prdc = q["frechet_distance"], q["prdc"]
             ratio = fd["value"] / fd["floor_train_vs_test"]
             cells = [
-                loss,
+                f"{loss}, width {args.base_channels}, batch {args.batch_size}",
                 f"{info.get('steps')} steps, {info.get('epochs')} epochs",
                 info.get("real_images_per_second"),
                 n,

@@ -19,6 +19,8 @@ __all__ = [
     "SafetensorsLoadingMixin",
     "check_no_pickle",
     "check_output_type",
+    "check_sampling_inputs",
+    "draw_latents",
     "images_to_tensor",
     "convert_images",
     "make_grid",
@@ -100,6 +102,28 @@ def convert_images(images: torch.Tensor, output_type: str):
 def check_output_type(output_type: str) -> None:
     if output_type not in ("pil", "np", "pt"):
         raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
+
+
+def check_sampling_inputs(batch_size, generator, latents, latent_dim: int, output_type: str) -> None:
+    """`check_inputs` of every sampling `__call__`: a ValueError names the argument, the value and what is allowed."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    check_output_type(output_type)
+    if isinstance(generator, list) and len(generator) != batch_size:
+        raise ValueError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
+    if latents is not None and tuple(latents.shape) != (batch_size, latent_dim):
+        raise ValueError(f"`latents` must have shape ({batch_size}, {latent_dim}), got {tuple(latents.shape)}.")
+
+
+def draw_latents(batch_size: int, latent_dim: int, generator, sample=None) -> torch.Tensor:
+    """(batch_size, latent_dim) latents from one generator, or one row from each of a list of generators.
+
+    `sample(shape, generator)` draws them (default: torch.randn, i.e. z ~ N(0, I)).
+    """
+    sample = sample or (lambda shape, g: torch.randn(shape, generator=g))
+    if isinstance(generator, list):
+        return torch.cat([sample((1, latent_dim), g) for g in generator])
+    return sample((batch_size, latent_dim), generator)
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:

@@ -31,11 +31,61 @@ __all__ = [
     "latest_checkpoint",
     "resolve_checkpoint",
     "check_output_dir",
+    "make_accelerator",
+    "versions",
     "config_dict",
     "write_json_atomic",
 ]
 
 CHECKPOINTS = "checkpoints"
+
+
+def make_accelerator(args, family: str, **kwargs):
+    """The Accelerator every training script starts with, seeded, with its output folder and trackers.
+
+    `args` needs output_dir, mixed_precision, report_to and seed; `kwargs` go to `Accelerator` (e.g.
+    gradient_accumulation_steps). The data order is accelerate's seedable sampler (seed + epoch). Raises
+    ValueError when a launcher started several processes that accelerate does not see as one group: they would
+    all write the same files.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+    out = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        **kwargs,
+    )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise ValueError(
+            f"The launcher started {launched} processes but accelerate sees {accelerator.num_processes}: without "
+            f"GPUs, set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
+            f"--num_processes 2 -m hubgen train {family} ...`) so the processes join one CPU (gloo) group."
+        )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        if args.report_to != "none":
+            config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+            accelerator.init_trackers(family, config=config)
+    return accelerator
+
+
+def versions() -> dict:
+    """Versions of the packages a training record names."""
+    import importlib.metadata as md
+
+    found = {}
+    for name in ["hubgen", "torch", "diffusers", "accelerate", "huggingface_hub"]:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return found
 
 
 def config_dict(model) -> dict:

@@ -11,7 +11,13 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
-from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images
+from ..pipeline_utils import (
+    SafetensorsLoadingMixin,
+    check_output_type,
+    check_sampling_inputs,
+    convert_images,
+    draw_latents,
+)
 from .modeling_gan import Generator
 
 __all__ = ["GANPipeline", "slerp", "truncated_normal"]
@@ -91,29 +97,17 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
         """
         # 1. Check inputs
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-        check_output_type(output_type)
+        d = self.generator.config.latent_dim
+        check_sampling_inputs(batch_size, generator, latents, d, output_type)
         if truncation is not None and not (
             isinstance(truncation, (int, float)) and 0 < truncation and math.isfinite(truncation)
         ):
             raise ValueError(f"`truncation` must be None or a positive number, got {truncation!r}.")
-        d = self.generator.config.latent_dim
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
-        if latents is not None and tuple(latents.shape) != (batch_size, d):
-            raise ValueError(f"`latents` must have shape ({batch_size}, {d}), got {tuple(latents.shape)}.")
 
-        # 2. Draw z
+        # 2. Draw z ~ N(0, I), or from the normal truncated to [-truncation, truncation]
         if latents is None:
-            gens = generator if isinstance(generator, list) else [generator]
-            rows = batch_size if len(gens) == 1 else 1
-            draw = (
-                (lambda g: torch.randn((rows, d), generator=g))
-                if truncation is None
-                else (lambda g: truncated_normal((rows, d), truncation, g))
-            )
-            latents = torch.cat([draw(g) for g in gens])
+            sample = None if truncation is None else (lambda shape, g: truncated_normal(shape, truncation, g))
+            latents = draw_latents(batch_size, d, generator, sample)
 
         # 3. Generate, 4. convert
         images = convert_images(self._decode(latents), output_type)

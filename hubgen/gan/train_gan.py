@@ -16,7 +16,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -29,8 +28,10 @@ from ..training import (
     check_output_dir,
     config_dict,
     load_checkpoint,
+    make_accelerator,
     resolve_checkpoint,
     save_checkpoint,
+    versions,
     write_json_atomic,
 )
 
@@ -133,8 +134,6 @@ def _plot_history(history: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from diffusers.training_utils import EMAModel
 
     from . import losses as gan_losses
@@ -150,24 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"The DCGAN needs square images with a side divisible by 4; {args.dataset!r} has {h}x{w}.")
     d_loss_fn, g_loss_fn = gan_losses.losses_for(args.loss)
 
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:
-        raise ValueError(
-            f"The launcher started {launched} processes but accelerate sees {accelerator.num_processes}: without "
-            "GPUs, set ACCELERATE_USE_CPU=1 so the processes join one CPU (gloo) group."
-        )
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-        if args.report_to != "none":
-            accelerator.init_trackers("gan", config={k: v for k, v in vars(args).items()
-                                                     if isinstance(v, (int, float, str, bool))})  # fmt: skip
+    accelerator = make_accelerator(args, "gan")
 
     # 1. Networks, optimizers (both prepared), EMA of G, data
     gen = Generator(args.latent_dim, h, c, args.base_channels, not args.no_batch_norm)
@@ -314,7 +296,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _finish(gen_ema, args, train_set, out: Path, history, step, batches_seen, seconds, num_processes) -> None:
     from ..hub import render_card, save_pipeline_atomic
-    from ..vae.train_vae import _versions
     from .pipeline_gan import GANPipeline
 
     gen_ema.eval()
@@ -346,7 +327,7 @@ def _finish(gen_ema, args, train_set, out: Path, history, step, batches_seen, se
         "real_images_per_second": round(images_seen / seconds, 1) if seconds > 0 else None,
         "final_losses": history[-1] if history else None,
         "license": args.license,
-        "versions": _versions(),
+        "versions": versions(),
     }
     write_json_atomic(out / "hubgen_training.json", info)
     if args.eval_num_samples > 0:

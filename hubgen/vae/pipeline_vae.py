@@ -13,7 +13,14 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils import BaseOutput
 
 from ..data import binarize, dequantize
-from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images, images_to_tensor
+from ..pipeline_utils import (
+    SafetensorsLoadingMixin,
+    check_output_type,
+    check_sampling_inputs,
+    convert_images,
+    draw_latents,
+    images_to_tensor,
+)
 from .losses import bits_per_dim, elbo, iwae_bound
 from .modeling_vae import VAEModel
 
@@ -95,20 +102,12 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
         """
         # 1. Check inputs
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-        check_output_type(output_type)
         d = self.vae.config.latent_dim
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
-        if latents is not None and tuple(latents.shape) != (batch_size, d):
-            raise ValueError(f"`latents` must have shape ({batch_size}, {d}), got {tuple(latents.shape)}.")
+        check_sampling_inputs(batch_size, generator, latents, d, output_type)
 
         # 2. Draw z ~ p(z) = N(0, I)
         if latents is None:
-            gens = generator if isinstance(generator, list) else [generator]
-            draws = [torch.randn((batch_size if len(gens) == 1 else 1, d), generator=g) for g in gens]
-            latents = torch.cat(draws)
+            latents = draw_latents(batch_size, d, generator)
         latents = latents.to(self.device, self.vae.dtype)
 
         # 3. Decode to the mean image

@@ -12,7 +12,6 @@ with beta_t = min(1, t / kl_warmup_steps) (beta = 1 without warm-up).
 import argparse
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -25,8 +24,10 @@ from ..training import (
     check_output_dir,
     config_dict,
     load_checkpoint,
+    make_accelerator,
     resolve_checkpoint,
     save_checkpoint,
+    versions,
     write_json_atomic,
 )
 
@@ -145,9 +146,6 @@ def _plot_history(history: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-
     from .losses import elbo
     from .modeling_vae import VAEModel
 
@@ -163,30 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.architecture == "conv" and h % 4:
         raise ValueError(f"--architecture conv needs an image size divisible by 4, dataset {args.dataset!r} has {h}.")
 
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:
-        # Several launched processes that each think they are alone would all write the same files.
-        raise ValueError(
-            f"The launcher started {launched} processes but accelerate sees {accelerator.num_processes}: without "
-            "GPUs, set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
-            "--num_processes 2 -m hubgen train vae ...`) so the processes join one CPU (gloo) group."
-        )
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
-        if args.report_to != "none":
-            accelerator.init_trackers(
-                "vae",
-                config={k: v for k, v in vars(args).items() if k != "argv" and isinstance(v, (int, float, str, bool))},
-            )
+    accelerator = make_accelerator(args, "vae", gradient_accumulation_steps=args.gradient_accumulation_steps)
 
     # 1. Model, optimizer, data
     model = VAEModel(
@@ -382,7 +357,7 @@ def _finish(model, args, train_set, out: Path, history, step, seconds, images_se
         "images_per_second": round(images_seen / seconds, 1) if seconds > 0 else None,
         "final_train_neg_elbo": history[-1]["neg_elbo"] if history else None,
         "license": args.license,
-        "versions": _versions(),
+        "versions": versions(),
     }
     write_json_atomic(out / "hubgen_training.json", info)
     if args.eval_num_images > 0:
@@ -391,19 +366,6 @@ def _finish(model, args, train_set, out: Path, history, step, seconds, images_se
         )
         write_json_atomic(out / "eval_results.json", results)
     render_card(out)
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    names = ["hubgen", "torch", "diffusers", "accelerate", "huggingface_hub"]
-    found = {}
-    for n in names:
-        try:
-            found[n] = md.version(n)
-        except md.PackageNotFoundError:
-            pass
-    return found
 
 
 @torch.no_grad()
