@@ -134,17 +134,15 @@ def _load_digits(split: str) -> ImageDataset:
 def _load_npz(path: Path, split: str) -> ImageDataset:
     try:
         with np.load(path, allow_pickle=False) as f:
-            keys = set(f.files)
-            if f"x_{split}" not in keys:
-                have = sorted(k[2:] for k in keys if k.startswith("x_"))
-                raise ValueError(f"{path} has no `x_{split}` array; it holds splits {have}.")
-            x = f[f"x_{split}"]
-            y = f[f"y_{split}"].astype(np.int64) if f"y_{split}" in keys else None
+            arrays = {key: f[key] for key in (f"x_{split}", f"y_{split}") if key in f.files}
+            have = sorted(k[2:] for k in f.files if k.startswith("x_"))
     except (OSError, ValueError) as e:
-        if isinstance(e, ValueError) and "has no `x_" in str(e):
-            raise
         raise ValueError(f"Cannot read dataset file {path} as a .npz of uint8 arrays ({e}).") from e
-    return ImageDataset(_as_nchw(x, f"{path}:x_{split}"), None if y is None else torch.from_numpy(y), str(path), split)
+    if f"x_{split}" not in arrays:
+        raise ValueError(f"{path} has no `x_{split}` array; it holds splits {have}.")
+    y = arrays.get(f"y_{split}")
+    labels = None if y is None else torch.from_numpy(y.astype(np.int64))
+    return ImageDataset(_as_nchw(arrays[f"x_{split}"], f"{path}:x_{split}"), labels, str(path), split)
 
 
 def _load_folder(path: Path, split: str) -> ImageDataset:

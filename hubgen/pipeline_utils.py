@@ -21,6 +21,7 @@ __all__ = [
     "check_output_type",
     "check_sampling_inputs",
     "draw_latents",
+    "seed_or_latent",
     "images_to_tensor",
     "convert_images",
     "make_grid",
@@ -124,6 +125,16 @@ def draw_latents(batch_size: int, latent_dim: int, generator, sample=None) -> to
     if isinstance(generator, list):
         return torch.cat([sample((1, latent_dim), g) for g in generator])
     return sample((batch_size, latent_dim), generator)
+
+
+def seed_or_latent(value, latent_dim: int) -> torch.Tensor | None:
+    """An int seed -> z ~ N(0, I) drawn from torch.Generator().manual_seed(seed); a tensor with `latent_dim`
+    entries -> itself; both as a (1, latent_dim) CPU tensor. Anything else -> None (the caller decides)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return torch.randn((1, latent_dim), generator=torch.Generator().manual_seed(value))
+    if isinstance(value, torch.Tensor) and value.numel() == latent_dim:
+        return value.reshape(1, latent_dim).float().cpu()
+    return None
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:

@@ -12,12 +12,13 @@ import torch
 from conftest import REPO_ROOT
 from PIL import Image
 
+from hubgen.demo_utils import MIN_TILE_PX
 from hubgen.gan import GANPipeline, Generator
 from hubgen.gan import demo as gan_demo
 from hubgen.metrics import nearest_neighbours
 
 S = 8  # the tiny generator: 8x8 images like `digits`, latent_dim 8
-FACTOR = math.ceil(64 / S)  # the demo's nearest-neighbour upscaling (the VAE demo's MIN_TILE_PX = 64)
+FACTOR = math.ceil(MIN_TILE_PX / S)  # the demo's nearest-neighbour upscaling
 API_NAMES = {"sample", "interpolate", "nearest"}
 
 

@@ -11,11 +11,12 @@ import torch
 from conftest import REPO_ROOT, tiny_vae
 from PIL import Image, ImageDraw
 
+from hubgen.demo_utils import MIN_TILE_PX
 from hubgen.vae import VAEPipeline
 from hubgen.vae import demo as vae_demo
 
 S = 8  # tiny_vae(): 8x8 images, latent_dim 2
-FACTOR = math.ceil(vae_demo.MIN_TILE_PX / S)  # the demo's nearest-neighbour upscaling
+FACTOR = math.ceil(MIN_TILE_PX / S)  # the demo's nearest-neighbour upscaling
 API_NAMES = {"sample", "reconstruct", "interpolate", "latent_grid"}
 
 

@@ -20,7 +20,7 @@ nearest-neighbour tab says so. Training images are loaded on first use and cache
 imported inside `build_demo` only: importing this module does not pay for it.
 
 Invalid arguments raise ValueError naming the argument and the value; inside the UI they become `gr.Error`.
-The generic helpers (`check_int`, `upscale` and the limits MAX_SEED, MAX_IMAGES, MAX_STEPS) are the VAE demo's.
+The generic helpers (`check_int`, `show_grid`, the limits MAX_SEED, MAX_IMAGES, MAX_STEPS) are hubgen.demo_utils'.
 """
 
 import functools
@@ -33,8 +33,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pipeline_utils import make_grid
-from ..vae.demo import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, upscale
+from ..demo_utils import (
+    MAX_IMAGES,
+    MAX_SEED,
+    MAX_STEPS,
+    check_int,
+    image_out,
+    load_family_pipeline,
+    seed_box,
+    show_grid,
+    show_value_errors,
+)
 from .pipeline_gan import GANPipeline
 
 __all__ = [
@@ -77,14 +86,7 @@ def load_pipeline(pipeline_or_path) -> tuple[GANPipeline, str]:
     The generator is put in eval mode: batch norm then uses its running statistics, so an image does not
     depend on the other images drawn in the same batch.
     """
-    if isinstance(pipeline_or_path, GANPipeline):
-        pipe, name = pipeline_or_path, pipeline_or_path.name_or_path or "an in-memory GANPipeline"
-    elif isinstance(pipeline_or_path, (str, os.PathLike)):
-        name = os.fspath(pipeline_or_path)
-        pipe = GANPipeline.from_pretrained(name)
-    else:
-        kind = type(pipeline_or_path).__name__
-        raise TypeError(f"`pipeline_or_path` must be a GANPipeline, a folder path or a repo id, got {kind}.")
+    pipe, name = load_family_pipeline(pipeline_or_path, GANPipeline)
     pipe.generator.eval()
     return pipe, name
 
@@ -127,11 +129,6 @@ def describe(pipe: GANPipeline) -> str:
 # -- sampling -------------------------------------------------------------------------------------------
 
 
-def _show(images: torch.Tensor, nrow: int) -> Image.Image:
-    """(B, 1, H, W) in [0, 1] -> one grid, `nrow` tiles per row, upscaled (nearest neighbour) like the VAE's."""
-    return upscale(make_grid(images, nrow=nrow), images.shape[-1])
-
-
 def _draw(pipe: GANPipeline, seed, num_images, truncation) -> tuple[torch.Tensor, int, float | None]:
     """Validate the Sample tab's inputs and draw its images -> ((B, 1, H, W) in [0, 1], seed, truncation)."""
     seed = check_int(seed, "seed", 0, MAX_SEED)
@@ -145,7 +142,7 @@ def _draw(pipe: GANPipeline, seed, num_images, truncation) -> tuple[torch.Tensor
 def sample_grid(pipe: GANPipeline, seed: int, num_images: int, truncation: float = 0) -> Image.Image:
     """Draw `num_images` images G(z) from `seed` and tile them; `truncation` t > 0 draws z with |z_i| <= t."""
     images, _, _ = _draw(pipe, seed, num_images, truncation)
-    return _show(images, nrow=math.ceil(math.sqrt(len(images))))
+    return show_grid(images, nrow=math.ceil(math.sqrt(len(images))))
 
 
 def interpolation_strip(pipe: GANPipeline, seed_a: int, seed_b: int, steps: int) -> Image.Image:
@@ -154,7 +151,7 @@ def interpolation_strip(pipe: GANPipeline, seed_a: int, seed_b: int, steps: int)
     seed_b = check_int(seed_b, "seed_b", 0, MAX_SEED)
     steps = check_int(steps, "steps", 2, MAX_STEPS)
     images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, 1, H, W)
-    return _show(images, nrow=steps)
+    return show_grid(images, nrow=steps)
 
 
 # -- nearest training images ----------------------------------------------------------------------------
@@ -228,7 +225,7 @@ def nearest_training_images(
             f"makes {tuple(sample.shape)}: pass the dataset the model was trained on."
         )
     distances, indices = nearest_training(sample, references, k)
-    strip = _show(torch.cat([sample[None], references[torch.from_numpy(indices)]]), nrow=len(indices) + 1)
+    strip = show_grid(torch.cat([sample[None], references[torch.from_numpy(indices)]]), nrow=len(indices) + 1)
     trunc = "off" if truncation is None else f"|z_i| ≤ {truncation:g}"
     found = " · ".join(f"#{i}: **{d:.3f}**" for i, d in zip(indices.tolist(), distances.tolist(), strict=True))
     text = (
@@ -255,39 +252,21 @@ def build_demo(pipeline_or_path, dataset=None):
     dataset = os.fspath(dataset) if dataset is not None else training_dataset_of(pipeline_or_path)
     cfg = pipe.generator.config
 
-    def ui(fn):
-        """Show a ValueError's message in the browser (other exceptions are hidden unless show_error)."""
-
-        @functools.wraps(fn)
-        def wrapper(*args):
-            try:
-                return fn(*args)
-            except ValueError as e:
-                raise gr.Error(str(e)) from e
-
-        return wrapper
-
-    @ui
+    @show_value_errors
     def sample(seed, num_images, truncation):
         return sample_grid(pipe, seed, num_images, truncation)
 
-    @ui
+    @show_value_errors
     def interpolate(seed_a, seed_b, steps):
         return interpolation_strip(pipe, seed_a, seed_b, steps)
 
-    @ui
+    @show_value_errors
     def nearest(seed, num_images, index, truncation):
         try:
             return nearest_training_images(pipe, dataset, seed, index, num_images, truncation)
         except DatasetUnavailableError as e:
             gr.Warning(str(e))
             return None, f"*{e}*"
-
-    def seed_box(label, value=0):
-        return gr.Number(value=value, label=label, precision=0, minimum=0, maximum=MAX_SEED)
-
-    def image_out(label):
-        return gr.Image(label=label, format="png", type="pil", interactive=False)
 
     def sample_inputs():
         """Seed, number of images and truncation, with the Sample tab's defaults."""

@@ -17,6 +17,7 @@ from ..pipeline_utils import (
     check_sampling_inputs,
     convert_images,
     draw_latents,
+    seed_or_latent,
 )
 from .modeling_gan import Generator
 
@@ -65,11 +66,10 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
     def _latent(self, value) -> torch.Tensor:
         d = self.generator.config.latent_dim
-        if isinstance(value, int) and not isinstance(value, bool):
-            return torch.randn((1, d), generator=torch.Generator().manual_seed(value))
-        if isinstance(value, torch.Tensor) and value.numel() == d:
-            return value.reshape(1, d).float().cpu()
-        raise ValueError(f"Interpolation end points must be int seeds or latents of size {d}, got {value!r}.")
+        z = seed_or_latent(value, d)
+        if z is None:
+            raise ValueError(f"Interpolation end points must be int seeds or latents of size {d}, got {value!r}.")
+        return z
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         images = self.generator(z.to(self.device, self.generator.dtype))

@@ -16,7 +16,6 @@ Each tab calls one plain function of this module, which can be tested without a 
 Invalid arguments raise ValueError naming the argument and the value; inside the UI they become `gr.Error`.
 """
 
-import functools
 import math
 import os
 
@@ -24,7 +23,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pipeline_utils import make_grid
+from ..demo_utils import (
+    MAX_IMAGES,
+    MAX_SEED,
+    MAX_STEPS,
+    check_int,
+    image_out,
+    load_family_pipeline,
+    seed_box,
+    show_grid,
+    show_value_errors,
+    upscale,
+)
 from .pipeline_vae import LikelihoodOutput, VAEPipeline
 
 __all__ = [
@@ -46,12 +56,8 @@ __all__ = [
     "latent_grid_note",
 ]
 
-MAX_SEED = 2**32 - 1
-MAX_IMAGES = 64
-MAX_STEPS = 32
 MAX_GRID = 32
 IWAE_K = 1000  # importance samples for the drawing's likelihood: about 30 ms for one MNIST image on CPU
-MIN_TILE_PX = 64  # images are upscaled (nearest neighbour) until one tile is at least this many pixels
 INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
 CANVAS_PX = 280
 
@@ -63,26 +69,9 @@ class EmptyCanvasError(ValueError):
 # -- inputs -----------------------------------------------------------------------------------------------
 
 
-def check_int(value, name: str, low: int, high: int) -> int:
-    """Return `value` as an int if it is a whole number in [low, high]; else raise ValueError naming `name`.
-
-    Whole floats (3.0) are accepted because number fields may send them; bools and strings are not.
-    """
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not is_number or not float(value).is_integer() or not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
-    return int(value)
-
-
 def load_pipeline(pipeline_or_path) -> tuple[VAEPipeline, str]:
     """A VAEPipeline, or a folder path / Hub repo id to load one from -> (pipeline, name to show)."""
-    if isinstance(pipeline_or_path, VAEPipeline):
-        return pipeline_or_path, pipeline_or_path.name_or_path or "an in-memory VAEPipeline"
-    if isinstance(pipeline_or_path, (str, os.PathLike)):
-        name = os.fspath(pipeline_or_path)
-        return VAEPipeline.from_pretrained(name), name
-    kind = type(pipeline_or_path).__name__
-    raise TypeError(f"`pipeline_or_path` must be a VAEPipeline, a folder path or a repo id, got {kind}.")
+    return load_family_pipeline(pipeline_or_path, VAEPipeline)
 
 
 def describe(pipe: VAEPipeline) -> str:
@@ -97,24 +86,13 @@ def describe(pipe: VAEPipeline) -> str:
 # -- images ---------------------------------------------------------------------------------------------
 
 
-def upscale(image: Image.Image, tile_px: int) -> Image.Image:
-    """Enlarge by an integer factor (nearest neighbour) so that a `tile_px`-pixel tile reaches MIN_TILE_PX."""
-    factor = max(1, math.ceil(MIN_TILE_PX / tile_px))
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
-
-
-def _show(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
-    """(B, 1, H, W) in [0, 1] -> one upscaled PIL grid, `nrow` tiles per row."""
-    return upscale(make_grid(images, nrow=nrow, padding=padding), images.shape[-1])
-
-
 def sample_grid(pipe: VAEPipeline, seed: int, num_images: int) -> Image.Image:
     """Draw `num_images` latents z ~ N(0, I) from `seed` and tile their decoded mean images E[x|z]."""
     seed = check_int(seed, "seed", 0, MAX_SEED)
     num_images = check_int(num_images, "num_images", 1, MAX_IMAGES)
     generator = torch.Generator().manual_seed(seed)
     images = pipe(num_images, generator=generator, output_type="pt").images  # (B, 1, H, W)
-    return _show(images, nrow=math.ceil(math.sqrt(num_images)))
+    return show_grid(images, nrow=math.ceil(math.sqrt(num_images)))
 
 
 # -- drawing --------------------------------------------------------------------------------------------
@@ -237,7 +215,7 @@ def reconstruct_drawing(pipe: VAEPipeline, sketch, k: int = IWAE_K, seed: int = 
     recon = pipe.reconstruct(x, output_type="pt")  # (1, 1, S, S)
     scores = pipe.log_likelihood(x, k=k, generator=torch.Generator().manual_seed(seed))
     text = likelihood_markdown(scores, num_dims=x[0].numel(), decoder=pipe.vae.config.decoder_distribution)
-    return _show(x, nrow=1, padding=0), _show(recon, nrow=1, padding=0), text
+    return show_grid(x, nrow=1, padding=0), show_grid(recon, nrow=1, padding=0), text
 
 
 # -- latent space ---------------------------------------------------------------------------------------
@@ -249,7 +227,7 @@ def interpolation_strip(pipe: VAEPipeline, seed_a: int, seed_b: int, steps: int)
     seed_b = check_int(seed_b, "seed_b", 0, MAX_SEED)
     steps = check_int(steps, "steps", 2, MAX_STEPS)
     images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, 1, H, W)
-    return _show(images, nrow=steps)
+    return show_grid(images, nrow=steps)
 
 
 def latent_traversal(latent_dim: int, grid_size: int) -> torch.Tensor:
@@ -293,7 +271,7 @@ def latent_grid(pipe: VAEPipeline, grid_size: int) -> Image.Image:
     z = latent_traversal(vae.config.latent_dim, grid_size).to(pipe.device, vae.dtype)  # (N, D)
     with torch.no_grad():
         images = vae.decode_to_images(z)  # (N, 1, H, W)
-    return _show(images, nrow=grid_size)
+    return show_grid(images, nrow=grid_size)
 
 
 # -- the app --------------------------------------------------------------------------------------------
@@ -310,23 +288,11 @@ def build_demo(pipeline_or_path):
     cfg = pipe.vae.config
     size = cfg.sample_size
 
-    def ui(fn):
-        """Show a ValueError's message in the browser (other exceptions are hidden unless show_error)."""
-
-        @functools.wraps(fn)
-        def wrapper(*args):
-            try:
-                return fn(*args)
-            except ValueError as e:
-                raise gr.Error(str(e)) from e
-
-        return wrapper
-
-    @ui
+    @show_value_errors
     def sample(seed, num_images):
         return sample_grid(pipe, seed, num_images)
 
-    @ui
+    @show_value_errors
     def reconstruct(sketch):
         try:
             return reconstruct_drawing(pipe, sketch)
@@ -334,19 +300,13 @@ def build_demo(pipeline_or_path):
             gr.Warning(str(e))
             return None, None, f"*{e}*"
 
-    @ui
+    @show_value_errors
     def interpolate(seed_a, seed_b, steps):
         return interpolation_strip(pipe, seed_a, seed_b, steps)
 
-    @ui
+    @show_value_errors
     def decode_grid(grid_size):
         return latent_grid(pipe, grid_size)
-
-    def seed_box(label, value=0):
-        return gr.Number(value=value, label=label, precision=0, minimum=0, maximum=MAX_SEED)
-
-    def image_out(label):
-        return gr.Image(label=label, format="png", type="pil", interactive=False)
 
     with gr.Blocks(title=f"hubgen VAE · {name}") as demo:
         gr.Markdown(f"# hubgen VAE demo\n**Model:** `{name}`  \n{describe(pipe)}")

@@ -20,6 +20,7 @@ from ..pipeline_utils import (
     convert_images,
     draw_latents,
     images_to_tensor,
+    seed_or_latent,
 )
 from .losses import bits_per_dim, elbo, iwae_bound
 from .modeling_vae import VAEModel
@@ -65,15 +66,13 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             )
         return x.to(self.device, self.vae.dtype)
 
-    def _latent(self, value, generator_device="cpu") -> torch.Tensor:
+    def _latent(self, value) -> torch.Tensor:
         """An int seed -> z ~ N(0, I) from torch.Generator(seed); a tensor (D,) or (1, D) -> itself; an image
         -> the posterior mean of its encoding."""
         d = self.vae.config.latent_dim
-        if isinstance(value, int) and not isinstance(value, bool):
-            g = torch.Generator(generator_device).manual_seed(value)
-            return torch.randn((1, d), generator=g).to(self.device, self.vae.dtype)
-        if isinstance(value, torch.Tensor) and value.numel() == d:
-            return value.reshape(1, d).to(self.device, self.vae.dtype)
+        z = seed_or_latent(value, d)
+        if z is not None:
+            return z.to(self.device, self.vae.dtype)
         try:
             x = self._images(value, "a/b")
         except ValueError as e:

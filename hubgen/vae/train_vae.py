@@ -309,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. Save the pipeline, samples, curves, evaluation and card (main process only)
     if accelerator.is_main_process:
-        trained_seconds = trained_seconds if last_checkpoint else trained_seconds + time.perf_counter() - start
         _finish(
             accelerator.unwrap_model(model),
             args,
