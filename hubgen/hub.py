@@ -6,6 +6,7 @@ was trained) and `eval_results.json` (what it scored, with N, k, split and seeds
 the family's Jinja template in model_cards/ through huggingface_hub's `ModelCard.from_template`.
 """
 
+import collections
 import json
 import os
 import shutil
@@ -104,13 +105,19 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
     dataset_label = dataset_id or Path(dataset).name
     eval_results = []
     metrics = results.get("metrics", {})
+    # results["metrics"] keys -> (metric type, label): each likelihood says which bound it is
     names = {
         "iwae_nll_nats": ("nll", "IWAE NLL (nats, k={k})"),
         "neg_elbo_nats": ("neg_elbo", "negative ELBO (nats)"),
         "bits_per_dim": ("bits_per_dim", "IWAE bits/dim (k={k})"),
+        "exact_nll_nats": ("nll", "exact NLL (nats, change of variables)"),
+        "exact_bits_per_dim": ("bits_per_dim", "exact bits/dim (change of variables)"),
+        "vlb_nats": ("nll", "variational bound on the NLL (nats, {num_timesteps} timesteps)"),
+        "vlb_bits_per_dim": ("bits_per_dim", "variational bound bits/dim ({num_timesteps} timesteps)"),
     }
     for key, (metric_type, label) in names.items():
         if key in metrics:
+            label = label.format_map(collections.defaultdict(lambda: "?", results))
             eval_results.append(
                 EvalResult(
                     task_type="unconditional-image-generation",
@@ -118,7 +125,7 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
                     dataset_name=f"{dataset_label} ({results['split']}, first {results['num_images']} images)",
                     dataset_split=results["split"],
                     metric_type=metric_type,
-                    metric_name=label.format(k=results.get("k"))
+                    metric_name=label
                     + f", {results.get('pixel_mode')} pixels, seed {results.get('seed')}",
                     metric_value=round(metrics[key]["mean"], 4),
                 )

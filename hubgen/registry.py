@@ -119,3 +119,29 @@ register_family(
         card_template="gan.md",
     )
 )
+
+register_family(
+    Family(
+        name="flow",
+        description="Multi-scale Glow/RealNVP flow: exact likelihood, dequantization, bits/dim (Kingma & Dhariwal 2018)",
+        model_class="hubgen.flow.modeling_flow:FlowModel",
+        pipeline_class="hubgen.flow.pipeline_flow:FlowPipeline",
+        train="hubgen.flow.train_flow:main",
+        evaluate="hubgen.flow.train_flow:evaluate",
+        build_demo="hubgen.flow.demo:build_demo",
+        card_template="flow.md",
+    )
+)
+
+register_family(
+    Family(
+        name="ddpm",
+        description="DDPM on diffusers' UNet2DModel and schedulers: closed forms, variational bound (Ho et al. 2020)",
+        model_class="diffusers:UNet2DModel",
+        pipeline_class="hubgen.diffusion.pipeline_ddpm:DDPMPipeline",
+        train="hubgen.diffusion.train_ddpm:main",
+        evaluate="hubgen.diffusion.train_ddpm:evaluate",
+        build_demo="hubgen.diffusion.demo:build_demo",
+        card_template="ddpm.md",
+    )
+)
