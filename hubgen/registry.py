@@ -123,7 +123,7 @@ register_family(
 register_family(
     Family(
         name="flow",
-        description="Multi-scale Glow/RealNVP flow: exact likelihood, dequantization, bits/dim (Kingma & Dhariwal 2018)",
+        description="Multi-scale Glow/RealNVP flow: exact likelihood, dequantization (Kingma & Dhariwal 2018)",
         model_class="hubgen.flow.modeling_flow:FlowModel",
         pipeline_class="hubgen.flow.pipeline_flow:FlowPipeline",
         train="hubgen.flow.train_flow:main",
