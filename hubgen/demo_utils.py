@@ -70,9 +70,9 @@ def show_value_errors(fn):
     """Wrap an event handler so a ValueError's message shows in the browser as a gr.Error."""
 
     @functools.wraps(fn)
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):  # gradio passes gr.Progress and event data through the wrapped signature
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except ValueError as e:
             import gradio as gr
 
