@@ -1,0 +1,442 @@
+"""The invertible layers of a multi-scale flow, each with its log-determinant.
+
+Every transform maps a batch one way and back:
+
+    forward(x) -> (y, log_det)      log_det = log |det dy/dx|, one number per example, shape (B,)
+    inverse(y) -> (x, log_det)      log_det = log |det dx/dy| = minus the forward one at the same point
+
+so that densities follow the change of variables log p_x(x) = log p_y(f(x)) + log |det df/dx|
+(Dinh et al., RealNVP, arXiv:1605.08803, eq. (3)). Tensors are (B, C, H, W); shapes are in the comments.
+
+Layers of the flow (Kingma & Dhariwal, Glow, arXiv:1807.03039, Table 1):
+- `Squeeze`: 2x2 pixel blocks -> 4 channels (RealNVP section 3.6); a permutation, log_det = 0.
+- `ActNorm`: y = x * exp(log_scale) + bias per channel, initialized from the data once (its `initialized`
+  flag is a saved buffer, so a reloaded model is not initialized again).
+- `InvertibleConv1x1`: y = W x per pixel with W = P L (U + diag(s)) (Glow eq. (10)); log_det = H W sum log|s|.
+- `AffineCoupling`: half the channels pass, the other half is shifted and scaled by a network of the first;
+  the scale is sigmoid(raw + 2) in (0, 1), bounded, as in Glow's released code.
+- `Split`: factor-out of half the channels (RealNVP section 3.6) with a learned Gaussian prior conditioned on
+  the kept half; written as the bijection x_b -> eps = (x_b - mean) / sigma, so the factored half leaves as
+  eps ~ N(0, I) and log_det = -sum log sigma.
+- `LearnedPrior`: the same standardization for the last scale, with a learned mean and scale per entry.
+
+Preprocessing (grey levels k in {0..L-1} -> model space):
+- `UniformDequantization`: k -> k + u, u ~ U[0, 1)^D; `VariationalDequantization`: u ~ q(u|k), a small
+  conditional flow (Ho et al., Flow++, arXiv:1902.00275, section 3.1). Both return -log q(u|k) where a
+  bijection returns its log_det (0 for the uniform one): it enters the bound
+      log P(k) >= E_q[log p(k + u) - log q(u|k)]
+  in the same place. Their inverse is the quantization floor(y) (log_det 0): they are not bijections.
+- `Scale`: y = x / L, log_det = -D log L; `Logit`: y = logit(alpha + (1 - 2 alpha) x) (RealNVP section
+  4.1, symmetric form of hubgen.metrics.units); `Center`: y = x - 1/2 (Glow's input range), log_det 0.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics.units import inverse_logit_transform, logit_transform, logit_transform_log_det
+
+__all__ = [
+    "Squeeze",
+    "ActNorm",
+    "InvertibleConv1x1",
+    "AffineCoupling",
+    "coupling_network",
+    "Split",
+    "LearnedPrior",
+    "UniformDequantization",
+    "VariationalDequantization",
+    "Scale",
+    "Logit",
+    "Center",
+    "squeeze",
+    "unsqueeze",
+    "standard_normal_log_prob",
+]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _zeros(x: torch.Tensor) -> torch.Tensor:
+    return x.new_zeros(x.shape[0])
+
+
+def _per_example(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A log-determinant that is the same for every example -> (B,)."""
+    return value.expand(x.shape[0])
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over all but the batch dimension: -1/2 sum_j (z_j^2 + log 2 pi) -> (B,)."""
+    return -0.5 * (z.square() + LOG_2PI).flatten(1).sum(1)
+
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 4C, H/2, W/2): channel 4c + 2i + j holds pixel (2h + i, 2w + j) of channel c."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // 2, 2, w // 2, 2)  # (B, C, H/2, 2, W/2, 2)
+    return x.permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
+
+
+def unsqueeze(y: torch.Tensor) -> torch.Tensor:
+    """(B, 4C, H, W) -> (B, C, 2H, 2W): the inverse of `squeeze`."""
+    b, c4, h, w = y.shape
+    y = y.reshape(b, c4 // 4, 2, 2, h, w)  # (B, C, 2, 2, H, W)
+    return y.permute(0, 1, 4, 2, 5, 3).reshape(b, c4 // 4, 2 * h, 2 * w)
+
+
+class Squeeze(nn.Module):
+    """Trade space for channels (RealNVP section 3.6). A permutation of the entries: log_det = 0."""
+
+    def forward(self, x):
+        if x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(f"Squeeze needs an even height and width, got {tuple(x.shape[2:])}.")
+        return squeeze(x), _zeros(x)
+
+    def inverse(self, y):
+        return unsqueeze(y), _zeros(y)
+
+
+class ActNorm(nn.Module):
+    """Activation normalization (Glow section 3.1): y = x * exp(log_scale) + bias, one pair per channel.
+
+    Data-dependent initialization: the first forward pass in training mode (or an explicit `initialize(x)`)
+    sets the parameters so that y has zero mean and unit variance per channel on that batch. The flag
+    `initialized` is a persistent buffer: it is saved with the weights, so a reloaded model keeps its learned
+    parameters instead of initializing them again from its first batch.
+        log_det = H W sum_c log_scale_c
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.eps = eps
+        self._seen_initialized = False  # a cache of the buffer, so training does not read it at every step
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._seen_initialized = False  # the buffer may change: read it again
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def is_initialized(self) -> bool:
+        if not self._seen_initialized:
+            self._seen_initialized = bool(self.initialized)
+        return self._seen_initialized
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Set log_scale = -log std_c(x), bias = -mean_c(x) / std_c(x) over (B, H, W), once."""
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+        std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+        self.log_scale.copy_(-torch.log(std + self.eps))
+        self.bias.copy_(-mean * torch.exp(self.log_scale))
+        self.initialized.fill_(True)
+        self._seen_initialized = True
+
+    def _maybe_initialize(self, x):
+        if self.training and not self.is_initialized():
+            self.initialize(x)
+
+    def forward(self, x):
+        self._maybe_initialize(x)
+        y = x * torch.exp(self.log_scale) + self.bias
+        return y, _per_example(x.shape[2] * x.shape[3] * self.log_scale.sum(), x)
+
+    def inverse(self, y):
+        x = (y - self.bias) * torch.exp(-self.log_scale)
+        return x, _per_example(-y.shape[2] * y.shape[3] * self.log_scale.sum(), y)
+
+
+class InvertibleConv1x1(nn.Module):
+    """Invertible 1x1 convolution, LU-parameterized (Glow section 3.2, eq. (10)):
+
+        W = P L (U + diag(s)),   log |det dy/dx| = H W sum_c log |s_c|
+
+    with P a fixed permutation, L unit lower triangular, U strictly upper triangular and s = sign * exp(log_s)
+    (the signs fixed). W starts as a random rotation (drawn from torch's global RNG), so log_det starts at 0.
+    The weight is assembled once per call; the inverse uses two triangular solves instead of a matrix inverse.
+    """
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(num_channels, num_channels))
+        p, lower, upper = torch.linalg.lu(q)
+        s = torch.diagonal(upper)
+        self.register_buffer("permutation", p)
+        self.register_buffer("sign_s", torch.sign(s))
+        self.lower = nn.Parameter(torch.tril(lower, -1))
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(torch.log(s.abs()))
+
+    def _factors(self):
+        eye = torch.eye(self.log_s.shape[0], dtype=self.log_s.dtype, device=self.log_s.device)
+        lower = torch.tril(self.lower, -1) + eye  # unit lower triangular
+        upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * torch.exp(self.log_s))  # U + diag(s)
+        return lower, upper
+
+    def weight(self) -> torch.Tensor:
+        """W = P L (U + diag(s)), (C, C)."""
+        lower, upper = self._factors()
+        return self.permutation @ (lower @ upper)
+
+    def inverse_weight(self) -> torch.Tensor:
+        """W^-1 = (U + diag(s))^-1 L^-1 P^T, by triangular solves, (C, C)."""
+        lower, upper = self._factors()
+        eye = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
+        lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ self.permutation.T
+
+    def log_det_per_pixel(self) -> torch.Tensor:
+        return self.log_s.sum()
+
+    def forward(self, x):
+        y = F.conv2d(x, self.weight()[:, :, None, None])  # y_bchw = sum_k W_ck x_bkhw
+        return y, _per_example(x.shape[2] * x.shape[3] * self.log_det_per_pixel(), x)
+
+    def inverse(self, y):
+        x = F.conv2d(y, self.inverse_weight()[:, :, None, None])
+        return x, _per_example(-y.shape[2] * y.shape[3] * self.log_det_per_pixel(), y)
+
+
+def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
+    """Glow's coupling network NN(): conv3x3 - ReLU - conv1x1 - ReLU - conv3x3, the last conv zero-initialized
+    so that every coupling starts as the identity (Glow section 3.3)."""
+    last = nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden_channels, hidden_channels, 1),
+        nn.ReLU(inplace=True),
+        last,
+    )
+
+
+class AffineCoupling(nn.Module):
+    """Affine coupling (RealNVP section 3.3; Glow Table 1, with the sigmoid scale of Glow's released code):
+
+        x_a, x_b = x[:, :C_a], x[:, C_a:]
+        (t, r) = NN(x_a),  s = sigmoid(r + 2)
+        y_a = x_a,  y_b = (x_b + t) * s,           log |det dy/dx| = sum log s
+
+    s lies in (0, 1): the scale cannot blow up, and at initialization (NN = 0) s = sigmoid(2), about 0.88.
+    log s is computed as logsigmoid(r + 2), which is finite for any r.
+    """
+
+    def __init__(self, num_channels: int, hidden_channels: int):
+        super().__init__()
+        if num_channels < 2:
+            raise ValueError(f"An affine coupling needs at least 2 channels, got {num_channels}.")
+        self.num_pass = num_channels // 2
+        self.net = coupling_network(self.num_pass, hidden_channels, 2 * (num_channels - self.num_pass))
+
+    def _shift_and_log_scale(self, x_a):
+        shift, raw = self.net(x_a).chunk(2, dim=1)  # (B, C_b, H, W) each
+        return shift, F.logsigmoid(raw + 2.0)
+
+    def forward(self, x):
+        x_a, x_b = x[:, : self.num_pass], x[:, self.num_pass :]
+        shift, log_s = self._shift_and_log_scale(x_a)
+        y_b = (x_b + shift) * torch.exp(log_s)
+        return torch.cat([x_a, y_b], dim=1), log_s.flatten(1).sum(1)
+
+    def inverse(self, y):
+        y_a, y_b = y[:, : self.num_pass], y[:, self.num_pass :]
+        shift, log_s = self._shift_and_log_scale(y_a)
+        x_b = y_b * torch.exp(-log_s) - shift
+        return torch.cat([y_a, x_b], dim=1), -log_s.flatten(1).sum(1)
+
+
+class Split(nn.Module):
+    """Factor out half the channels with a learned Gaussian prior (RealNVP section 3.6; Glow's split prior):
+
+        x_a, x_b = x[:, :C_a], x[:, C_a:];   (mean, log_sigma) = conv3x3(x_a)  (zero-initialized)
+        p(x_b | x_a) = N(x_b; mean, sigma^2)
+        y = (x_a, eps),  eps = (x_b - mean) / sigma,     log |det dy/dx| = -sum log sigma
+
+    so log p(x_b | x_a) = log N(eps; 0, I) - sum log sigma: the factored half leaves the flow as standard
+    normal noise eps, and the flow continues on x_a. Sampling at temperature T draws eps ~ N(0, T^2 I).
+    """
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.num_keep = num_channels - num_channels // 2
+        self.prior = nn.Conv2d(self.num_keep, 2 * (num_channels - self.num_keep), 3, padding=1)
+        nn.init.zeros_(self.prior.weight)
+        nn.init.zeros_(self.prior.bias)
+
+    def forward(self, x):
+        x_a, x_b = x[:, : self.num_keep], x[:, self.num_keep :]
+        mean, log_sigma = self.prior(x_a).chunk(2, dim=1)
+        eps = (x_b - mean) * torch.exp(-log_sigma)
+        return torch.cat([x_a, eps], dim=1), -log_sigma.flatten(1).sum(1)
+
+    def inverse(self, y):
+        y_a, eps = y[:, : self.num_keep], y[:, self.num_keep :]
+        mean, log_sigma = self.prior(y_a).chunk(2, dim=1)
+        x_b = mean + torch.exp(log_sigma) * eps
+        return torch.cat([y_a, x_b], dim=1), log_sigma.flatten(1).sum(1)
+
+
+class LearnedPrior(nn.Module):
+    """The last scale's prior N(mean, sigma^2), one learned mean and log sigma per entry (zero-initialized):
+    eps = (x - mean) / sigma,  log |det deps/dx| = -sum log sigma."""
+
+    def __init__(self, shape: tuple[int, int, int]):
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(1, *shape))
+        self.log_sigma = nn.Parameter(torch.zeros(1, *shape))
+
+    def forward(self, x):
+        eps = (x - self.mean) * torch.exp(-self.log_sigma)
+        return eps, _per_example(-self.log_sigma.sum(), x)
+
+    def inverse(self, eps):
+        return self.mean + torch.exp(self.log_sigma) * eps, _per_example(self.log_sigma.sum(), eps)
+
+
+# -- preprocessing ----------------------------------------------------------------------------------------
+
+
+class UniformDequantization(nn.Module):
+    """k -> k + u, u ~ U[0, 1)^D (Theis et al., arXiv:1511.01844, section 3.1).
+
+    Returns -log q(u|k) = 0 (q is uniform on the unit cube) as its log_det. The inverse quantizes:
+    floor(y), log_det 0.
+    """
+
+    def forward(self, k, generator=None):
+        u = torch.rand(k.shape, generator=generator, dtype=k.dtype, device=k.device)
+        return k + u, _zeros(k)
+
+    def inverse(self, y):
+        return torch.floor(y), _zeros(y)
+
+
+class VariationalDequantization(nn.Module):
+    """Variational dequantization (Ho et al., Flow++, arXiv:1902.00275, section 3.1): u ~ q(u|k) on [0, 1)^D,
+
+        log P(k) >= E_{u ~ q}[log p(k + u) - log q(u|k)]
+
+    q is a small conditional flow of Gaussian noise eps ~ N(0, I), in squeezed space (B, 4C, H/2, W/2):
+        h = CNN(k / (L - 1) - 1/2)                                         the context
+        e = eps * exp(a(h)) + m(h)                                         elementwise affine
+        e_b <- (e_b + t(e_a, h)) * sigmoid(r(e_a, h) + 2)   (x num_steps)  couplings, halves swapped between
+        u = sigmoid(unsqueeze(e))
+    log q(u|k) = log N(eps; 0, I) - log |det du/deps|. `forward(k)` returns (k + u, -log q(u|k)); the
+    inverse quantizes (floor). `noise(eps, k)` / `noise_inverse(u, k)` are the bijection eps <-> u for a given
+    k, with its log-determinant.
+    """
+
+    def __init__(self, in_channels: int, pixel_levels: int, hidden_channels: int = 32, num_steps: int = 2):
+        super().__init__()
+        c = 4 * in_channels
+        self.pixel_levels = pixel_levels
+        self.context = nn.Sequential(
+            nn.Conv2d(c, hidden_channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.elementwise = nn.Conv2d(hidden_channels, 2 * c, 3, padding=1)
+        nn.init.zeros_(self.elementwise.weight)
+        nn.init.zeros_(self.elementwise.bias)
+        self.num_pass = c // 2
+        self.couplings = nn.ModuleList(
+            [coupling_network(self.num_pass + hidden_channels, hidden_channels, 2 * (c - self.num_pass))
+             for _ in range(num_steps)]
+        )  # fmt: skip
+
+    def _context(self, k):
+        return self.context(squeeze(k / (self.pixel_levels - 1) - 0.5))  # (B, hidden, H/2, W/2)
+
+    def _coupling(self, net, e_a, h):
+        shift, raw = net(torch.cat([e_a, h], dim=1)).chunk(2, dim=1)
+        return shift, F.logsigmoid(raw + 2.0)
+
+    def noise(self, eps, k):
+        """eps (B, C, H, W) -> u in (0, 1), and log |det du/deps| (B,), given grey levels k."""
+        h = self._context(k)
+        log_a, m = self.elementwise(h).chunk(2, dim=1)
+        e = squeeze(eps) * torch.exp(log_a) + m  # (B, 4C, H/2, W/2)
+        log_det = log_a.flatten(1).sum(1)
+        for net in self.couplings:
+            e_a, e_b = e[:, : self.num_pass], e[:, self.num_pass :]
+            shift, log_s = self._coupling(net, e_a, h)
+            e = torch.cat([(e_b + shift) * torch.exp(log_s), e_a], dim=1)  # transformed half first: swap
+            log_det = log_det + log_s.flatten(1).sum(1)
+        e = unsqueeze(e)
+        # u = sigmoid(e): du/de = sigmoid(e) sigmoid(-e)
+        log_det = log_det + (F.logsigmoid(e) + F.logsigmoid(-e)).flatten(1).sum(1)
+        return torch.sigmoid(e), log_det
+
+    def noise_inverse(self, u, k):
+        """u in (0, 1) -> eps, and log |det deps/du| (B,): the inverse of `noise`."""
+        h = self._context(k)
+        e = torch.log(u) - torch.log1p(-u)  # logit
+        log_det = -(F.logsigmoid(e) + F.logsigmoid(-e)).flatten(1).sum(1)
+        e = squeeze(e)
+        c_b = e.shape[1] - self.num_pass
+        for net in reversed(self.couplings):
+            y_b, e_a = e[:, :c_b], e[:, c_b:]
+            shift, log_s = self._coupling(net, e_a, h)
+            e = torch.cat([e_a, y_b * torch.exp(-log_s) - shift], dim=1)
+            log_det = log_det - log_s.flatten(1).sum(1)
+        log_a, m = self.elementwise(h).chunk(2, dim=1)
+        eps = (e - m) * torch.exp(-log_a)
+        return unsqueeze(eps), log_det - log_a.flatten(1).sum(1)
+
+    def forward(self, k, generator=None):
+        eps = torch.randn(k.shape, generator=generator, dtype=k.dtype, device=k.device)
+        u, log_det = self.noise(eps, k)
+        log_q = standard_normal_log_prob(eps) - log_det  # log q(u|k) by the change of variables
+        # u < 1 in exact arithmetic; in floating point sigmoid can round to 1, which would leave the bin.
+        u = u.clamp(max=1.0 - torch.finfo(u.dtype).eps)
+        return k + u, -log_q
+
+    def inverse(self, y):
+        return torch.floor(y), _zeros(y)
+
+
+class Scale(nn.Module):
+    """y = x / L: grey levels plus noise in [0, L) -> [0, 1). log |det dy/dx| = -D log L."""
+
+    def __init__(self, pixel_levels: int):
+        super().__init__()
+        self.pixel_levels = pixel_levels
+
+    def forward(self, x):
+        return x / self.pixel_levels, _per_example(x.new_tensor(-x[0].numel() * math.log(self.pixel_levels)), x)
+
+    def inverse(self, y):
+        return y * self.pixel_levels, _per_example(y.new_tensor(y[0].numel() * math.log(self.pixel_levels)), y)
+
+
+class Logit(nn.Module):
+    """y = logit(alpha + (1 - 2 alpha) x) for x in [0, 1) (RealNVP section 4.1; hubgen.metrics.units):
+    log |det dy/dx| = sum_j [log(1 - 2 alpha) - log s_j - log(1 - s_j)],  s_j = alpha + (1 - 2 alpha) x_j."""
+
+    def __init__(self, alpha: float = 0.05):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x):
+        return logit_transform(x, self.alpha), logit_transform_log_det(x, self.alpha)
+
+    def inverse(self, y):
+        x = inverse_logit_transform(y, self.alpha)
+        return x, -logit_transform_log_det(x, self.alpha)
+
+
+class Center(nn.Module):
+    """y = x - 1/2: [0, 1) -> [-1/2, 1/2), Glow's input range. log_det = 0."""
+
+    def forward(self, x):
+        return x - 0.5, _zeros(x)
+
+    def inverse(self, y):
+        return y + 0.5, _zeros(y)

@@ -1,0 +1,469 @@
+"""The flow family's math: every layer inverts and its log-determinant equals autograd's; densities integrate to
+one; bits/dim of a known density has its closed form; ActNorm initializes once and survives save/load; the
+pipeline saves and loads exactly."""
+
+import math
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+import hubgen
+from hubgen.flow import FlowModel, FlowPipeline
+from hubgen.flow.modeling_flow import FlowStep
+from hubgen.flow.transforms import (
+    ActNorm,
+    AffineCoupling,
+    Center,
+    InvertibleConv1x1,
+    LearnedPrior,
+    Logit,
+    Scale,
+    Split,
+    Squeeze,
+    UniformDequantization,
+    VariationalDequantization,
+    squeeze,
+    standard_normal_log_prob,
+)
+from hubgen.pipeline_utils import PICKLE_SUFFIXES
+
+F64 = torch.float64
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def randomize(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> torch.nn.Module:
+    """Move every parameter off its (often zero, identity-making) initialization, so no layer is trivially exact."""
+    g = _g(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+def tiny_flow(**overrides) -> FlowModel:
+    cfg = dict(sample_size=4, in_channels=1, pixel_levels=17, num_levels=2, steps_per_level=1, hidden_channels=4)
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    return FlowModel(**cfg)
+
+
+def _layers():
+    """(name, layer, input shape (C, H, W), input low) for every bijective layer, in float64."""
+    torch.manual_seed(0)
+    actnorm = ActNorm(4).double()
+    actnorm.initialize(torch.randn(16, 4, 2, 2, generator=_g(1), dtype=F64) * 2 + 1)
+    step = randomize(FlowStep(4, 8).double())
+    step.actnorm.initialize(torch.randn(8, 4, 2, 2, generator=_g(2), dtype=F64))
+    return [
+        ("squeeze", Squeeze(), (2, 4, 4), None),
+        ("actnorm", actnorm, (4, 2, 2), None),
+        ("invconv", randomize(InvertibleConv1x1(4).double(), 0.2), (4, 2, 2), None),
+        ("coupling", randomize(AffineCoupling(4, 8).double()), (4, 2, 2), None),
+        ("coupling_odd_channels", randomize(AffineCoupling(3, 8).double()), (3, 2, 2), None),
+        ("split", randomize(Split(4).double()), (4, 2, 2), None),
+        ("learned_prior", randomize(LearnedPrior((2, 2, 2)).double()), (2, 2, 2), None),
+        ("flow_step", step, (4, 2, 2), None),
+        ("scale", Scale(17), (1, 2, 2), 0.0),
+        ("logit", Logit(0.05), (1, 2, 2), 0.0),
+        ("center", Center(), (1, 2, 2), 0.0),
+    ]
+
+
+LAYERS = _layers()
+IDS = [name for name, *_ in LAYERS]
+
+
+def _inputs(shape, low, n=3, seed=3):
+    if low is not None:  # [0, 1) data
+        return torch.rand((n, *shape), generator=_g(seed), dtype=F64) * 0.98 + 0.01
+    return torch.randn((n, *shape), generator=_g(seed), dtype=F64)
+
+
+@pytest.mark.parametrize(("name", "layer", "shape", "low"), LAYERS, ids=IDS)
+def test_every_layer_inverts_in_float64(name, layer, shape, low):
+    layer.eval()
+    x = _inputs(shape, low)
+    y, log_det = layer(x)
+    x_back, log_det_back = layer.inverse(y)
+    torch.testing.assert_close(x_back, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det_back, -log_det, rtol=0, atol=1e-10)
+    assert log_det.shape == (3,) and y.numel() == x.numel()
+
+
+def _jacobian_log_det(fn, x_one: torch.Tensor) -> torch.Tensor:
+    """log |det d fn(x) / dx| by autograd for one example (C, H, W) -> scalar."""
+    shape = x_one.shape
+    jac = jacobian(lambda v: fn(v.reshape(1, *shape)).reshape(-1), x_one.reshape(-1))  # (D, D)
+    sign, logabsdet = torch.linalg.slogdet(jac)
+    assert sign != 0
+    return logabsdet
+
+
+@pytest.mark.parametrize(("name", "layer", "shape", "low"), LAYERS, ids=IDS)
+def test_every_layer_log_det_equals_the_autograd_jacobian(name, layer, shape, low):
+    layer.eval()
+    x = _inputs(shape, low, n=2, seed=5)
+    _, log_det = layer(x)
+    for i in range(len(x)):
+        expected = _jacobian_log_det(lambda v: layer(v)[0], x[i])
+        torch.testing.assert_close(log_det[i], expected, rtol=0, atol=1e-9)
+    y = layer(x)[0]
+    _, log_det_inverse = layer.inverse(y)
+    torch.testing.assert_close(log_det_inverse[0], _jacobian_log_det(lambda v: layer.inverse(v)[0], y[0]),
+                               rtol=0, atol=1e-9)  # fmt: skip
+
+
+def test_fused_actnorm_and_conv_equal_the_two_layers():
+    step = randomize(FlowStep(4, 8).double(), seed=4)
+    step.actnorm.initialize(torch.randn(8, 4, 3, 3, generator=_g(7), dtype=F64) * 3)
+    step.eval()
+    x = torch.randn(5, 4, 3, 3, generator=_g(8), dtype=F64)
+    y, log_det = step(x)
+    h, ld1 = step.actnorm(x)
+    h, ld2 = step.invconv(h)
+    h, ld3 = step.coupling(h)
+    torch.testing.assert_close(y, h, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det, ld1 + ld2 + ld3, rtol=0, atol=1e-12)
+
+
+def test_invertible_conv_is_lu_parameterized_and_starts_as_a_rotation():
+    conv = InvertibleConv1x1(6).double()
+    w = conv.weight()
+    torch.testing.assert_close(w @ w.T, torch.eye(6, dtype=F64), rtol=0, atol=1e-6)  # QR of a float32 draw
+    randomize(conv, 0.2)
+    w = conv.weight()
+    torch.testing.assert_close(conv.log_s.sum(), torch.linalg.slogdet(w)[1], rtol=0, atol=1e-12)  # Glow eq. (10)
+    torch.testing.assert_close(conv.inverse_weight() @ w, torch.eye(6, dtype=F64), rtol=0, atol=1e-12)
+    names = {name for name, _ in conv.named_parameters()}
+    assert names == {"lower", "upper", "log_s"} and set(dict(conv.named_buffers())) == {"permutation", "sign_s"}
+
+
+def test_coupling_scale_is_a_bounded_sigmoid():
+    coupling = AffineCoupling(4, 8).double()
+    x = torch.randn(2, 4, 2, 2, generator=_g(0), dtype=F64)
+    y, log_det = coupling(x)  # zero-initialized network: s = sigmoid(2), t = 0
+    torch.testing.assert_close(y[:, 2:], x[:, 2:] * torch.sigmoid(torch.tensor(2.0, dtype=F64)))
+    torch.testing.assert_close(log_det, torch.full((2,), 8 * math.log(torch.sigmoid(torch.tensor(2.0)).item()),
+                                                   dtype=F64), rtol=0, atol=1e-6)  # fmt: skip
+    with torch.no_grad():
+        coupling.net[-1].bias.fill_(1e4)  # an enormous raw scale: s -> 1, never above
+    y, log_det = coupling(x)
+    assert torch.isfinite(y).all() and torch.isfinite(log_det).all() and log_det.abs().max() < 1e-8
+
+
+def test_squeeze_matches_normflows():
+    nf = pytest.importorskip("normflows")
+    x = torch.randn(2, 3, 4, 6, generator=_g(0))
+    ours, _ = Squeeze()(x)
+    theirs, _ = nf.flows.Squeeze().inverse(x)  # normflows' generative direction is the unsqueeze
+    assert torch.equal(ours, theirs)
+
+
+# -- the whole flow -------------------------------------------------------------------------------------
+
+
+def _initialized(model: FlowModel, seed: int = 0) -> FlowModel:
+    model = randomize(model.double(), 0.2, seed)
+    model.initialize(torch.rand(32, *(model.config.in_channels, model.config.sample_size, model.config.sample_size),
+                                generator=_g(seed), dtype=F64), generator=_g(seed))  # fmt: skip
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(logit_alpha=None), dict(sample_size=8, num_levels=3, steps_per_level=2),
+     dict(sample_size=28, num_levels=2, steps_per_level=1, hidden_channels=8, pixel_levels=256)],
+    ids=["4x4", "no_logit", "8x8_3_levels", "28x28"],
+)  # fmt: skip
+def test_whole_flow_inverts_in_float64(overrides):
+    model = _initialized(tiny_flow(**overrides))
+    images = torch.rand(4, 1, model.config.sample_size, model.config.sample_size, generator=_g(1), dtype=F64)
+    x, _ = model.dequantize(images, generator=_g(2))
+    z, log_det = model(x)
+    assert z.shape == (4, model.num_dims) and model.actnorm_initialized()
+    x_back, log_det_back = model.inverse(z)
+    torch.testing.assert_close(x_back, x, rtol=0, atol=1e-10)
+    torch.testing.assert_close(log_det_back, -log_det, rtol=0, atol=1e-8)
+    assert torch.equal(model.to_intensities(x_back), model.quantize(images) / (model.config.pixel_levels - 1))
+
+
+@pytest.mark.parametrize("logit_alpha", [0.05, None])
+def test_whole_flow_log_det_equals_the_autograd_jacobian(logit_alpha):
+    model = _initialized(tiny_flow(logit_alpha=logit_alpha))  # D = 16: two levels, a split, logit
+    x = torch.rand(2, 1, 4, 4, generator=_g(3), dtype=F64) * 0.98 + 0.01
+    z, log_det = model(x)
+    for i in range(2):
+        jac = jacobian(lambda v: model(v.reshape(1, 1, 4, 4))[0].reshape(-1), x[i].reshape(-1))  # (16, 16)
+        torch.testing.assert_close(log_det[i], torch.linalg.slogdet(jac)[1], rtol=0, atol=1e-9)
+    torch.testing.assert_close(model.log_prob(x), standard_normal_log_prob(z) + log_det, rtol=0, atol=0)
+
+
+def test_variational_dequantization_flow_inverts_and_its_log_det_is_autograds():
+    deq = randomize(VariationalDequantization(1, pixel_levels=17, hidden_channels=6, num_steps=2).double(), 0.2)
+    k = torch.randint(0, 17, (2, 1, 4, 4), generator=_g(0)).to(F64)
+    eps = torch.randn(2, 1, 4, 4, generator=_g(1), dtype=F64)
+    u, log_det = deq.noise(eps, k)
+    assert ((u > 0) & (u < 1)).all()
+    eps_back, log_det_back = deq.noise_inverse(u, k)
+    torch.testing.assert_close(eps_back, eps, rtol=0, atol=1e-10)
+    torch.testing.assert_close(log_det_back, -log_det, rtol=0, atol=1e-9)
+    for i in range(2):
+        k_i = k[i : i + 1]
+        jac = jacobian(lambda v, k_i=k_i: deq.noise(v.reshape(1, 1, 4, 4), k_i)[0].reshape(-1), eps[i].reshape(-1))
+        torch.testing.assert_close(log_det[i], torch.linalg.slogdet(jac)[1], rtol=0, atol=1e-9)
+    # forward(k) returns k + u and -log q(u|k) = -(log N(eps) - log |du/deps|) for its own eps draw
+    y, neg_log_q = deq(k, generator=_g(5))
+    eps5 = torch.randn(k.shape, generator=_g(5), dtype=F64)
+    u5, log_det5 = deq.noise(eps5, k)
+    torch.testing.assert_close(y, k + u5, rtol=0, atol=1e-12)
+    torch.testing.assert_close(neg_log_q, -(standard_normal_log_prob(eps5) - log_det5), rtol=0, atol=1e-10)
+    assert torch.equal(deq.inverse(y)[0], k)
+
+
+def test_dequantizers_stay_in_their_bin_and_quantize_back():
+    k = torch.randint(0, 256, (4, 1, 4, 4), generator=_g(0)).to(F64)
+    for deq in (UniformDequantization(), VariationalDequantization(1, 256, 4, 1).double()):
+        y, neg_log_q = deq(k, generator=_g(1))
+        assert ((y >= k) & (y < k + 1)).all() and torch.equal(deq.inverse(y)[0], k)
+    assert torch.equal(UniformDequantization()(k)[1], torch.zeros(4, dtype=F64))  # log q = 0: uniform
+
+
+# -- densities ------------------------------------------------------------------------------------------
+
+
+def _trapezoid_density(log_density, grid):
+    return torch.trapezoid(log_density(grid).exp(), grid)
+
+
+def test_density_integrates_to_one_in_1d():
+    """x in the logit's support -> Logit -> ActNorm -> LearnedPrior -> eps ~ N(0, 1), with random parameters."""
+    alpha = 0.05
+    layers = [Logit(alpha), ActNorm(1).double(), randomize(LearnedPrior((1, 1, 1)).double(), 0.5, seed=3)]
+    with torch.no_grad():
+        layers[1].log_scale.fill_(0.4)
+        layers[1].bias.fill_(-0.3)
+
+    def log_density(x):
+        h, total = x.reshape(-1, 1, 1, 1), 0.0
+        for layer in layers:
+            h, log_det = layer(h)
+            total = total + log_det
+        return standard_normal_log_prob(h) + total
+
+    # The logit with alpha maps x in (-a, 1 + a), a = alpha / (1 - 2 alpha), onto the real line: that is the
+    # density's support (slightly wider than [0, 1], so the mass on [0, 1) is a little below one).
+    a = alpha / (1 - 2 * alpha)
+    grid = torch.linspace(-a, 1 + a, 200_001, dtype=F64)[1:-1]
+    assert abs(_trapezoid_density(log_density, grid).item() - 1.0) < 1e-6
+    inside = torch.linspace(0, 1, 100_001, dtype=F64)
+    assert 0.5 < _trapezoid_density(log_density, inside).item() < 1 - 1e-3
+
+
+def test_density_integrates_to_one_in_2d():
+    """x in R^2 as (B, 2, 1, 1) -> ActNorm -> 1x1 conv -> coupling -> split (conditional prior) -> last prior."""
+    torch.manual_seed(0)
+    actnorm = ActNorm(2).double()
+    actnorm.initialize(torch.randn(64, 2, 1, 1, generator=_g(0), dtype=F64) * torch.tensor([1.5, 0.7]).view(1, 2, 1, 1))
+    layers = [
+        actnorm,
+        randomize(InvertibleConv1x1(2).double(), 0.3, 1),
+        randomize(AffineCoupling(2, 8).double(), 0.3, 2),
+    ]
+    split, prior = randomize(Split(2).double(), 0.3, 3), randomize(LearnedPrior((1, 1, 1)).double(), 0.3, 4)
+
+    def log_density(points):  # (N, 2)
+        h, total = points.reshape(-1, 2, 1, 1), 0.0
+        for layer in layers:
+            h, log_det = layer(h)
+            total = total + log_det
+        h, log_det = split(h)
+        kept, eps = h[:, :1], h[:, 1:]
+        top, log_det_top = prior(kept)
+        return standard_normal_log_prob(eps) + standard_normal_log_prob(top) + total + log_det + log_det_top
+
+    # The coupling's scale s = sigmoid(r + 2) can approach 0 far from the data, which stretches the density into
+    # long tails: integrate over x = sinh(u), dx = cosh(u) du, u in [-6, 6] (x in [-201, 201]).
+    u = torch.linspace(-6, 6, 1001, dtype=F64)
+    ux, uy = torch.meshgrid(u, u, indexing="ij")
+    points = torch.stack([torch.sinh(ux).flatten(), torch.sinh(uy).flatten()], 1)  # (N, 2)
+    with torch.no_grad():
+        log_jacobian = torch.log(torch.cosh(ux) * torch.cosh(uy))
+        density = (log_density(points).reshape(1001, 1001) + log_jacobian).exp()
+    mass = torch.trapezoid(torch.trapezoid(density, u, dim=1), u).item()
+    assert abs(mass - 1.0) < 1e-6
+    edges = torch.cat([density[0], density[-1], density[:, 0], density[:, -1]])
+    assert edges.max() < 1e-9  # the grid holds the whole mass
+
+
+def _gaussian_flow(logit_alpha, mean: float, log_sigma: float) -> FlowModel:
+    """A FlowModel whose density is an isotropic Gaussian N(mean, sigma^2) in the preprocessed space: identity 1x1
+    convolutions, couplings with s = 1 and t = 0, ActNorm left at the identity, every prior N(mean, sigma^2)."""
+    model = tiny_flow(logit_alpha=logit_alpha, sample_size=8, steps_per_level=2).double().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, InvertibleConv1x1):
+                m.lower.zero_(), m.upper.zero_(), m.log_s.zero_(), m.sign_s.fill_(1)
+                m.permutation.copy_(torch.eye(len(m.log_s), dtype=F64))
+            elif isinstance(m, AffineCoupling):
+                m.net[-1].weight.zero_()
+                m.net[-1].bias.zero_()
+                m.net[-1].bias[m.net[-1].bias.numel() // 2 :].fill_(60.0)  # s = sigmoid(62) = 1 in float64
+            elif isinstance(m, Split):
+                m.prior.weight.zero_()
+                half = m.prior.bias.numel() // 2
+                m.prior.bias[:half].fill_(mean), m.prior.bias[half:].fill_(log_sigma)
+            elif isinstance(m, LearnedPrior):
+                m.mean.fill_(mean), m.log_sigma.fill_(log_sigma)
+    return model
+
+
+@pytest.mark.parametrize("logit_alpha", [None, 0.05])
+def test_bits_per_dim_of_a_known_density_has_its_closed_form(logit_alpha):
+    mean, log_sigma, levels, d = 0.1, -0.7, 17, 64
+    model = _gaussian_flow(logit_alpha, mean, log_sigma)
+    images = torch.rand(5, 1, 8, 8, generator=_g(0), dtype=F64)
+    x, log_q = model.dequantize(images, generator=_g(1))
+    normal = torch.distributions.Normal(torch.tensor(mean, dtype=F64), torch.tensor(math.exp(log_sigma), dtype=F64))
+    if logit_alpha is None:  # y = x - 1/2 ~ N(mean, sigma^2)
+        log_p = normal.log_prob(x - 0.5).flatten(1).sum(1)
+    else:  # y = logit(s), s = alpha + (1 - 2 alpha) x: p(x) = N(y) (1 - 2 alpha) / (s (1 - s))
+        s = logit_alpha + (1 - 2 * logit_alpha) * x
+        y = torch.log(s / (1 - s))
+        log_p = (normal.log_prob(y) + math.log(1 - 2 * logit_alpha) - torch.log(s * (1 - s))).flatten(1).sum(1)
+    torch.testing.assert_close(model.log_prob(x), log_p, rtol=0, atol=1e-9)
+    expected_bits = -log_p / (d * math.log(2)) + math.log2(levels)  # Theis et al.: NLL / (D ln 2) + log2 L
+    torch.testing.assert_close(model.bits_per_dim(x, log_q), expected_bits, rtol=0, atol=1e-12)
+    torch.testing.assert_close(model.nll(images, generator=_g(1)), expected_bits * d * math.log(2), rtol=0, atol=1e-9)
+
+
+# -- ActNorm's initialization and saving ----------------------------------------------------------------
+
+
+def test_actnorm_initializes_from_data_once():
+    norm = ActNorm(3)
+    assert not bool(norm.initialized) and "initialized" in norm.state_dict()
+    x = torch.randn(64, 3, 4, 4, generator=_g(0)) * torch.tensor([1.0, 3.0, 0.2]).view(1, 3, 1, 1) + 5
+    y, _ = norm.train()(x)
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), rtol=0, atol=1e-4)
+    torch.testing.assert_close(y.std((0, 2, 3), unbiased=False), torch.ones(3), rtol=0, atol=1e-4)
+    params = [p.clone() for p in norm.parameters()]
+    norm(torch.randn(64, 3, 4, 4, generator=_g(1)) * 10)  # another batch: no second initialization
+    assert bool(norm.initialized) and all(torch.equal(a, b) for a, b in zip(params, norm.parameters(), strict=True))
+    fresh = ActNorm(3).eval()
+    fresh(x)  # eval mode never initializes
+    assert not bool(fresh.initialized)
+
+
+def test_actnorm_state_survives_save_and_load_without_reinitializing(tmp_path):
+    model = tiny_flow(sample_size=8)
+    images = torch.rand(32, 1, 8, 8, generator=_g(0))
+    model.initialize(images, generator=_g(1))
+    model.save_pretrained(tmp_path / "m")
+    loaded = FlowModel.from_pretrained(tmp_path / "m")
+    assert loaded.actnorm_initialized()
+    loaded.train()
+    before = {k: v.clone() for k, v in loaded.state_dict().items()}
+    loaded(loaded.dequantize(torch.rand(8, 1, 8, 8, generator=_g(2)) * 0.1)[0])  # training-mode forward
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, before[key]), key  # nothing re-initialized from this very different batch
+    # A model saved before its initialization loads uninitialized, and initializes on its first training batch.
+    tiny_flow(sample_size=8).save_pretrained(tmp_path / "raw")
+    raw = FlowModel.from_pretrained(tmp_path / "raw")
+    assert not raw.actnorm_initialized()
+    raw.train()(raw.dequantize(images)[0])
+    assert raw.actnorm_initialized()
+
+
+# -- the pipeline ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flow_pipeline():
+    model = tiny_flow(sample_size=8, hidden_channels=8)
+    model.initialize(torch.rand(64, 1, 8, 8, generator=_g(0)), generator=_g(0))
+    return FlowPipeline(randomize(model, 0.05))
+
+
+def test_save_and_load_preserve_likelihoods_and_samples_exactly(tmp_path, flow_pipeline):
+    flow_pipeline.save_pretrained(tmp_path / "p")
+    files = sorted(p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*") if p.is_file())
+    assert files == ["flow/config.json", "flow/diffusion_pytorch_model.safetensors", "model_index.json"]
+    loaded = hubgen.load_pipeline(tmp_path / "p")
+    assert isinstance(loaded, FlowPipeline) and not [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    images = torch.rand(6, 1, 8, 8, generator=_g(4))
+    a = flow_pipeline.log_likelihood(images, generator=_g(5))
+    b = loaded.log_likelihood(images, generator=_g(5))
+    torch.testing.assert_close(a.bits_per_dim, b.bits_per_dim, rtol=0, atol=0)
+    for t in (1.0, 0.7):
+        sa = flow_pipeline(5, generator=_g(6), temperature=t, output_type="pt").images
+        sb = loaded(5, generator=_g(6), temperature=t, output_type="pt").images
+        torch.testing.assert_close(sa, sb, rtol=0, atol=0)
+
+
+def test_pipeline_samples_scores_and_round_trips(flow_pipeline):
+    pipe, levels = flow_pipeline, 17
+    images = pipe(4, generator=_g(0), output_type="pt").images
+    assert images.shape == (4, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
+    torch.testing.assert_close(images * (levels - 1), (images * (levels - 1)).round())  # on the data's grey levels
+    zero = pipe(3, generator=_g(1), temperature=0.0, output_type="pt").images  # z = 0 for every image
+    assert torch.equal(zero[0], zero[1]) and torch.equal(zero[1], zero[2])
+    eps = torch.randn(2, 64, generator=_g(2))
+    torch.testing.assert_close(pipe(2, latents=eps, temperature=0.5, output_type="pt").images,
+                               pipe.decode(0.5 * eps), rtol=0, atol=0)  # fmt: skip
+    scores = pipe.log_likelihood(images, generator=_g(3))
+    torch.testing.assert_close(scores.nll_nats, scores.bits_per_dim * 64 * math.log(2))
+    assert scores.dequantization == "uniform" and torch.isfinite(scores.bits_per_dim).all()
+    z = pipe.encode(images, generator=_g(4))
+    assert torch.equal(pipe.decode(z), images)  # image -> z -> image: the same grey levels
+    pil = pipe(2, generator=_g(0)).images
+    torch.testing.assert_close(pipe.log_likelihood(pil, generator=_g(3)).bits_per_dim,
+                               pipe.log_likelihood(images[:2], generator=_g(3)).bits_per_dim)  # fmt: skip
+
+
+def test_model_sample_is_the_inverse_of_scaled_noise(flow_pipeline):
+    flow = flow_pipeline.flow
+    x = flow.sample(3, temperature=0.7, generator=_g(9))
+    torch.testing.assert_close(x, flow.inverse(0.7 * torch.randn(3, 64, generator=_g(9)))[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(batch_size=0), "batch_size"), (dict(batch_size=2, temperature=-0.1), "temperature"),
+     (dict(batch_size=2, temperature=float("nan")), "temperature"),
+     (dict(batch_size=2, output_type="gif"), "output_type"),
+     (dict(batch_size=2, latents=torch.zeros(2, 3)), "latents")],
+)  # fmt: skip
+def test_call_validates_inputs(flow_pipeline, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        flow_pipeline(**kwargs)
+
+
+def test_likelihood_and_decode_validate_inputs(flow_pipeline):
+    with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
+        flow_pipeline.log_likelihood(torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"intensities in \[0, 1\]"):
+        flow_pipeline.log_likelihood(torch.rand(2, 1, 8, 8) * 3)
+    with pytest.raises(ValueError, match="`z`"):
+        flow_pipeline.decode(torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [(dict(sample_size=28, num_levels=3), "divisible by 2\\*\\*num_levels"),
+     (dict(steps_per_level=0), "steps_per_level"), (dict(logit_alpha=0.5), "logit_alpha"),
+     (dict(dequantization="gaussian"), "dequantization"),
+     (dict(pixel_levels=1), "pixel_levels")],
+)  # fmt: skip
+def test_model_rejects_bad_config(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_flow(**overrides)
+
+
+def test_squeeze_helper_layout():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    y = squeeze(x)  # channel 2i + j holds pixel (2h + i, 2w + j)
+    assert y[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0] and y.shape == (1, 4, 2, 2)
