@@ -6,8 +6,13 @@
     hubgen sample out/vae --num_images 16 --seed 0 --out grid.png
     hubgen card out/vae
     hubgen demo out/vae
+    hubgen push out/vae user/vae-digits [--private] [--revision BRANCH] [--create-pr] [--commit-message M]
+    hubgen verify user/vae-digits        (or a local folder)
+    hubgen space create user/vae-digits --out space/ [--push] [--space_id user/vae-demo]
 
-Bad input (unknown family, dataset or option; unreadable folders) ends with one message and exit code 2.
+Bad input (unknown family, dataset or option; unreadable folders) ends with one message and exit code 2, and
+so does a push the Hub cannot take (unreachable, no or a wrong token, HF_HUB_OFFLINE set). `verify` exits 1
+when a figure of the card is not reproduced.
 """
 
 import argparse
@@ -43,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="generated samples for the sample-quality metrics (Frechet distance, coverage, memorization); 0: skip",
     )
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--num_timesteps", type=int, default=None,
+                   help="DDPM: timesteps per image for the variational bound (default: all T)")  # fmt: skip
+    e.add_argument("--samplers", nargs="+", default=None, metavar="NAME[:STEPS]",
+                   help="DDPM: samplers to compare (default: ddpm ddim:50 dpmsolver++:20)")  # fmt: skip
 
     s = sub.add_parser("sample", help="write a grid of samples")
     s.add_argument("folder")
@@ -54,8 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("folder")
     c.add_argument("--repo_id", default=None, help="the Hub repo id to show in the usage snippet")
 
-    d = sub.add_parser("demo", help="launch the family's Gradio demo on a model folder or repo id")
-    d.add_argument("folder")
+    d = sub.add_parser(
+        "demo", help="launch the family's Gradio demo on a model folder or repo id; without one, the model gallery"
+    )
+    d.add_argument("folder", nargs="?", default=None, help="default: the gallery over $HUBGEN_GALLERY_DIR or models/")
+
+    u = sub.add_parser("push", help="upload a saved model folder to the Hugging Face Hub (one commit)")
+    u.add_argument("folder")
+    u.add_argument("repo_id", metavar="REPO_ID", help="user/name or org/name")
+    u.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    u.add_argument("--revision", default=None, metavar="BRANCH", help="push to this branch (created from main)")
+    u.add_argument("--create-pr", action="store_true", help="open a pull request against main instead")
+    u.add_argument("--commit-message", default=None, metavar="M")
+
+    v = sub.add_parser("verify", help="re-run a published model's evaluation and compare it with its card")
+    v.add_argument("model", metavar="REPO_ID_OR_FOLDER")
+    v.add_argument("--revision", default=None)
+
+    sp = sub.add_parser("space", help="Gradio Spaces for published models: hubgen space create --help")
+    space_sub = sp.add_subparsers(dest="space_command", required=True, metavar="ACTION")
+    sc = space_sub.add_parser("create", help="write (and optionally push) a Space for a model repo")
+    sc.add_argument("repo_id", metavar="REPO_ID")
+    sc.add_argument("--out", required=True, metavar="DIR", help="where to write app.py, requirements.txt, README.md")
+    sc.add_argument("--push", action="store_true", help="upload it as a Space repo")
+    sc.add_argument("--space_id", default=None, metavar="ID", help="the Space repo id (default: REPO_ID)")
 
     m = sub.add_parser("metrics", help="the evaluation toolkit: hubgen metrics train-classifier --help", add_help=False)
     m.add_argument("action", choices=("train-classifier",))
@@ -89,11 +120,15 @@ def _eval(args) -> int:
         num_images=args.num_images,
         num_samples=args.num_samples,
         seed=args.seed,
+        # family-specific options, passed only when given (families without them need not accept them)
+        **{k: getattr(args, k) for k in ("num_timesteps", "samplers") if getattr(args, k) is not None},
     )
     if results.get("metrics"):
         print(
             f"{folder}: {results.get('dataset')} {results.get('split')}, N={results.get('num_images')}, "
-            f"k={results.get('k')}, seed={results.get('seed')}"
+            + (f"k={results.get('k')}, " if results.get("k") is not None else "")
+            + (f"{results['num_timesteps']} timesteps, " if results.get("num_timesteps") else "")
+            + f"seed={results.get('seed')}"
         )
     for name, value in results.get("metrics", {}).items():
         err = f" ± {value['stderr']:.3f}" if value.get("stderr") else ""
@@ -103,6 +138,10 @@ def _eval(args) -> int:
         from .metrics import format_sample_quality
 
         print(format_sample_quality(quality))
+    for label, run in (results.get("samplers") or {}).items():  # DDPM: one line per sampler
+        fd = run["report"]["frechet_distance"]
+        print(f"  {label:22s} {fd['name']} {fd['value']:.3f}   coverage {run['report']['prdc']['coverage']:.3f}   "
+              f"{run['seconds_per_image']:.4f} s/image")  # fmt: skip
     if folder.is_dir():
         write_json_atomic(folder / "eval_results.json", results)
         render_card(folder)
@@ -135,11 +174,47 @@ def _card(args) -> int:
 
 
 def _demo(args) -> int:
+    if args.folder is None:
+        from .gallery import gallery_from_env
+
+        gallery_from_env().launch()
+        return 0
     from .hub import family_of
 
     family = family_of(args.folder)
     demo = family.load("build_demo")(args.folder)
     demo.launch()
+    return 0
+
+
+def _push(args) -> int:
+    from .publish import PublishError, push
+
+    try:
+        push(args.folder, args.repo_id, private=args.private, revision=args.revision, create_pr=args.create_pr,
+             commit_message=args.commit_message)  # fmt: skip
+    except PublishError as e:
+        print(f"hubgen: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _verify(args) -> int:
+    from .publish import verify
+
+    report = verify(args.model, revision=args.revision)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _space(args) -> int:
+    from .publish import PublishError, create_space
+
+    try:
+        create_space(args.repo_id, args.out, push=args.push, space_id=args.space_id)
+    except PublishError as e:
+        print(f"hubgen: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -162,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(train_classifier(args.action_args) or 0)
         handlers = {"eval": _eval, "sample": _sample, "card": _card, "demo": _demo}
+        handlers.update(push=_push, verify=_verify, space=_space)
         return _families() if args.command == "families" else handlers[args.command](args)
     except ValueError as e:
         print(f"hubgen: error: {e}", file=sys.stderr)

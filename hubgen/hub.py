@@ -3,12 +3,17 @@
 A hubgen model folder is a diffusers pipeline folder (model_index.json + one subfolder per component, weights
 in safetensors) plus `README.md` (the card), `samples.png`, `loss_curve.png`, `hubgen_training.json` (how it
 was trained) and `eval_results.json` (what it scored, with N, k, split and seeds). Cards are rendered from
-the family's Jinja template in model_cards/ through huggingface_hub's `ModelCard.from_template`.
+the family's Jinja template in model_cards/ through huggingface_hub's `ModelCard.from_template`; the same
+figures are also written as `.eval_results/hubgen.yaml` (the Hub's newer metrics format).
+
+A Hub repo id ("user/name") is fetched with `download_model` into the normal Hub cache (safetensors, JSON,
+Markdown and text files only), so it loads again offline with HF_HUB_OFFLINE=1.
 """
 
 import collections
 import json
 import os
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -17,9 +22,21 @@ import jinja2
 
 from .registry import Family, family_for_pipeline
 
-__all__ = ["load_pipeline", "family_of", "save_pipeline_atomic", "render_card", "card_data_for"]
+__all__ = [
+    "load_pipeline",
+    "family_of",
+    "download_model",
+    "save_pipeline_atomic",
+    "render_card",
+    "card_data_for",
+    "eval_results_yaml",
+]
 
 HF_DATASET_IDS = {"mnist": "ylecun/mnist"}
+# What a model download fetches: weights (safetensors only), configs, the card, tokenizer vocabularies.
+HUB_FILE_PATTERNS = ["*.safetensors", "*.json", "*.md", "*.txt"]
+EVAL_RESULTS_FILE = ".eval_results/hubgen.yaml"
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _read_model_index(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
@@ -60,6 +77,37 @@ def load_pipeline(path_or_repo_id: str | os.PathLike, **kwargs):
     return family.load("pipeline_class").from_pretrained(path_or_repo_id, **kwargs)
 
 
+def download_model(
+    repo_id: str,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> Path:
+    """Fetch a hubgen model repo into the Hub cache and return its snapshot folder.
+
+    Only `HUB_FILE_PATTERNS` are fetched, so a pickle or code file in the repo never reaches the disk. A second
+    call (or HF_HUB_OFFLINE=1) is answered from the cache. Hub errors propagate as huggingface_hub raises them
+    (OSError subclasses: repository/revision not found, not cached while offline, Hub unreachable).
+    """
+    if not REPO_ID_PATTERN.match(str(repo_id)):
+        raise ValueError(f"`repo_id` must look like 'user/name', got {repo_id!r}.")
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            str(repo_id),
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            force_download=force_download,
+            allow_patterns=HUB_FILE_PATTERNS,
+        )
+    )
+
+
 def save_pipeline_atomic(pipeline, folder: str | os.PathLike) -> None:
     """save_pretrained into a temporary folder beside the target, then swap each entry into place.
 
@@ -96,11 +144,17 @@ def _dataset_id(dataset: str) -> str | None:
     return HF_DATASET_IDS.get(name)
 
 
-def card_data_for(folder: Path, family: Family, info: dict, results: dict):
-    """ModelCardData: library, family tag, pipeline tag, license, datasets and model-index results."""
+def card_data_for(folder: Path, family: Family, info: dict, results: dict, model_name: str | None = None):
+    """ModelCardData: library, family tag, pipeline tag, license, datasets and model-index results.
+
+    `model_name` names the model-index entry (default: the folder's name; the repo id when pushing).
+    """
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset = info.get("dataset", "unknown")
+    # text-conditioned families (a tokenizer in the folder) generate from a prompt
+    prompted = family.name == "text2img" or (folder / "tokenizer").is_dir()
+    task = "text-to-image" if prompted else "unconditional-image-generation"
     dataset_id = _dataset_id(dataset)
     dataset_label = dataset_id or Path(dataset).name
     eval_results = []
@@ -120,14 +174,26 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
             label = label.format_map(collections.defaultdict(lambda: "?", results))
             eval_results.append(
                 EvalResult(
-                    task_type="unconditional-image-generation",
+                    task_type=task,
                     dataset_type=dataset_id or dataset_label,
                     dataset_name=f"{dataset_label} ({results['split']}, first {results['num_images']} images)",
                     dataset_split=results["split"],
                     metric_type=metric_type,
-                    metric_name=label
-                    + f", {results.get('pixel_mode')} pixels, seed {results.get('seed')}",
+                    metric_name=label + f", {results.get('pixel_mode')} pixels, seed {results.get('seed')}",
                     metric_value=round(metrics[key]["mean"], 4),
+                )
+            )
+    # prompt accuracy (text2img): the evaluation labels each key (template set, guidance scale, sampler, N, seed)
+    for key, value in metrics.items():
+        if key.startswith("prompt_accuracy"):
+            eval_results.append(
+                EvalResult(
+                    task_type=task,
+                    dataset_type=dataset_id or dataset_label,
+                    dataset_name=f"{dataset_label} digit prompts, frozen digit classifier",
+                    metric_type="accuracy",
+                    metric_name=results.get("metric_labels", {}).get(key, key),
+                    metric_value=round(value["mean"], 4),
                 )
             )
     quality = results.get("sample_quality")
@@ -143,7 +209,7 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
         ]:
             eval_results.append(
                 EvalResult(
-                    task_type="unconditional-image-generation",
+                    task_type=task,
                     dataset_type=dataset_id or dataset_label,
                     dataset_name=where,
                     dataset_split=quality["reference_split"],
@@ -155,20 +221,60 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict):
     return ModelCardData(
         library_name="hubgen",
         license=info.get("license", "apache-2.0"),
-        pipeline_tag="unconditional-image-generation",
-        tags=["hubgen", family.name, "unconditional-image-generation", "image-generation"],
+        pipeline_tag=task,
+        tags=["hubgen", family.name, task, "image-generation"],
         datasets=[dataset_id] if dataset_id else None,
-        model_name=folder.resolve().name,
+        model_name=model_name or folder.resolve().name,
         eval_results=eval_results or None,
     )
+
+
+def eval_results_yaml(card_data) -> str | None:
+    """The card's model-index figures in the `.eval_results/*.yaml` format (huggingface_hub `EvalResultEntry`).
+
+    One entry per figure: `dataset.id` is the Hub dataset id when the data is a Hub dataset (mnist ->
+    ylecun/mnist) and the local dataset's name otherwise (the Hub links a result to a benchmark only for a Hub
+    id), `task_id` the metric type, `notes` the full label (bound, N, k, split, seed). None when there are no
+    figures, or when the installed huggingface_hub predates EvalResultEntry.
+    """
+    try:
+        from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
+    except ImportError:
+        return None
+    import yaml
+
+    entries = [
+        EvalResultEntry(
+            dataset_id=r.dataset_type,
+            task_id=r.metric_type,
+            value=r.metric_value,
+            notes=f"{r.metric_name}; {r.dataset_name}",
+        )
+        for r in card_data.eval_results or []
+    ]
+    if not entries:
+        return None
+    header = "# Written by hubgen from eval_results.json: the same figures as the model card's model-index.\n"
+    return header + yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, path)
 
 
 def _card_file(name: str) -> Path:
     return Path(str(resources.files("hubgen.model_cards").joinpath(name)))
 
 
-def render_card(folder: str | os.PathLike, repo_id: str | None = None):
-    """Render README.md from the family's template and the folder's config, training record and results."""
+def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: bool = True):
+    """Render README.md from the family's template and the folder's config, training record and results.
+
+    With `save` (the default) the card goes to README.md and its figures to `.eval_results/hubgen.yaml` (removed
+    when there are none); without it nothing is written and the card is only returned.
+    """
     from huggingface_hub import ModelCard
 
     folder = Path(folder)
@@ -191,7 +297,7 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None):
         results=results, has_nn_grid=has_nn_grid
     )
     card = ModelCard.from_template(
-        card_data_for(folder, family, info, results),
+        card_data_for(folder, family, info, results, model_name=repo_id),
         template_path=str(template),
         model_id=repo_id or folder.resolve().name,
         repo_id=repo_id or str(folder),
@@ -205,5 +311,11 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None):
         sample_quality_section=sample_quality_section.strip(),
         folder=str(folder),
     )
-    card.save(folder / "README.md")
+    if save:
+        _write_text_atomic(folder / "README.md", str(card))
+        figures = eval_results_yaml(card.data)
+        if figures:
+            _write_text_atomic(folder / EVAL_RESULTS_FILE, figures)
+        elif (folder / EVAL_RESULTS_FILE).is_file():
+            (folder / EVAL_RESULTS_FILE).unlink()
     return card

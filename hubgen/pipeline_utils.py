@@ -2,9 +2,10 @@
 
 `SafetensorsLoadingMixin` sits before `DiffusionPipeline` in a family pipeline's bases. Its
 `from_pretrained` forwards every argument to diffusers unchanged, except that it forces
-`use_safetensors=True` (so a pickle weight file is never unpickled), refuses local folders that carry pickle
-weights, and turns the loader's errors about a missing or corrupted weight file into one ValueError that
-names the folder. diffusers never runs code from a repo unless `custom_pipeline`/`trust_remote_code` is
+`use_safetensors=True` (so a pickle weight file is never unpickled), fetches a Hub repo id ("user/name") with
+`hubgen.hub.download_model` (through the Hub cache, so it loads offline afterwards), refuses local folders that
+carry pickle weights, and turns the loader's errors about a missing or corrupted weight file into one
+ValueError that names the folder. diffusers never runs code from a repo unless `custom_pipeline`/`trust_remote_code` is
 passed, and hubgen never passes them.
 """
 
@@ -54,12 +55,21 @@ class SafetensorsLoadingMixin:
         kwargs["use_safetensors"] = True
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            from .hub import REPO_ID_PATTERN, download_model
+
+            if not REPO_ID_PATTERN.match(str(pretrained_model_name_or_path)):
+                return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            # A Hub repo id: fetch the snapshot (safetensors/JSON only) through the Hub cache, then load it as a
+            # local folder. diffusers' own download would reject hubgen's component libraries (not diffusers).
+            hub_args = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+            path = download_model(
+                str(pretrained_model_name_or_path), **{k: kwargs.pop(k) for k in hub_args if k in kwargs}
+            )
         check_no_pickle(path)
         if not (path / "model_index.json").is_file():
             raise ValueError(f"{path} is not a pipeline folder: it has no model_index.json.")
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            return super().from_pretrained(path, **kwargs)
         except (OSError, RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"Cannot load {cls.__name__} from {path}: {type(e).__name__}: {e}") from e
 

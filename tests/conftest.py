@@ -15,6 +15,9 @@ os.environ["HF_HOME"] = os.path.join(_TMP, "hf_home")
 os.environ["GRADIO_TEMP_DIR"] = os.path.join(_TMP, "gradio")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning made tiny forward passes
+# 100x slower. Results are unchanged (same thread count).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path  # noqa: E402
 

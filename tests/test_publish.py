@@ -1,0 +1,559 @@
+"""Publishing to a loopback Hugging Face Hub (tests/fake_hub.py): push, load by repo id (online, then offline with
+HF_HUB_OFFLINE=1), verify, Spaces, list_models, and the failure paths.
+
+huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, and this test session is
+offline (conftest.py), so every client runs in a subprocess with its own environment: light `hubgen push`
+processes (no torch), plus one online and one offline process (tests/publish_client.py) that serve every
+family. A family is one entry of FAMILIES: a builder of a tiny trained model folder and the sampling call.
+"""
+
+import functools
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from fake_hub import FakeHub
+from huggingface_hub import ModelCard, SpaceCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from safetensors.torch import load_file, save_file
+
+import hubgen
+from hubgen.cli import main
+from hubgen.hub import render_card
+from hubgen.publish import EXACT_METRICS
+
+TOKEN = "hf_LoopbackTestToken_7c1e9a0d5b4f"  # searched for in every output and written file
+USER = "alice"
+CLIENT = Path(__file__).with_name("publish_client.py")
+SAMPLE = {"batch_size": 4, "seed": 3}
+
+
+# -- the families: one entry each --------------------------------------------------------------------------------
+
+
+def _train(out: Path, family: str, *argv: str) -> Path:
+    assert main(["train", family, "--dataset", "digits", "--output_dir", str(out), "--seed", "0", *argv]) == 0
+    return out
+
+
+def _build_vae(request, tmp: Path) -> Path:
+    # the session's tiny VAE (conftest.py), copied: pushing re-renders the copy's card for its repo id
+    return Path(shutil.copytree(request.getfixturevalue("trained_vae_dir"), tmp / "vae", ignore=_no_checkpoints))
+
+
+def _build_gan(request, tmp: Path) -> Path:
+    tiny = "--max_train_steps 2 --train_batch_size 32 --latent_dim 8 --base_channels 4 --eval_num_samples 40"
+    return _train(tmp / "gan", "gan", *tiny.split(), "--report_to", "none")
+
+
+def _build_by_cli(family: str, train_args: str, eval_args: str):
+    """Train a few steps through the CLI without the final evaluation, then `hubgen eval` with a tiny protocol."""
+
+    def build(request, tmp: Path) -> Path:
+        out = _train(tmp / family, family, "--max_train_steps", "2", "--report_to", "none", *train_args.split())
+        assert main(["eval", str(out), "--seed", "0", *eval_args.split()]) == 0
+        return out
+
+    return build
+
+
+@dataclass
+class Entry:
+    name: str
+    build: object  # (request, tmp) -> trained model folder with eval_results.json and a card
+    sample: dict = field(default_factory=lambda: dict(SAMPLE))  # pipe(**sample minus seed, generator=seed)
+
+
+FAMILIES = [
+    Entry("vae", _build_vae),
+    Entry("gan", _build_gan),
+    Entry(
+        "flow",
+        _build_by_cli(
+            "flow",
+            "--steps_per_level 1 --hidden_channels 8 --init_batch_size 64 --no_eval",
+            "--num_images 8 --num_samples 20",
+        ),
+    ),
+    # T = 50 (the default DDIM-50 evaluation sampler needs T >= 50); the bound on 2 images, no sample quality
+    Entry(
+        "ddpm",
+        _build_by_cli(
+            "ddpm",
+            "--block_out_channels 8 16 --attention none --norm_num_groups 4 "
+            "--num_train_timesteps 50 --train_batch_size 16 --eval_num_images 0 --eval_num_samples 0",
+            "--num_images 2 --num_samples 0",
+        ),
+        sample=dict(SAMPLE, num_inference_steps=5),
+    ),
+]
+NAMES = [e.name for e in FAMILIES]
+
+
+def _available(name: str) -> bool:
+    """Whether every module the family's registry record names imports (families being built are skipped)."""
+    family = hubgen.get_family(name)
+    try:
+        for attr in ("pipeline_class", "train", "evaluate", "build_demo"):
+            importlib.import_module(getattr(family, attr).partition(":")[0])
+    except Exception:
+        return False
+    return True
+
+
+def _entry(name: str) -> Entry:
+    if not _available(name):
+        pytest.skip(f"the {name} family does not import yet")
+    return next(e for e in FAMILIES if e.name == name)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _no_checkpoints(folder, names):
+    return [n for n in names if n == "checkpoints"]
+
+
+def _env(hub: FakeHub | None, home: Path, endpoint: str | None = None, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_ENDPOINT=endpoint or hub.endpoint,
+        HF_TOKEN=TOKEN,
+        HF_HOME=str(home),
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        # idle OpenMP threads sleep instead of spinning: the same results, but no thrashing on a busy machine
+        OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+    )
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def _run(argv: list[str], env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    assert TOKEN not in out.stdout + out.stderr, "the token was printed"
+    return out
+
+
+def _hubgen(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "hubgen", *map(str, args)], env, timeout=120)
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@functools.cache
+def _samples_of(folder: str, sample: str) -> torch.Tensor:
+    sample = json.loads(sample)
+    kwargs = {k: v for k, v in sample.items() if k != "seed"}
+    pipe = hubgen.load_pipeline(folder)
+    return pipe(**kwargs, generator=torch.Generator().manual_seed(sample["seed"]), output_type="pt").images.float()
+
+
+def _local_samples(folder: Path, name: str = "vae") -> torch.Tensor:
+    """The samples of the local folder, drawn as the client draws them (the family's `sample` call)."""
+    return _samples_of(str(folder), json.dumps(next(e for e in FAMILIES if e.name == name).sample))
+
+
+def _perturbed_copy(folder: Path, target: Path) -> Path:
+    """The same model with every weight nudged: a different model to push to a branch or a pull request."""
+    shutil.copytree(folder, target, ignore=_no_checkpoints)
+    for weights in target.rglob("*.safetensors"):
+        tensors = load_file(weights)
+        save_file({k: v + 0.05 if v.is_floating_point() else v for k, v in tensors.items()}, weights)
+    return target
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- fixtures --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub():
+    server = FakeHub({TOKEN: USER}, orgs={USER: ["hubgen-org"]}).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Published:
+    folders: dict  # family -> local model folder
+    pushes: dict  # (family, "inline" | "lfs" | "repush") -> (CompletedProcess, requests seen, history before)
+    online: dict  # publish_client results
+    offline: dict
+    client_out: Path
+    offline_requests: list
+    tmp: Path
+    extra: dict = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def published(hub, request, tmp_path_factory):
+    """Every importable family pushed twice (inline files, then weights through the LFS batch path) and once
+    more unchanged; the VAE also to a branch; then the online and the offline client runs."""
+    tmp = tmp_path_factory.mktemp("publish")
+    env = _env(hub, tmp / "hf_home_push")
+    folders, pushes, spec, broken = {}, {}, {"families": {}}, {}
+    for entry in FAMILIES:
+        if not _available(entry.name):
+            continue
+        try:
+            folder = folders[entry.name] = entry.build(request, tmp / "models")
+        except Exception as e:  # one family's builder failing fails that family's tests only
+            broken[entry.name] = f"{type(e).__name__}: {e}"
+            continue
+        for kind, patterns in (("inline", ()), ("lfs", ("*.safetensors",)), ("repush", ("*.safetensors",))):
+            repo = f"{USER}/{entry.name}-{'inline' if kind == 'inline' else 'lfs'}"
+            hub.lfs_patterns = patterns
+            start, before = len(hub.requests), hub.history(repo) if kind == "repush" else None
+            out = _hubgen(env, "push", folder, repo)
+            assert out.returncode == 0, out.stderr
+            pushes[(entry.name, kind)] = (out, hub.requests[start:], before)
+        tampered = Path(shutil.copytree(folder, tmp / "tampered" / entry.name, ignore=_no_checkpoints))
+        card = ModelCard.load(tampered / "README.md")
+        card.data.eval_results[0].metric_value = round(card.data.eval_results[0].metric_value * 1.02 + 0.5, 4)
+        card.save(tampered / "README.md")
+        spec["families"][entry.name] = {
+            "inline": f"{USER}/{entry.name}-inline",
+            "lfs": f"{USER}/{entry.name}-lfs",
+            "sample": entry.sample,
+            "tampered": str(tampered),
+            "space_out": str(tmp / "spaces" / entry.name),
+            "space_id": f"{USER}/{entry.name}-demo",
+            "revision": None,
+        }
+    extra = {}
+    if "vae" in folders:  # a different model on a branch of the LFS repo
+        dev = _perturbed_copy(folders["vae"], tmp / "vae-dev")
+        start, before = len(hub.requests), hub.history(f"{USER}/vae-lfs")
+        out = _hubgen(env, "push", dev, f"{USER}/vae-lfs", "--revision", "dev", "--commit-message", "a nudged model")
+        assert out.returncode == 0, out.stderr
+        extra["dev"] = (dev, out, before)
+        spec["families"]["vae"]["revision"] = [f"{USER}/vae-lfs", "dev"]
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    client_env = _env(hub, tmp / "hf_home_client")
+    out = _run([sys.executable, str(CLIENT), "online", tmp / "spec.json", tmp / "client"], client_env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    online = json.loads((tmp / "client" / "results.json").read_text())
+    start = len(hub.requests)
+    offline_env = dict(client_env, HF_HUB_OFFLINE="1")
+    out = _run([sys.executable, str(CLIENT), "offline", tmp / "spec.json", tmp / "client"], offline_env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    offline = json.loads((tmp / "client" / "results.json").read_text())
+    extra["broken"] = broken
+    return Published(folders, pushes, online, offline, tmp / "client", hub.requests[start:], tmp, extra)
+
+
+def _published(published, name) -> Path:
+    """The family's pushed folder; skips a family still being built, fails on an error in its own part."""
+    _entry(name)
+    if name in published.extra["broken"]:
+        pytest.fail(f"building a tiny {name} model failed: {published.extra['broken'][name]}")
+    for run in (published.online, published.offline):
+        if "error" in run.get(name, {}):
+            pytest.fail(f"the {name} client run failed:\n{run[name]['error']}")
+    return published.folders[name]
+
+
+# -- push and load ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_push_then_load_by_repo_id_gives_identical_samples(published, hub, name):
+    folder = _published(published, name)
+    out, requests, _ = published.pushes[(name, "inline")]
+    repo = f"{USER}/{name}-inline"
+    assert f"{hub.endpoint}/{repo}" in out.stdout
+    assert [r[1:3] for r in requests if "/commit/" in r[2]] == [("POST", f"/api/models/{repo}/commit/main")]
+    assert not [r for r in requests if "lfs" in r[2] or r[0] == "storage"]  # every file went inline
+    assert len(hub.history(repo)) == 2  # the Hub's initial commit + ONE upload commit
+    # the Hub holds the folder's model files byte for byte (not checkpoints/ or logs/), and the card rendered
+    # for this repo (the folder was pushed to a second repo since, which re-rendered its card for that one)
+    files = hub.files(repo)
+    assert files.pop("README.md").decode() == str(render_card(folder, repo_id=repo, save=False))
+    on_hub = {p: hashlib.sha256(b).hexdigest() for p, b in files.items() if p != ".gitattributes"}
+    local = _snapshot(folder)
+    assert on_hub == {
+        p: h for p, h in local.items() if p != "README.md" and not p.startswith(("checkpoints/", "logs/"))
+    }
+    assert any(p.startswith("logs/") for p in local) or name != "vae"  # the VAE fixture logs to tensorboard
+    expected = _local_samples(folder, name)
+    got = load_file(published.client_out / f"{name}-inline.safetensors")["x"]
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weights_go_through_the_lfs_batch_path(published, hub, name):
+    folder = _published(published, name)
+    _, requests, _ = published.pushes[(name, "lfs")]
+    repo = f"{USER}/{name}-lfs"
+    weights = [p for p in hub.files(repo) if p.endswith(".safetensors")]
+    assert weights
+    tree = hub.repos[("model", repo)].commits[hub.repos[("model", repo)].refs["main"]].tree
+    assert all(tree[p].lfs_sha256 and tree[p].content is None for p in weights)
+    assert any(r[2] == f"/{repo}.git/info/lfs/objects/batch" for r in requests)
+    assert any(r[0] == "storage" and r[1] == "PUT" for r in requests)
+    assert any(r[2] == f"/{repo}.git/info/lfs/objects/verify" for r in requests)
+    assert published.online[name]["lfs_class"] == hubgen.get_family(name).pipeline_class_name
+    got = load_file(published.client_out / f"{name}-lfs.safetensors")["x"]
+    torch.testing.assert_close(got, _local_samples(folder, name), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pushing_the_same_folder_again_makes_no_commit(published, hub, name):
+    _published(published, name)
+    out, requests, before = published.pushes[(name, "repush")]
+    assert hub.history(f"{USER}/{name}-lfs", ref="main") == before
+    assert not [r for r in requests if "/commit/" in r[2] or r[0] == "storage"]
+    assert "up to date" in out.stdout and "no new commit" in out.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loads_offline_from_the_hub_cache(published, name):
+    folder = _published(published, name)
+    expected = _local_samples(folder, name)
+    for what in ("inline", "lfs"):
+        got = load_file(published.client_out / f"{name}-offline-{what}.safetensors")["x"]
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert published.offline_requests == []  # HF_HUB_OFFLINE=1: not one request
+    assert "never-pushed" in published.offline["_uncached"]  # an uncached repo fails at once
+
+
+def test_a_branch_holds_its_own_model_and_loads_by_revision(published, hub):
+    _published(published, "vae")
+    dev, out, main_before = published.extra["dev"]
+    repo = f"{USER}/vae-lfs"
+    assert hub.history(repo, ref="main") == main_before  # main untouched
+    history = hub.history(repo, ref="dev")
+    assert history[1:] == main_before and hub.repos[("model", repo)].commits[history[0]].title == "a nudged model"
+    assert f"{repo}/tree/dev" in out.stdout
+    nudged = _local_samples(dev)
+    for what in ("revision", "offline-revision"):
+        got = load_file(published.client_out / f"vae-{what}.safetensors")["x"]
+        torch.testing.assert_close(got, nudged, rtol=0, atol=0)
+    assert not torch.equal(nudged, _local_samples(published.folders["vae"]))
+
+
+def test_create_pr_opens_a_pull_request_and_leaves_main(published, hub, tmp_path):
+    _published(published, "vae")
+    repo = f"{USER}/vae-inline"
+    before = hub.history(repo)
+    nudged = _perturbed_copy(published.folders["vae"], tmp_path / "nudged")
+    out = _hubgen(_env(hub, tmp_path / "home"), "push", nudged, repo, "--create-pr")
+    assert out.returncode == 0, out.stderr
+    assert hub.history(repo) == before
+    assert hub.history(repo, ref="refs/pr/1")[1:] == before
+    assert f"{hub.endpoint}/{repo}/discussions/1" in out.stdout
+
+
+# -- what the Hub shows ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_card_on_the_hub_names_the_repo_and_carries_its_figures(published, hub, name):
+    _published(published, name)
+    repo = f"{USER}/{name}-lfs"
+    files = hub.files(repo)
+    card = ModelCard(files["README.md"].decode())
+    data = card.data.to_dict()
+    assert data["library_name"] == "hubgen" and data["license"] == "apache-2.0"
+    assert data["pipeline_tag"] in ("unconditional-image-generation", "text-to-image")
+    assert {"hubgen", name} <= set(data["tags"])
+    assert f'.from_pretrained("{repo}")' in card.text
+    model_name, evals = model_index_to_eval_results(data["model-index"])
+    assert model_name == repo and evals
+    # the same figures as .eval_results/*.yaml (huggingface_hub EvalResultEntry), as the Hub parses them back
+    from huggingface_hub import parse_eval_result_entries
+
+    entries = parse_eval_result_entries(yaml.safe_load(files[".eval_results/hubgen.yaml"]))
+    assert [(e.task_id, e.value) for e in entries] == [(e.metric_type, e.metric_value) for e in evals]
+    info = hub.info(hub.repos[("model", repo)], hub.repos[("model", repo)].commits[hub.history(repo)[0]], True)
+    assert [e["value"] for e in info["evalResults"]] == [e.metric_value for e in evals]
+
+
+def test_list_models_finds_the_pushed_models_with_their_family_tags(published):
+    listed = published.online["_list_models"]
+    for name in published.folders:
+        for repo in (f"{USER}/{name}-inline", f"{USER}/{name}-lfs"):
+            assert {"hubgen", name} <= set(listed[repo])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verify_passes_on_the_published_model_and_fails_on_a_tampered_card(published, name):
+    _published(published, name)
+    good, bad = published.online[name]["verify"], published.online[name]["verify_tampered"]
+    assert good["code"] == 0, good["stdout"] + good["stderr"]
+    lines = good["stdout"].splitlines()
+    assert "seed=0" in lines[0] and lines[-1].endswith("passed, 0 failed")
+    for line in lines[2:-1]:  # one per card figure: count-based ones exact, estimates within a relative 1e-4
+        tolerance = "exact" if line.split(":")[0].strip() in EXACT_METRICS else "rel 1e-04"
+        assert tolerance in line and line.endswith("pass"), line
+    assert bad["code"] == 1
+    fails = [x for x in bad["stdout"].splitlines() if x.endswith("FAIL")]
+    assert len(fails) == 1 and bad["stdout"].splitlines()[-1].endswith("1 failed")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_space_create_push_gives_a_space_whose_app_builds_the_demo(published, hub, name):
+    _published(published, name)
+    result, model = published.online[name], f"{USER}/{name}-inline"
+    assert result["space"]["code"] == 0, result["space"]["stderr"]
+    space_id = f"{USER}/{name}-demo"
+    assert hub.repos[("space", space_id)].sdk == "gradio"
+    files = hub.files(space_id, repo_type="space")
+    assert {"app.py", "requirements.txt", "README.md"} <= set(files)
+    readme = published.tmp / f"{name}-space-README.md"
+    readme.write_bytes(files["README.md"])
+    card = SpaceCard.load(readme)
+    assert card.data.sdk == "gradio" and card.data.sdk_version == version("gradio")
+    assert card.data.app_file == "app.py" and card.data.models == [model]
+    assert {"hubgen", name} <= set(card.data.tags)
+    assert "HUBGEN_MODEL" in files["app.py"].decode() and "hubgen" in files["requirements.txt"].decode()
+    assert result["app_model"] == model and result["app_demo"] == "gradio.blocks.Blocks"
+
+
+# -- failures --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_unreachable_hub_fails_cleanly_and_leaves_the_folder(published, tmp_path, name):
+    folder = Path(shutil.copytree(_published(published, name), tmp_path / "model"))
+    before = _snapshot(folder)
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    out = _hubgen(_env(None, tmp_path / "home", endpoint=endpoint), "push", folder, f"{USER}/{name}-x", "--private")
+    assert out.returncode == 2
+    message = out.stderr
+    assert message.count("push failed") == 1 and "cannot reach the Hub" in message
+    for needle in (f"{USER}/{name}-x", endpoint, "cause:", "ConnectError", f"{folder.resolve()} (untouched)",
+                   f"retry:     hubgen push {folder} {USER}/{name}-x --private"):  # fmt: skip
+        assert needle in message, needle
+    assert _snapshot(folder) == before
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickle_files_are_refused_before_any_request(published, hub, tmp_path, name):
+    folder = Path(shutil.copytree(_published(published, name), tmp_path / "model"))
+    for bad in ("extra/weights.bin", "model.pt", "state.pkl"):
+        (folder / bad).parent.mkdir(exist_ok=True)
+        (folder / bad).write_bytes(b"not really a pickle")
+    start = len(hub.requests)
+    out = _hubgen(_env(hub, tmp_path / "home"), "push", folder, f"{USER}/{name}-pickled")
+    assert out.returncode == 2
+    assert all(bad in out.stderr for bad in ("extra/weights.bin", "model.pt", "state.pkl"))
+    assert hub.requests[start:] == []  # not one request reached the Hub
+    assert ("model", f"{USER}/{name}-pickled") not in hub.repos
+
+
+@pytest.mark.parametrize("bad", ["vae/model.bin", "m.pt", "m.pth", "m.pkl", "m.ckpt", "vae/modeling.py", "x.npz"])
+def test_check_folder_refuses_pickle_code_and_unknown_files(trained_vae_dir, tmp_path, bad):
+    from hubgen.publish import check_folder
+
+    folder = Path(shutil.copytree(trained_vae_dir, tmp_path / "m", ignore=_no_checkpoints))
+    files, family = check_folder(folder)
+    assert family.name == "vae" and "vae/diffusion_pytorch_model.safetensors" in files
+    assert not [f for f in files if f.startswith("checkpoints/")]
+    (folder / bad).write_bytes(b"x")
+    with pytest.raises(ValueError, match=bad.replace(".", r"\.")):
+        check_folder(folder)
+
+
+def test_check_folder_needs_model_index_and_component_configs(trained_vae_dir, tmp_path):
+    from hubgen.publish import check_folder
+
+    folder = Path(shutil.copytree(trained_vae_dir, tmp_path / "m", ignore=_no_checkpoints))
+    (folder / "vae" / "config.json").unlink()
+    with pytest.raises(ValueError, match="component 'vae'"):
+        check_folder(folder)
+    (folder / "model_index.json").unlink()
+    with pytest.raises(ValueError, match="no model_index.json"):
+        check_folder(folder)
+
+
+@pytest.mark.parametrize(
+    "case, env_change, headline, requests",
+    [
+        ("no token", {"HF_TOKEN": None}, "no Hub token", []),
+        ("wrong token", {"HF_TOKEN": "hf_wrong"}, "the Hub rejected the token (401)", [("GET", "/api/whoami-v2")]),
+        ("offline", {"HF_HUB_OFFLINE": "1"}, "offline mode is on", []),
+    ],
+)
+def test_token_and_offline_problems_exit_2_with_the_folder_untouched(
+    published, hub, tmp_path, case, env_change, headline, requests
+):
+    folder = Path(shutil.copytree(_published(published, "vae"), tmp_path / "model"))
+    before = _snapshot(folder)
+    env = {k: v for k, v in {**_env(hub, tmp_path / "empty_home"), **env_change}.items() if v is not None}
+    start = len(hub.requests)
+    out = _hubgen(env, "push", folder, f"{USER}/vae-{case.replace(' ', '-')}")
+    assert out.returncode == 2 and headline in out.stderr and "retry:" in out.stderr
+    assert "hf_wrong" not in out.stderr  # no token of any kind is echoed
+    assert [r[1:3] for r in hub.requests[start:]] == requests
+    assert _snapshot(folder) == before
+
+
+def test_a_card_the_hub_rejects_stops_the_push_before_the_repo_exists(published, hub, tmp_path):
+    folder = Path(shutil.copytree(_published(published, "vae"), tmp_path / "model"))
+    info = json.loads((folder / "hubgen_training.json").read_text())
+    (folder / "hubgen_training.json").write_text(json.dumps({**info, "license": "made-up-license"}))
+    before = _snapshot(folder)
+    start = len(hub.requests)
+    out = _hubgen(_env(hub, tmp_path / "home"), "push", folder, f"{USER}/vae-badcard")
+    assert out.returncode == 2 and "The Hub rejected the card" in out.stderr and "made-up-license" in out.stderr
+    assert [r[2] for r in hub.requests[start:]] == ["/api/whoami-v2", "/api/validate-yaml"]  # ModelCard.validate()
+    assert _snapshot(folder) == before
+
+
+def test_a_client_left_on_xet_is_refused_loudly(published, hub, tmp_path):
+    folder = Path(shutil.copytree(_published(published, "vae"), tmp_path / "model"))
+    hub.lfs_patterns = ("*.safetensors",)
+    out = _hubgen(_env(hub, tmp_path / "home", HF_HUB_DISABLE_XET=None), "push", folder, f"{USER}/vae-xet")
+    assert out.returncode == 2 and "501" in out.stderr and "xet" in out.stderr.lower()
+
+
+def test_private_push_is_hidden_from_anonymous_readers(published, hub, tmp_path):
+    folder = Path(shutil.copytree(_published(published, "vae"), tmp_path / "model"))
+    out = _hubgen(_env(hub, tmp_path / "home"), "push", folder, f"{USER}/vae-private", "--private")
+    assert out.returncode == 0, out.stderr
+    assert hub.repos[("model", f"{USER}/vae-private")].private
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{hub.endpoint}/{USER}/vae-private/resolve/main/model_index.json")
+    assert e.value.code == 404 and e.value.headers["X-Error-Code"] == "RepoNotFound"
+
+
+def test_the_token_is_written_nowhere(published, hub):
+    written = [p for p in published.tmp.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if TOKEN.encode() in p.read_bytes()]
+    assert not [
+        (repo, path) for (t, repo) in hub.repos for path, data in hub.files(repo, t).items() if TOKEN.encode() in data
+    ]
+
+
+def test_public_api():
+    from hubgen import pipeline_utils, publish
+
+    assert hubgen.push is publish.push and hubgen.verify is publish.verify
+    assert set(publish.PICKLE_SUFFIXES) == set(pipeline_utils.PICKLE_SUFFIXES)
+    with pytest.raises(ValueError, match="user/name"):
+        publish.push("somewhere", "not-a-repo-id")
