@@ -16,8 +16,14 @@ from hubgen.gallery.catalog import bound_type
 # importable yet is skipped by the fixture.
 TINY_RUNS = {
     "gan": ["--max_train_steps", "4", "--train_batch_size", "32", "--latent_dim", "8", "--base_channels", "4",
-            "--eval_num_samples", "40", "--report_to", "none"],
+            "--eval_num_samples", "40"],
+    "flow": ["--max_train_steps", "2", "--steps_per_level", "1", "--hidden_channels", "8", "--init_batch_size", "64",
+             "--eval_num_samples", "30"],
+    "text2img": ["--max_train_steps", "2", "--train_batch_size", "32", "--block_out_channels", "8", "16",
+                 "--attention_heads", "2", "--text_hidden_size", "16", "--text_layers", "1", "--text_heads", "2",
+                 "--num_inference_steps", "2", "--eval_num_samples", "20"],
 }  # fmt: skip
+MODELS = {"vae-digits", *(f"{family}-digits" for family in TINY_RUNS)}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,8 @@ def models_dir(tmp_path_factory, trained_vae_dir):
     shutil.copytree(trained_vae_dir, root / "vae-digits", ignore=shutil.ignore_patterns("checkpoints", "logs"))
     for family, args in TINY_RUNS.items():
         out = root / f"{family}-digits"
-        assert main(["train", family, "--dataset", "digits", "--output_dir", str(out), *args]) == 0
+        argv = ["train", family, "--dataset", "digits", "--output_dir", str(out), "--report_to", "none", *args]
+        assert main(argv) == 0
     broken = root / "broken-model"
     broken.mkdir()
     (broken / "model_index.json").write_text(json.dumps({"_class_name": "NoSuchPipeline"}))
@@ -41,7 +48,8 @@ def catalog(models_dir):
 
 
 def test_catalog_reads_every_folder_and_marks_broken_ones(catalog):
-    assert set(catalog.entries) == {"vae-digits", "gan-digits", "broken-model", "not-a-model"}
+    assert set(catalog.entries) == MODELS | {"broken-model", "not-a-model"}
+    assert {catalog.get(m).family_name for m in MODELS} == {"vae", *TINY_RUNS}
     assert catalog.get("vae-digits").family_name == "vae" and catalog.get("gan-digits").family_name == "gan"
     assert catalog.get("vae-digits").dataset == "digits"
     assert "NoSuchPipeline" in catalog.get("broken-model").error
@@ -58,10 +66,11 @@ def test_filters_and_tiles(catalog):
     assert [e.model_id for e in catalog.filter(query="VAE")] == ["vae-digits"]
     assert catalog.filter(dataset="mnist") == []
     items, ids = tiles(catalog)
-    assert ids == sorted(catalog.entries) and len(items) == 4
+    assert ids == sorted(catalog.entries) and len(items) == len(MODELS) + 2
     captions = dict(zip(ids, (c for _, c in items), strict=True))
     assert "bits/dim (IWAE-" in captions["vae-digits"]  # headline: the likelihood with its bound
     assert "classifier FD" in captions["gan-digits"]  # a GAN has no likelihood
+    assert "bits/dim (exact)" in captions["flow-digits"]
     assert captions["broken-model"].endswith("error")
     assert all(image.width == 192 for image, _ in items)
 
@@ -75,7 +84,9 @@ def test_bound_types_are_read_from_metric_names():
 
 def test_leaderboard_rows_match_the_cards(catalog):
     rows = {r[0]: r for r in leaderboard_rows(list(catalog.entries.values()))}
-    assert set(rows) == {"vae-digits", "gan-digits"}  # broken folders have no row
+    assert set(rows) == MODELS  # broken folders have no row
+    assert rows["flow-digits"][5] == "exact" and rows["vae-digits"][5].startswith("IWAE-")
+    assert rows["text2img-digits"][11] is not None  # prompt accuracy
     vae_results = json.loads((catalog.local_dir / "vae-digits" / "eval_results.json").read_text())
     assert rows["vae-digits"][3] == pytest.approx(vae_results["metrics"]["bits_per_dim"]["mean"], abs=1e-3)
     assert rows["vae-digits"][4] == pytest.approx(vae_results["metrics"]["iwae_nll_nats"]["mean"], abs=0.01)
@@ -112,6 +123,28 @@ def test_sample_any_family_is_seeded_and_cache_is_bounded(catalog):
         sample(catalog, cache, "missing", 0, 1)
 
 
+def test_sample_every_family_and_text_needs_a_prompt(catalog):
+    cache = PipelineCache(max_loaded=len(MODELS))
+    for model_id in sorted(MODELS):
+        prompt = "a handwritten seven" if model_id.startswith("text2img") else ""
+        grid = sample(catalog, cache, model_id, 0, 4, prompt, 2)
+        assert grid.width >= 64 and grid.width == grid.height
+    with pytest.raises(ValueError, match="`prompt` must be a non-empty text"):
+        sample(catalog, cache, "text2img-digits", 0, 1, "  ", 2)
+
+
+@pytest.mark.parametrize("model_id", sorted(MODELS))
+def test_family_demo_builds_inside_the_gallery(catalog, model_id):
+    """The registry's demo builder renders inside the gallery's Blocks for every family (as gr.render does)."""
+    import gradio as gr
+
+    entry = catalog.get(model_id)
+    pipe = PipelineCache().get(entry)
+    with gr.Blocks() as outer:
+        entry.family.load("build_demo")(pipe)
+    assert len(outer.fns) > 0
+
+
 @pytest.fixture(scope="module")
 def launched(catalog):
     demo = build_gallery(catalog=catalog, concurrency_limit=2)
@@ -125,7 +158,7 @@ def test_client_lists_opens_samples_and_reads_the_leaderboard(launched):
 
     client = Client(launched.local_url, verbose=False)
     rows = client.predict("All", "All", "", api_name="/list_models")
-    assert {r[0] for r in rows} == {"vae-digits", "gan-digits", "broken-model", "not-a-model"}
+    assert {r[0] for r in rows} == MODELS | {"broken-model", "not-a-model"}
     card, meta = client.predict("vae-digits", api_name="/open_model")
     assert "variational autoencoder" in card and meta["data"]
     image_path = client.predict("gan-digits", 1, 4, "", 20, api_name="/sample")
@@ -133,7 +166,7 @@ def test_client_lists_opens_samples_and_reads_the_leaderboard(launched):
 
     assert Image.open(image_path).size[0] >= 64
     board = client.predict("All", api_name="/leaderboard")
-    assert {r[0] for r in board["data"]} == {"vae-digits", "gan-digits"}
+    assert {r[0] for r in board["data"]} == MODELS
     # bad input: a message, and the app keeps serving
     for args in [("gan-digits", 1, 500, "", 20), ("missing-model", 0, 1, "", 20), ("", 0, 1, "", 20)]:
         with pytest.raises(Exception, match="maximum|not in the list of choices|Choose a model"):
