@@ -373,11 +373,13 @@ def _evaluate_arguments(evaluate, results: dict) -> dict:
     args = {"dataset": results.get("dataset"), "split": results.get("split", "test")}
     args.update({key: results[key] for key in ("k", "num_images") if results.get(key) is not None})
     args.update(num_samples=quality.get("num_samples", 0), seed=results.get("seed", 0))
-    # Family-specific protocol figures recorded at the top level (e.g. num_timesteps) that evaluate() accepts.
+    # Family-specific protocol recorded at the top level that evaluate() accepts: figures such as num_timesteps,
+    # and DDPM's `samplers` record, which its evaluate() takes back to repeat the same samplers and steps.
     params = inspect.signature(evaluate).parameters
     for name, value in results.items():
-        if name in params and name not in args and name not in ("folder", "pipeline") and not isinstance(value, dict):
-            args[name] = value
+        if name in params and name not in args and name not in ("folder", "pipeline"):
+            if not isinstance(value, dict) or name == "samplers":
+                args[name] = value
     return args
 
 

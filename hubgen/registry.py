@@ -145,3 +145,17 @@ register_family(
         card_template="ddpm.md",
     )
 )
+
+register_family(
+    Family(
+        name="text2img",
+        description="Text-to-image diffusion: cross-attention UNet, CLIP text encoder, classifier-free guidance "
+        "(Ho & Salimans 2022)",
+        model_class="diffusers:UNet2DConditionModel",
+        pipeline_class="hubgen.text2img.pipeline_text2img:Text2ImagePipeline",
+        train="hubgen.text2img.train_text2img:main",
+        evaluate="hubgen.text2img.train_text2img:evaluate",
+        build_demo="hubgen.text2img.demo:build_demo",
+        card_template="text2img.md",
+    )
+)

@@ -99,6 +99,17 @@ FAMILIES = [
         ),
         sample=dict(SAMPLE, num_inference_steps=5),
     ),
+    # a prompt instead of a batch size; prompt accuracy and sample quality on 20 samples
+    Entry(
+        "text2img",
+        _build_by_cli(
+            "text2img",
+            "--block_out_channels 8 16 --attention_heads 2 --text_hidden_size 16 --text_layers 1 --text_heads 2 "
+            "--num_inference_steps 2 --train_batch_size 32 --eval_num_samples 0",
+            "--num_samples 20",
+        ),
+        sample={"prompt": ["a handwritten seven", "the number 3"], "num_inference_steps": 2, "seed": 3},
+    ),
 ]
 NAMES = [e.name for e in FAMILIES]
 

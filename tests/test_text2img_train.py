@@ -1,0 +1,210 @@
+"""The text-to-image training script through the CLI: the model folder it writes, exact resume, bad arguments,
+the NaN guard, a frozen pretrained text encoder, and `hubgen eval` / `hubgen sample` / the card."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hubgen.cli import main
+from hubgen.pipeline_utils import PICKLE_SUFFIXES
+from hubgen.text2img import Text2ImagePipeline
+
+TINY = ["--dataset", "digits", "--block_out_channels", "8", "16", "--attention_heads", "2", "--text_hidden_size", "16",
+        "--text_layers", "1", "--text_heads", "2", "--num_inference_steps", "2", "--report_to", "none",
+        "--seed", "0"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny 8x8 models: one torch thread beats two (thread barriers cost more than the work, badly so on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(out, steps, *extra):
+    loop = [
+        "--max_train_steps",
+        str(steps),
+        "--checkpointing_steps",
+        "2",
+        "--sample_steps",
+        "100",
+        "--eval_num_samples",
+        "0",
+    ]
+    return main(["train", "text2img", "--output_dir", str(out), *TINY, *loop, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("t2i-run") / "model"
+    argv = ["train", "text2img", "--output_dir", str(out), *TINY, "--max_train_steps", "4", "--train_batch_size", "32",
+            "--checkpointing_steps", "2", "--sample_steps", "2", "--eval_num_samples", "20"]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+def test_training_writes_a_complete_text2img_folder(trained_dir):
+    out = trained_dir
+    for name in ["model_index.json", "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                 "tokenizer/tokenizer.json", "scheduler/scheduler_config.json", "README.md", "samples.png",
+                 "guidance_sweep.png", "loss_curve.png", "eval_results.json", "hubgen_training.json",
+                 "nearest_neighbours.png", "samples/step-000002.png",
+                 "checkpoints/checkpoint-4/model_unet_ema.safetensors",
+                 "checkpoints/checkpoint-4/model_text_encoder_ema.safetensors"]:  # fmt: skip
+        assert (out / name).is_file(), name
+    assert not [p for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    # the saved UNet and text encoder are the EMA weights of the last checkpoint
+    for component, file, ema in [
+        ("unet", "diffusion_pytorch_model", "unet_ema"),
+        ("text_encoder", "model", "text_encoder_ema"),
+    ]:
+        saved = load_file(out / component / f"{file}.safetensors")
+        kept = load_file(out / "checkpoints" / "checkpoint-4" / f"model_{ema}.safetensors")
+        assert saved.keys() == kept.keys()
+        for key in saved:
+            torch.testing.assert_close(saved[key], kept[key], rtol=0, atol=0)
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert (
+        info["steps"] == 4 and info["text_encoder"]["class"] == "CLIPTextModel" and not info["text_encoder"]["frozen"]
+    )
+    assert info["command"].startswith("hubgen train text2img --output_dir")
+    from PIL import Image
+
+    with Image.open(out / "samples.png") as grid:  # 10 rows (digits) of 8 samples, 8x8 each, 2 px padding
+        assert grid.size == (8 * 10 + 2, 10 * 10 + 2)
+
+
+def test_eval_results_and_card(trained_dir):
+    results = json.loads((trained_dir / "eval_results.json").read_text())
+    assert results["guidance_scales"] == [1.0, 2.0, 3.0, 5.0] and results["num_samples_per_set"] == 20
+    for w in ("1", "2", "3", "5"):
+        for which in ("train", "heldout"):
+            value = results["metrics"][f"prompt_accuracy_{which}_w{w}"]
+            assert 0 <= value["mean"] <= 1 and len(results["prompt_accuracy"][which][w]["per_digit"]) == 10
+            assert value["stderr"] == pytest.approx(np.sqrt(value["mean"] * (1 - value["mean"]) / 20))
+    assert [r["guidance_scale"] for r in results["guidance_sweep"]] == [1.0, 2.0, 3.0, 5.0]
+    assert {"frechet_distance", "coverage", "precision", "prompt_accuracy_heldout"} <= set(results["guidance_sweep"][0])
+    assert results["sample_quality"]["frechet_distance"]["name"] == "FD-digits"
+    card = (trained_dir / "README.md").read_text()
+    for needle in ["pipeline_tag: text-to-image", "type: accuracy", "prompt accuracy, held-out templates, guidance 3",
+                   "Text2ImagePipeline.from_pretrained(", "### Prompt accuracy", "| 3 (reference) |",
+                   "### Fidelity and diversity", "guidance_sweep.png", "held-out templates",
+                   "`a sketch of the number {name}`", "hubgen train text2img --output_dir", "--num_samples 20 --seed 0",
+                   "2207.12598", "2112.10752"]:  # fmt: skip
+        assert needle in card, needle
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(trained_dir / "README.md").data
+    assert data.pipeline_tag == "text-to-image" and "text2img" in data.tags
+    assert any(r.metric_type == "accuracy" for r in data.eval_results)
+
+
+def test_eval_and_sample_commands(trained_dir, tmp_path, capsys):
+    assert main(["eval", str(trained_dir), "--num_samples", "10", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "prompt_accuracy_train_w3" in printed and "FD-digits" in printed and "N=10" in printed
+    results = json.loads((trained_dir / "eval_results.json").read_text())
+    assert results["seed"] == 3 and results["num_samples_per_set"] == 10
+    assert "--num_samples 10 --seed 3" in (trained_dir / "README.md").read_text()
+    assert main(["sample", str(trained_dir), "--num_images", "4", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").is_file()
+    assert main(["eval", str(trained_dir), "--num_samples", "5"]) == 2  # fewer than one per digit
+    assert "`num_samples` must be >= 10" in capsys.readouterr().err
+
+
+def test_resume_continues_exactly(tmp_path):
+    # 1437 images at batch 256: 5 batches per epoch, so the resumed half crosses an epoch boundary.
+    assert _train(tmp_path / "straight", 6, "--train_batch_size", "256") == 0
+    assert _train(tmp_path / "resumed", 3, "--train_batch_size", "256") == 0
+    assert _train(tmp_path / "resumed", 6, "--train_batch_size", "256", "--resume_from_checkpoint", "latest") == 0
+    for name in ("unet", "text_encoder", "unet_ema", "text_encoder_ema"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}.{key}")
+    history = [
+        json.loads((tmp_path / r / "hubgen_training.json").read_text())["steps"] for r in ("straight", "resumed")
+    ]
+    assert history == [6, 6]
+    # resuming with another model configuration is refused
+    assert _train(tmp_path / "resumed", 8, "--train_batch_size", "256", "--resume_from_checkpoint", "latest",
+                  "--text_layers", "2") == 2  # fmt: skip
+
+
+def test_nan_stops_with_advice_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+    import hubgen.text2img.train_text2img as train_mod
+
+    calls, mse = {"n": 0}, train_mod.F.mse_loss
+
+    def poisoned(a, b):
+        calls["n"] += 1
+        return mse(a, b) * (float("nan") if calls["n"] > 2 else 1.0)
+
+    monkeypatch.setattr(train_mod.F, "mse_loss", poisoned)
+    assert _train(tmp_path / "r", 6, "--train_batch_size", "32") == 1
+    printed = capsys.readouterr().out
+    assert "non-finite loss at step 3" in printed and "checkpoint-2" in printed and "--learning_rate" in printed
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["checkpoint-2"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--caption_dropout", "1.5"], "--caption_dropout must be in [0, 1)"),
+     (["--max_prompt_tokens", "2"], "--max_prompt_tokens must be >= 3"),
+     (["--beta_schedule", "cosine"], "invalid choice"),
+     (["--max_prompt_tokens", "5"], "longer than the 5 tokens"),
+     (["--block_out_channels", "12", "16"], "multiples"),
+     (["--train_batch_size", "5000"], "exceeds the 1437 training images"),
+     (["--pretrained_text_encoder", "/nonexistent/encoder"], "cannot be loaded")],
+)  # fmt: skip
+def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
+    assert _train(tmp_path / "o", 2, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_a_dataset_without_labels_is_refused(tmp_path, capsys):
+    np.savez(tmp_path / "nolabels.npz", x_train=np.zeros((40, 8, 8), np.uint8), x_test=np.zeros((8, 8, 8), np.uint8))
+    argv = [
+        "train",
+        "text2img",
+        "--output_dir",
+        str(tmp_path / "o"),
+        *TINY,
+        "--dataset",
+        str(tmp_path / "nolabels.npz"),
+    ]
+    assert main(argv) == 2
+    assert "needs digit labels 0..9" in capsys.readouterr().err
+
+
+def test_training_with_a_frozen_pretrained_text_encoder(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from hubgen.text2img import captions as cap
+
+    words = sorted({w for c in cap.captions_for(cap.TRAIN_TEMPLATES) for w in c.lower().replace(",", " , ").split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=64))  # fmt: skip
+    bert.save_pretrained(tmp_path / "encoder")
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "encoder")
+
+    out = tmp_path / "model"
+    assert _train(out, 2, "--train_batch_size", "32", "--pretrained_text_encoder", str(tmp_path / "encoder")) == 0
+    pipe = Text2ImagePipeline.from_pretrained(out)
+    assert type(pipe.text_encoder).__name__ == "BertModel" and pipe.max_prompt_length == 16  # capped by the option
+    assert pipe.unet.config.cross_attention_dim == 16
+    for key, value in bert.state_dict().items():  # frozen: the saved encoder is the pretrained one
+        torch.testing.assert_close(pipe.text_encoder.state_dict()[key], value, rtol=0, atol=0)
+    assert not (out / "checkpoints" / "checkpoint-2" / "model_text_encoder.safetensors").exists()
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["text_encoder"]["frozen"] and info["text_encoder"]["source"] == str(tmp_path / "encoder")
+    assert "frozen" in (out / "README.md").read_text()
