@@ -22,6 +22,9 @@ TINY_RUNS = {
     "text2img": ["--max_train_steps", "2", "--train_batch_size", "32", "--block_out_channels", "8", "16",
                  "--attention_heads", "2", "--text_hidden_size", "16", "--text_layers", "1", "--text_heads", "2",
                  "--num_inference_steps", "2", "--eval_num_samples", "20"],
+    "ddpm": ["--max_train_steps", "2", "--block_out_channels", "8", "16", "--attention", "none", "--norm_num_groups",
+             "4", "--num_train_timesteps", "50", "--train_batch_size", "16", "--eval_num_images", "2",
+             "--eval_num_samples", "20", "--eval_samplers", "dpmsolver++:5"],
 }  # fmt: skip
 MODELS = {"vae-digits", *(f"{family}-digits" for family in TINY_RUNS)}
 
@@ -86,6 +89,7 @@ def test_leaderboard_rows_match_the_cards(catalog):
     rows = {r[0]: r for r in leaderboard_rows(list(catalog.entries.values()))}
     assert set(rows) == MODELS  # broken folders have no row
     assert rows["flow-digits"][5] == "exact" and rows["vae-digits"][5].startswith("IWAE-")
+    assert rows["ddpm-digits"][5].startswith("variational bound")
     assert rows["text2img-digits"][11] is not None  # prompt accuracy
     vae_results = json.loads((catalog.local_dir / "vae-digits" / "eval_results.json").read_text())
     assert rows["vae-digits"][3] == pytest.approx(vae_results["metrics"]["bits_per_dim"]["mean"], abs=1e-3)
