@@ -1,11 +1,14 @@
-"""What every family's Gradio demo shares: input limits and checks, loading, image tiling, UI pieces.
+"""What every family's Gradio demo shares: input limits and checks, loading, the training record, image tiling,
+sketchpad input, UI pieces.
 
 gradio is imported inside the functions that build UI components, so importing a demo module stays cheap.
 """
 
 import functools
+import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,19 +21,35 @@ __all__ = [
     "MAX_IMAGES",
     "MAX_STEPS",
     "MIN_TILE_PX",
+    "TRAINING_INFO",
+    "CANVAS_PX",
+    "INK_THRESHOLD",
+    "EmptyCanvasError",
     "check_int",
     "load_family_pipeline",
+    "recorded_training_dataset",
     "upscale",
     "show_grid",
+    "sketch_to_ink",
+    "fit_to_model",
+    "preprocess_sketch",
     "show_value_errors",
     "seed_box",
     "image_out",
+    "sketchpad",
 ]
 
 MAX_SEED = 2**32 - 1
 MAX_IMAGES = 64
 MAX_STEPS = 32
 MIN_TILE_PX = 64  # images are upscaled (nearest neighbour) until one tile is at least this many pixels
+TRAINING_INFO = "hubgen_training.json"  # written next to the pipeline by `hubgen train <family>`; key "dataset"
+CANVAS_PX = 280  # side of the sketchpad canvas
+INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
+
+
+class EmptyCanvasError(ValueError):
+    """The sketchpad holds no ink: there is nothing to encode."""
 
 
 def check_int(value, name: str, low: int, high: int) -> int:
@@ -55,6 +74,33 @@ def load_family_pipeline(pipeline_or_path, pipeline_class) -> tuple:
     raise TypeError(f"`pipeline_or_path` must be a {pipeline_class.__name__}, a folder path or a repo id, got {kind}.")
 
 
+def recorded_training_dataset(pipeline_or_path, pipeline_class) -> str | None:
+    """The `"dataset"` recorded in the model's hubgen_training.json (a local folder, or a Hub repo id if the file
+    can be fetched), or None when there is no such record. A `pipeline_class` instance is looked up by its
+    `name_or_path`."""
+    if isinstance(pipeline_or_path, pipeline_class):
+        pipeline_or_path = pipeline_or_path.name_or_path
+    if not isinstance(pipeline_or_path, (str, os.PathLike)) or not os.fspath(pipeline_or_path):
+        return None
+    path = Path(pipeline_or_path)
+    if path.is_dir():
+        info_path = path / TRAINING_INFO
+    elif path.exists() or path.is_absolute() or os.fspath(pipeline_or_path).count("/") != 1:
+        return None
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            info_path = Path(hf_hub_download(os.fspath(pipeline_or_path), TRAINING_INFO))
+        except Exception:  # offline and not cached, no such file or repo: the dataset is simply unknown
+            return None
+    try:
+        dataset = json.loads(info_path.read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(dataset) if dataset else None
+
+
 def upscale(image: Image.Image, tile_px: int) -> Image.Image:
     """Enlarge by an integer factor (nearest neighbour) so that a `tile_px`-pixel tile reaches MIN_TILE_PX."""
     factor = max(1, math.ceil(MIN_TILE_PX / tile_px))
@@ -64,6 +110,97 @@ def upscale(image: Image.Image, tile_px: int) -> Image.Image:
 def show_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
     """(B, 1, H, W) in [0, 1] -> one upscaled PIL grid, `nrow` tiles per row."""
     return upscale(make_grid(images, nrow=nrow, padding=padding), images.shape[-1])
+
+
+# -- sketchpad input ------------------------------------------------------------------------------------
+
+
+def _as_pil(image) -> Image.Image:
+    """A numpy array (H, W[, C]) uint8, a PIL image or a file path (the sketchpad's `type` options) -> PIL."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image.astype(np.uint8))
+    if isinstance(image, (str, os.PathLike)):
+        return Image.open(image)
+    raise ValueError(f"Cannot read a sketch image of type {type(image).__name__}.")
+
+
+def _sketch_image(value) -> Image.Image | None:
+    """The drawn picture as RGBA: the sketchpad's `composite`, or its layers stacked over the background."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return _as_pil(value).convert("RGBA")
+    if value.get("composite") is not None:
+        return _as_pil(value["composite"]).convert("RGBA")
+    parts = [value.get("background"), *value.get("layers", [])]
+    parts = [_as_pil(p).convert("RGBA") for p in parts if p is not None]
+    if not parts:
+        return None
+    image = Image.new("RGBA", parts[0].size, (0, 0, 0, 0))
+    for part in parts:
+        image = Image.alpha_composite(image, part.resize(image.size))
+    return image
+
+
+def sketch_to_ink(value) -> np.ndarray:
+    """A Gradio sketchpad value -> ink intensity (H, W) in [0, 1]: 1 where the stroke is black, 0 on paper.
+
+    Gradio 6 sends {"background", "layers", "composite"}; with the default image_mode "RGBA" the untouched
+    canvas is transparent with RGB 0 under alpha 0, so the picture is laid on white paper before the
+    luminance Y is read: ink = 1 - Y / 255. Dropping the alpha channel instead would read it as all black.
+    """
+    image = _sketch_image(value)
+    if image is None:
+        raise EmptyCanvasError("The canvas is empty: draw a digit first.")
+    paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    grey = np.asarray(Image.alpha_composite(paper, image).convert("L"), dtype=np.float32)  # (H, W) in 0..255
+    return 1.0 - grey / 255.0
+
+
+def _resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Anti-aliased resize of a float image (H, W) -> (height, width)."""
+    image = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32))  # mode "F"
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def fit_to_model(ink: np.ndarray, size: int) -> np.ndarray:
+    """Crop ink (H, W) to its bounding box and scale it into a (size, size) image in [0, 1], peak 1.
+
+    MNIST's recipe for size >= 16 (LeCun et al.: the digit fit into a 20x20 box, keeping its aspect ratio,
+    then placed in 28x28 with its centre of mass at the centre); small images (sklearn's 8x8 digits) fill
+    the whole frame, centred.
+    """
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    if rows.size == 0:
+        raise EmptyCanvasError("The canvas is empty: draw a digit first.")
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w)
+    box = round(size * 20 / 28) if size >= 16 else size
+    scale = box / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    digit = np.clip(_resize(crop, h, w), 0.0, None)  # (h, w)
+    digit = np.clip(digit / digit.max(), 0.0, 1.0)
+
+    if box < size:
+        # Put the centre of mass (cy, cx) of the digit at the centre (size - 1) / 2 of the frame.
+        ys, xs = np.mgrid[0:h, 0:w]
+        cy, cx = (ys * digit).sum() / digit.sum(), (xs * digit).sum() / digit.sum()
+        top, left = round((size - 1) / 2 - cy), round((size - 1) / 2 - cx)
+    else:
+        top, left = (size - h) // 2, (size - w) // 2
+    top, left = min(max(top, 0), size - h), min(max(left, 0), size - w)
+    out = np.zeros((size, size), dtype=np.float32)
+    out[top : top + h, left : left + w] = digit
+    return out
+
+
+def preprocess_sketch(value, size: int) -> np.ndarray:
+    """Sketchpad value -> the model's input (size, size) in [0, 1]. Raises EmptyCanvasError without ink."""
+    return fit_to_model(sketch_to_ink(value), size)
+
+
+# -- UI pieces ------------------------------------------------------------------------------------------
 
 
 def show_value_errors(fn):
@@ -91,3 +228,18 @@ def image_out(label: str):
     import gradio as gr
 
     return gr.Image(label=label, format="png", type="pil", interactive=False)
+
+
+def sketchpad(label: str = "Your digit"):
+    """A CANVAS_PX-square sketchpad with a fixed black brush, sending numpy RGBA (see sketch_to_ink)."""
+    import gradio as gr
+
+    return gr.Sketchpad(
+        label=label,
+        type="numpy",
+        image_mode="RGBA",
+        format="png",
+        layers=False,
+        canvas_size=(CANVAS_PX, CANVAS_PX),
+        brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
+    )

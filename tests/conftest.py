@@ -28,6 +28,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_NPZ = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of tiny models on 8x8 images: faster than two (thread barriers cost
+    more than the work, badly so on a busy CPU) and steadier timings. Restored after the module. A module opts in
+    with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_vae(**overrides):
     from hubgen.vae import VAEModel
 

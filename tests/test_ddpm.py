@@ -27,18 +27,11 @@ TINY = ["--dataset", "digits", "--block_out_channels", "8", "16", "--norm_num_gr
         str(T), "--report_to", "none", "--seed", "0"]  # fmt: skip
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def _g(seed=0):
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on 8x8 images: one intra-op thread is faster than two (no fork-join per small op) and keeps the
-    timing steady on a shared CPU. Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_pipeline(seed=0) -> DDPMPipeline:

@@ -21,13 +21,7 @@ FACTOR = math.ceil(MIN_TILE_PX / S)  # show_grid's upscaling
 API_NAMES = {"sample", "compare", "default_steps"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on 8x8 images: one intra-op thread is faster than two and keeps the timing steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def grid_px(count: int) -> int:

@@ -27,18 +27,11 @@ from hubgen.diffusion.scheduling import (
 F64 = dict(dtype=torch.float64)
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def _g(seed=0):
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on 8x8 images: one intra-op thread is faster than two (no fork-join per small op) and keeps the
-    timing steady on a shared CPU. Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _abar(scheduler) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from conftest import REPO_ROOT
 from PIL import Image, ImageDraw
 
-from hubgen.demo_utils import MIN_TILE_PX
+from hubgen.demo_utils import MIN_TILE_PX, preprocess_sketch
 from hubgen.flow import FlowModel, FlowPipeline
 from hubgen.flow import demo as flow_demo
 
@@ -129,7 +129,7 @@ def test_score_drawing(pipe):
     model_input, strip, plot, text = flow_demo.score_drawing(pipe, stroke_value(), reference)
     assert model_input.size == (S * FACTOR, S * FACTOR) and strip.size == (grid_px(3) * FACTOR, grid_px(1) * FACTOR)
     bits = float(re.search(r"\*\*([0-9.]+) bits/dim\*\*", text).group(1))
-    x = torch.from_numpy(flow_demo.preprocess_sketch(stroke_value(), S))[None, None]
+    x = torch.from_numpy(preprocess_sketch(stroke_value(), S))[None, None]
     expected = pipe.log_likelihood(x, generator=torch.Generator().manual_seed(0)).bits_per_dim.item()
     assert bits == pytest.approx(expected, abs=5e-4)
     pct = flow_demo.percentile_of(expected, reference)

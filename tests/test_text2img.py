@@ -16,13 +16,7 @@ from hubgen.text2img.train_text2img import _make_pipeline, build_text_encoder, b
 PROMPTS = ["a handwritten digit seven", "the number 3"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny 8x8 models: one torch thread beats two (thread barriers cost more than the work, badly so on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _g(seed=0):

@@ -20,13 +20,7 @@ FACTOR = math.ceil(MIN_TILE_PX / S)
 API_NAMES = {"generate", "sweep", "example_prompt"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny 8x8 models: one torch thread beats two (thread barriers cost more than the work, badly so on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def grid_px(count: int) -> int:

@@ -17,13 +17,7 @@ TINY = ["--dataset", "digits", "--block_out_channels", "8", "16", "--attention_h
         "--seed", "0"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny 8x8 models: one torch thread beats two (thread barriers cost more than the work, badly so on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(out, steps, *extra):

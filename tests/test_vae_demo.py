@@ -11,6 +11,7 @@ import torch
 from conftest import REPO_ROOT, tiny_vae
 from PIL import Image, ImageDraw
 
+from hubgen import demo_utils
 from hubgen.demo_utils import MIN_TILE_PX
 from hubgen.vae import VAEPipeline
 from hubgen.vae import demo as vae_demo
@@ -95,7 +96,7 @@ def test_whole_float_seed_from_a_number_field_is_accepted(pipe):
 
 def test_sketch_to_ink_reads_transparent_canvas_as_paper():
     composite = stroke_rgba()
-    ink = vae_demo.sketch_to_ink(sketch_value(composite))
+    ink = demo_utils.sketch_to_ink(sketch_value(composite))
     assert ink.shape == (280, 280) and ink.dtype == np.float32
     on_stroke = composite[..., 3] == 255
     # The canvas's RGB is 0 everywhere; only alpha tells ink from paper.
@@ -105,9 +106,9 @@ def test_sketch_to_ink_reads_transparent_canvas_as_paper():
 def test_fit_to_model_mnist_style_box_and_centre_of_mass():
     ink = np.zeros((280, 280), np.float32)
     ink[40:240, 100:140] = 1.0  # a tall bar off to the left: (200, 40) box
-    x = vae_demo.fit_to_model(ink, 28)
+    x = demo_utils.fit_to_model(ink, 28)
     assert x.shape == (28, 28) and x.max() == pytest.approx(1.0) and x.min() >= 0.0
-    rows, cols = np.nonzero(x > vae_demo.INK_THRESHOLD)
+    rows, cols = np.nonzero(x > demo_utils.INK_THRESHOLD)
     assert rows.max() - rows.min() + 1 == 20  # the long side fills the 20x20 box
     ys, xs = np.mgrid[0:28, 0:28]
     com = ((ys * x).sum() / x.sum(), (xs * x).sum() / x.sum())
@@ -117,8 +118,8 @@ def test_fit_to_model_mnist_style_box_and_centre_of_mass():
 def test_fit_to_model_small_images_fill_the_frame():
     ink = np.zeros((100, 100), np.float32)
     ink[10:90, 30:50] = 1.0
-    x = vae_demo.fit_to_model(ink, 8)
-    rows, cols = np.nonzero(x > vae_demo.INK_THRESHOLD)
+    x = demo_utils.fit_to_model(ink, 8)
+    rows, cols = np.nonzero(x > demo_utils.INK_THRESHOLD)
     assert (rows.min(), rows.max()) == (0, 7)
     assert 3.0 <= cols.mean() <= 4.0  # centred
 
@@ -161,7 +162,7 @@ def test_reconstruct_drawing_through_gradio_sketchpad_preprocess(pipe, tmp_path)
 
 def test_layers_without_composite_are_stacked(pipe):
     value = {"background": None, "layers": [stroke_rgba()], "composite": None}
-    assert vae_demo.sketch_to_ink(value).max() == 1.0
+    assert demo_utils.sketch_to_ink(value).max() == 1.0
 
 
 @pytest.mark.parametrize(

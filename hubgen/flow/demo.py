@@ -23,10 +23,8 @@ A likelihood is not a reliable out-of-distribution score on its own (Nalisnick e
 can give higher likelihood to other data sets): the meter illustrates, it does not certify.
 """
 
-import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,14 +33,18 @@ from PIL import Image
 from ..demo_utils import (
     MAX_IMAGES,
     MAX_SEED,
+    TRAINING_INFO,
+    EmptyCanvasError,
     check_int,
     image_out,
     load_family_pipeline,
+    preprocess_sketch,
+    recorded_training_dataset,
     seed_box,
     show_grid,
     show_value_errors,
+    sketchpad,
 )
-from ..vae.demo import CANVAS_PX, EmptyCanvasError, preprocess_sketch
 from .pipeline_flow import MAX_TEMPERATURE, FlowPipeline, check_temperature
 from .transforms import unsqueeze
 
@@ -64,7 +66,6 @@ __all__ = [
 ]
 
 NUM_REFERENCE = 500  # test images behind the out-of-distribution meter
-TRAINING_INFO = "hubgen_training.json"
 
 
 class DatasetUnavailableError(ValueError):
@@ -82,27 +83,7 @@ def load_pipeline(pipeline_or_path) -> tuple[FlowPipeline, str]:
 def training_dataset_of(pipeline_or_path) -> str | None:
     """The `"dataset"` recorded in a local model folder's hubgen_training.json (or a Hub repo's, when it can be
     fetched), or None."""
-    if isinstance(pipeline_or_path, FlowPipeline):
-        pipeline_or_path = pipeline_or_path.name_or_path
-    if not isinstance(pipeline_or_path, (str, os.PathLike)) or not os.fspath(pipeline_or_path):
-        return None
-    path = Path(pipeline_or_path)
-    if path.is_dir():
-        info_path = path / TRAINING_INFO
-    elif path.exists() or path.is_absolute() or os.fspath(pipeline_or_path).count("/") != 1:
-        return None
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            info_path = Path(hf_hub_download(os.fspath(pipeline_or_path), TRAINING_INFO))
-        except Exception:  # offline and not cached, no such file or repo: the dataset is simply unknown
-            return None
-    try:
-        dataset = json.loads(info_path.read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(dataset) if dataset else None
+    return recorded_training_dataset(pipeline_or_path, FlowPipeline)
 
 
 def describe(pipe: FlowPipeline) -> str:
@@ -246,8 +227,8 @@ def meter_plot(value: float, reference: np.ndarray) -> Image.Image:
 def score_drawing(pipe: FlowPipeline, sketch, reference: np.ndarray | None = None, seed: int = 0):
     """Sketchpad value -> (model input x, round-trip strip, meter plot or None, Markdown).
 
-    The drawing is cropped and scaled like the VAE demo's (hubgen.vae.demo.preprocess_sketch), quantized to the
-    model's grey levels and dequantized with `seed`. Raises EmptyCanvasError without ink.
+    The drawing is cropped and scaled like the VAE demo's (hubgen.demo_utils.preprocess_sketch), quantized to
+    the model's grey levels and dequantized with `seed`. Raises EmptyCanvasError without ink.
     """
     seed = check_int(seed, "seed", 0, MAX_SEED)
     size = pipe.flow.config.sample_size
@@ -348,15 +329,7 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
                 "`dataset` to `build_demo` (or set HUBGEN_DATASET in the Space) to compare with test images.*"
             )
             with gr.Row():
-                sketch = gr.Sketchpad(
-                    label="Your digit",
-                    type="numpy",
-                    image_mode="RGBA",
-                    format="png",
-                    layers=False,
-                    canvas_size=(CANVAS_PX, CANVAS_PX),
-                    brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
-                )
+                sketch = sketchpad("Your digit")
                 with gr.Column():
                     model_input = image_out(f"Model input ({cfg.sample_size}×{cfg.sample_size})")
                     strip = image_out("Round trip: x | z | f⁻¹(z)")

@@ -24,10 +24,8 @@ The generic helpers (`check_int`, `show_grid`, the limits MAX_SEED, MAX_IMAGES, 
 """
 
 import functools
-import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,9 +35,11 @@ from ..demo_utils import (
     MAX_IMAGES,
     MAX_SEED,
     MAX_STEPS,
+    TRAINING_INFO,
     check_int,
     image_out,
     load_family_pipeline,
+    recorded_training_dataset,
     seed_box,
     show_grid,
     show_value_errors,
@@ -62,7 +62,6 @@ __all__ = [
 
 MAX_TRUNCATION = 3.0
 NEAREST_K = 5  # training images shown beside a sample
-TRAINING_INFO = "hubgen_training.json"  # written by `hubgen train gan` next to the pipeline; key "dataset"
 
 
 class DatasetUnavailableError(ValueError):
@@ -94,27 +93,7 @@ def load_pipeline(pipeline_or_path) -> tuple[GANPipeline, str]:
 def training_dataset_of(pipeline_or_path) -> str | None:
     """The `"dataset"` recorded in the model's hubgen_training.json (a local folder, or a Hub repo id if the
     file can be fetched), or None when there is no such record."""
-    if isinstance(pipeline_or_path, GANPipeline):
-        pipeline_or_path = pipeline_or_path.name_or_path
-    if not isinstance(pipeline_or_path, (str, os.PathLike)) or not os.fspath(pipeline_or_path):
-        return None
-    path = Path(pipeline_or_path)
-    if path.is_dir():
-        info_path = path / TRAINING_INFO
-    elif path.exists() or path.is_absolute() or os.fspath(pipeline_or_path).count("/") != 1:
-        return None
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            info_path = Path(hf_hub_download(os.fspath(pipeline_or_path), TRAINING_INFO))
-        except Exception:  # offline and not cached, no such file or repo: the dataset is simply unknown
-            return None
-    try:
-        dataset = json.loads(info_path.read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(dataset) if dataset else None
+    return recorded_training_dataset(pipeline_or_path, GANPipeline)
 
 
 def describe(pipe: GANPipeline) -> str:

@@ -14,12 +14,11 @@ Each tab calls one plain function of this module, which can be tested without a 
 `build_demo` only: importing this module does not pay for it.
 
 Invalid arguments raise ValueError naming the argument and the value; inside the UI they become `gr.Error`.
+The sketchpad's preprocessing (`sketch_to_ink`, `fit_to_model`, `preprocess_sketch`) is hubgen.demo_utils'.
 """
 
 import math
-import os
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -27,12 +26,15 @@ from ..demo_utils import (
     MAX_IMAGES,
     MAX_SEED,
     MAX_STEPS,
+    EmptyCanvasError,
     check_int,
     image_out,
     load_family_pipeline,
+    preprocess_sketch,
     seed_box,
     show_grid,
     show_value_errors,
+    sketchpad,
     upscale,
 )
 from .pipeline_vae import LikelihoodOutput, VAEPipeline
@@ -45,9 +47,6 @@ __all__ = [
     "check_int",
     "upscale",
     "sample_grid",
-    "sketch_to_ink",
-    "fit_to_model",
-    "preprocess_sketch",
     "likelihood_markdown",
     "reconstruct_drawing",
     "interpolation_strip",
@@ -58,12 +57,6 @@ __all__ = [
 
 MAX_GRID = 32
 IWAE_K = 1000  # importance samples for the drawing's likelihood: about 30 ms for one MNIST image on CPU
-INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
-CANVAS_PX = 280
-
-
-class EmptyCanvasError(ValueError):
-    """The sketchpad holds no ink: there is nothing to encode."""
 
 
 # -- inputs -----------------------------------------------------------------------------------------------
@@ -96,91 +89,6 @@ def sample_grid(pipe: VAEPipeline, seed: int, num_images: int) -> Image.Image:
 
 
 # -- drawing --------------------------------------------------------------------------------------------
-
-
-def _as_pil(image) -> Image.Image:
-    """A numpy array (H, W[, C]) uint8, a PIL image or a file path (the sketchpad's `type` options) -> PIL."""
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(image.astype(np.uint8))
-    if isinstance(image, (str, os.PathLike)):
-        return Image.open(image)
-    raise ValueError(f"Cannot read a sketch image of type {type(image).__name__}.")
-
-
-def _sketch_image(value) -> Image.Image | None:
-    """The drawn picture as RGBA: the sketchpad's `composite`, or its layers stacked over the background."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        return _as_pil(value).convert("RGBA")
-    if value.get("composite") is not None:
-        return _as_pil(value["composite"]).convert("RGBA")
-    parts = [value.get("background"), *value.get("layers", [])]
-    parts = [_as_pil(p).convert("RGBA") for p in parts if p is not None]
-    if not parts:
-        return None
-    image = Image.new("RGBA", parts[0].size, (0, 0, 0, 0))
-    for part in parts:
-        image = Image.alpha_composite(image, part.resize(image.size))
-    return image
-
-
-def sketch_to_ink(value) -> np.ndarray:
-    """A Gradio sketchpad value -> ink intensity (H, W) in [0, 1]: 1 where the stroke is black, 0 on paper.
-
-    Gradio 6 sends {"background", "layers", "composite"}; with the default image_mode "RGBA" the untouched
-    canvas is transparent with RGB 0 under alpha 0, so the picture is laid on white paper before the
-    luminance Y is read: ink = 1 - Y / 255. Dropping the alpha channel instead would read it as all black.
-    """
-    image = _sketch_image(value)
-    if image is None:
-        raise EmptyCanvasError("The canvas is empty: draw a digit first.")
-    paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    grey = np.asarray(Image.alpha_composite(paper, image).convert("L"), dtype=np.float32)  # (H, W) in 0..255
-    return 1.0 - grey / 255.0
-
-
-def _resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Anti-aliased resize of a float image (H, W) -> (height, width)."""
-    image = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32))  # mode "F"
-    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32)
-
-
-def fit_to_model(ink: np.ndarray, size: int) -> np.ndarray:
-    """Crop ink (H, W) to its bounding box and scale it into a (size, size) image in [0, 1], peak 1.
-
-    MNIST's recipe for size >= 16 (LeCun et al.: the digit fit into a 20x20 box, keeping its aspect ratio,
-    then placed in 28x28 with its centre of mass at the centre); small images (sklearn's 8x8 digits) fill
-    the whole frame, centred.
-    """
-    rows, cols = np.nonzero(ink > INK_THRESHOLD)
-    if rows.size == 0:
-        raise EmptyCanvasError("The canvas is empty: draw a digit first.")
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w)
-    box = round(size * 20 / 28) if size >= 16 else size
-    scale = box / max(crop.shape)
-    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
-    digit = np.clip(_resize(crop, h, w), 0.0, None)  # (h, w)
-    digit = np.clip(digit / digit.max(), 0.0, 1.0)
-
-    if box < size:
-        # Put the centre of mass (cy, cx) of the digit at the centre (size - 1) / 2 of the frame.
-        ys, xs = np.mgrid[0:h, 0:w]
-        cy, cx = (ys * digit).sum() / digit.sum(), (xs * digit).sum() / digit.sum()
-        top, left = round((size - 1) / 2 - cy), round((size - 1) / 2 - cx)
-    else:
-        top, left = (size - h) // 2, (size - w) // 2
-    top, left = min(max(top, 0), size - h), min(max(left, 0), size - w)
-    out = np.zeros((size, size), dtype=np.float32)
-    out[top : top + h, left : left + w] = digit
-    return out
-
-
-def preprocess_sketch(value, size: int) -> np.ndarray:
-    """Sketchpad value -> the model's input (size, size) in [0, 1]. Raises EmptyCanvasError without ink."""
-    return fit_to_model(sketch_to_ink(value), size)
 
 
 def likelihood_markdown(scores: LikelihoodOutput, num_dims: int, decoder: str) -> str:
@@ -326,15 +234,7 @@ def build_demo(pipeline_or_path):
                 f"k = {IWAE_K} importance samples."
             )
             with gr.Row():
-                sketch = gr.Sketchpad(
-                    label="Your digit",
-                    type="numpy",
-                    image_mode="RGBA",
-                    format="png",
-                    layers=False,
-                    canvas_size=(CANVAS_PX, CANVAS_PX),
-                    brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
-                )
+                sketch = sketchpad("Your digit")
                 with gr.Column():
                     model_input = image_out(f"Model input x ({size}×{size})")
                     reconstruction = image_out("Reconstruction E[x|z], z = E[q(z|x)]")
