@@ -467,3 +467,33 @@ def test_squeeze_helper_layout():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     y = squeeze(x)  # channel 2i + j holds pixel (2h + i, 2w + j)
     assert y[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0] and y.shape == (1, 4, 2, 2)
+
+
+def test_decode_retries_overflowing_rows_in_float64_then_shows_them_as_zero(flow_pipeline, monkeypatch):
+    """A z deep in the tail can overflow the inverse in float32: those rows are inverted again in float64; a row
+    that overflows even there is shown as 0 with a warning, never as NaN."""
+    flow = flow_pipeline.flow
+    z = torch.randn(3, flow.num_dims, generator=torch.Generator().manual_seed(0))
+    expected = flow_pipeline.decode(z)
+    original = type(flow).inverse
+
+    def overflow_in_float32(self, y):
+        x, log_det = original(self, y)
+        if y.dtype == torch.float32:
+            x = x.clone()
+            x[0] = float("nan")
+        return x, log_det
+
+    monkeypatch.setattr(type(flow), "inverse", overflow_in_float32)
+    torch.testing.assert_close(flow_pipeline.decode(z), expected, rtol=0, atol=1e-6)
+
+    def overflow_always(self, y):
+        x, log_det = original(self, y)
+        x = x.clone()
+        x[0] = float("nan")
+        return x, log_det
+
+    monkeypatch.setattr(type(flow), "inverse", overflow_always)
+    with pytest.warns(UserWarning, match="1 of 1 samples overflow"):
+        images = flow_pipeline.decode(z[:1])
+    assert torch.isfinite(images).all()

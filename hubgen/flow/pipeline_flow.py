@@ -6,7 +6,9 @@ images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), tempera
 bits = pipe.log_likelihood(images).bits_per_dim
 """
 
+import copy
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -122,6 +124,19 @@ class FlowPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != d:
             raise ValueError(f"`z` must be a tensor of shape (B, {d}), got {getattr(z, 'shape', type(z))}.")
         x, _ = self.flow.inverse(z.to(self.device, self.flow.dtype))
+        bad = ~torch.isfinite(x.flatten(1)).all(1)
+        if bad.any():
+            # A z far in the tail can overflow the inverse couplings (x_b = (y_b - t) / s with s near 0) in
+            # float32: invert those rows again in float64, on a copy so concurrent callers are not affected.
+            flow64 = copy.deepcopy(self.flow).double()
+            x = x.double()
+            x[bad] = flow64.inverse(z[bad].to(self.device, torch.float64))[0]
+            still = ~torch.isfinite(x.flatten(1)).all(1)
+            if still.any():
+                warnings.warn(
+                    f"{int(still.sum())} of {len(z)} samples overflow even in float64; shown as 0.", stacklevel=2
+                )
+                x = torch.nan_to_num(x, nan=0.0)
         return convert_images(self.flow.to_intensities(x).float(), output_type)
 
     @torch.no_grad()
