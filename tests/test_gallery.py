@@ -74,6 +74,7 @@ def test_filters_and_tiles(catalog):
     assert "bits/dim (IWAE-" in captions["vae-digits"]  # headline: the likelihood with its bound
     assert "classifier FD" in captions["gan-digits"]  # a GAN has no likelihood
     assert "bits/dim (exact)" in captions["flow-digits"]
+    assert "prompt accuracy" in captions["text2img-digits"] and "guidance 3" in captions["text2img-digits"]
     assert captions["broken-model"].endswith("error")
     assert all(image.width == 192 for image, _ in items)
 
@@ -90,7 +91,8 @@ def test_leaderboard_rows_match_the_cards(catalog):
     assert set(rows) == MODELS  # broken folders have no row
     assert rows["flow-digits"][5] == "exact" and rows["vae-digits"][5].startswith("IWAE-")
     assert rows["ddpm-digits"][5].startswith("variational bound")
-    assert rows["text2img-digits"][11] is not None  # prompt accuracy
+    t2i = json.loads((catalog.local_dir / "text2img-digits" / "eval_results.json").read_text())
+    assert rows["text2img-digits"][11] == pytest.approx(t2i["metrics"]["prompt_accuracy_train_w3"]["mean"], abs=1e-3)
     vae_results = json.loads((catalog.local_dir / "vae-digits" / "eval_results.json").read_text())
     assert rows["vae-digits"][3] == pytest.approx(vae_results["metrics"]["bits_per_dim"]["mean"], abs=1e-3)
     assert rows["vae-digits"][4] == pytest.approx(vae_results["metrics"]["iwae_nll_nats"]["mean"], abs=0.01)

@@ -40,7 +40,7 @@ LEADERBOARD_COLUMNS = [
     "precision",
     "recall",
     "coverage",
-    "prompt accuracy",
+    "prompt accuracy (guidance 3)",
 ]
 
 
@@ -64,17 +64,26 @@ class ModelEntry:
         return self.family.name if self.family else "unknown"
 
     def headline(self) -> str:
-        """The figure for the tile: a likelihood with its bound type if there is one, else the Frechet distance."""
+        """The figure for the tile: a likelihood with its bound type, else the prompt accuracy of a text-to-image
+        model, else the Frechet distance."""
         for r in self.results:
             if r.metric_type == "bits_per_dim":
                 return f"{r.metric_value:.3f} bits/dim ({bound_type(r.metric_name)})"
+        accuracy = reference_accuracy(self)
+        if accuracy is not None:
+            return f"prompt accuracy {accuracy.metric_value:.3f} (guidance 3)"
         for r in self.results:
             if r.metric_type == "frechet_distance":
                 return f"classifier FD {r.metric_value:.1f}"
-        for r in self.results:
-            if "accuracy" in r.metric_type:
-                return f"{r.metric_name.split(',')[0]}: {r.metric_value:.3f}"
         return "not evaluated"
+
+
+def reference_accuracy(entry: "ModelEntry"):
+    """The prompt accuracy a text-to-image card reports at its reference point (training templates, guidance 3),
+    else its first accuracy figure, else None."""
+    accuracies = [r for r in entry.results if "accuracy" in r.metric_type]
+    reference = [r for r in accuracies if "training templates, guidance 3," in (r.metric_name or "")]
+    return (reference or accuracies or [None])[0]
 
 
 def card_markdown(entry: ModelEntry) -> str:
@@ -271,7 +280,7 @@ def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
         if e.error:
             continue
         bpd, nll, fd = _value(e, "bits_per_dim"), _value(e, "nll"), _value(e, "frechet_distance")
-        accuracy = next((r for r in e.results if "accuracy" in r.metric_type), None)
+        accuracy = reference_accuracy(e)
         fd_where = ""
         if fd is not None:
             n = re.search(r"N=(\d+)", fd.metric_name)
