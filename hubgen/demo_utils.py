@@ -24,6 +24,7 @@ __all__ = [
     "TRAINING_INFO",
     "CANVAS_PX",
     "INK_THRESHOLD",
+    "MAX_SKETCH_PX",
     "EmptyCanvasError",
     "check_int",
     "load_family_pipeline",
@@ -45,6 +46,7 @@ MAX_STEPS = 32
 MIN_TILE_PX = 64  # images are upscaled (nearest neighbour) until one tile is at least this many pixels
 TRAINING_INFO = "hubgen_training.json"  # written next to the pipeline by `hubgen train <family>`; key "dataset"
 CANVAS_PX = 280  # side of the sketchpad canvas
+MAX_SKETCH_PX = 4096  # a sent sketch larger than this on either side is refused (the canvas is CANVAS_PX)
 INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
 
 
@@ -196,7 +198,15 @@ def fit_to_model(ink: np.ndarray, size: int) -> np.ndarray:
 
 
 def preprocess_sketch(value, size: int) -> np.ndarray:
-    """Sketchpad value -> the model's input (size, size) in [0, 1]. Raises EmptyCanvasError without ink."""
+    """Sketchpad value -> the model's input (size, size) in [0, 1]. Raises EmptyCanvasError without ink, and
+    ValueError for a picture larger than MAX_SKETCH_PX on a side (an API caller can send any array)."""
+    for part in value.values() if isinstance(value, dict) else [value]:
+        shape = getattr(part, "shape", None) or (getattr(part, "size", None) if isinstance(part, Image.Image) else None)
+        if shape is not None and max(shape[:2]) > MAX_SKETCH_PX:
+            raise ValueError(
+                f"The sketch is {shape[0]} x {shape[1]} pixels; at most {MAX_SKETCH_PX} on a side is accepted "
+                f"(the canvas is {CANVAS_PX})."
+            )
     return fit_to_model(sketch_to_ink(value), size)
 
 

@@ -304,3 +304,13 @@ def test_space_app_reads_hubgen_model(pipe, tmp_path, monkeypatch):
     monkeypatch.setenv("HUBGEN_MODEL", str(tmp_path / "vae"))
     app = runpy.run_path(str(Path(REPO_ROOT, "spaces", "vae", "app.py")))  # __name__ != "__main__": no launch
     assert {fn.api_name for fn in app["demo"].fns.values()} == API_NAMES
+
+
+def test_a_huge_sketch_is_refused_with_a_message():
+    from hubgen.demo_utils import MAX_SKETCH_PX, preprocess_sketch
+
+    huge = np.zeros((MAX_SKETCH_PX + 1, 8, 4), dtype=np.uint8)
+    with pytest.raises(ValueError, match="at most 4096 on a side"):
+        preprocess_sketch({"background": None, "layers": [], "composite": huge}, 28)
+    with pytest.raises(ValueError, match="at most 4096 on a side"):
+        preprocess_sketch(huge, 28)
