@@ -568,3 +568,32 @@ def test_public_api():
     assert set(publish.PICKLE_SUFFIXES) == set(pipeline_utils.PICKLE_SUFFIXES)
     with pytest.raises(ValueError, match="user/name"):
         publish.push("somewhere", "not-a-repo-id")
+
+
+def test_the_gallery_lists_pushed_models_from_the_hub(published, hub, tmp_path):
+    """The gallery's Hub source: list_models(filter="hubgen") with author/tag filters, cards and samples fetched
+    per repo, families from model_index.json, a leaderboard row and a sample for a pushed model."""
+    script = """
+import json, sys
+from hubgen.gallery import Catalog, PipelineCache, leaderboard_rows
+from hubgen.gallery.app import sample
+user = sys.argv[1]
+c = Catalog(None, hub=True)
+g = Catalog(None, hub=True, author=user, tags=["gan"])
+grid = sample(g, PipelineCache(), user + "/gan-inline", 0, 4) if user + "/gan-inline" in g.entries else None
+entries = {k: [e.family_name, e.error, bool(e.samples_path), e.headline()] for k, e in c.entries.items()}
+rows = len(leaderboard_rows(list(c.entries.values())))
+print(json.dumps({"all": entries, "gan": sorted(g.entries), "rows": rows, "grid": grid.size if grid else None,
+                  "warnings": c.warnings}))
+"""
+    out = _run([sys.executable, "-c", script, USER], _env(hub, tmp_path / "hf_home_gallery"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    pushed = {f"{USER}/{name}-{kind}": name for name in published.folders for kind in ("inline", "lfs")}
+    assert set(pushed) <= set(seen["all"]) and seen["warnings"] == []
+    for repo, family in pushed.items():
+        assert seen["all"][repo][:3] == [family, None, True], repo
+    assert seen["gan"] == sorted(r for r, f in pushed.items() if f == "gan")
+    assert seen["rows"] >= len(pushed)
+    if "gan" in published.folders:
+        assert seen["grid"][0] >= 64
