@@ -100,6 +100,17 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     os.replace(tmp, path)
 
 
+def recorded_dataset(folder: str | os.PathLike, dataset: str | None = None) -> tuple[str, dict]:
+    """What an evaluation of `folder` runs on: `dataset` if given, else the dataset its hubgen_training.json
+    records; returned with that record ({} when the folder has none)."""
+    info_path = Path(folder) / "hubgen_training.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    dataset = dataset or info.get("dataset")
+    if dataset is None:
+        raise ValueError(f"{folder} does not record its dataset (no hubgen_training.json): pass `dataset`.")
+    return dataset, info
+
+
 def check_output_dir(output_dir: str | os.PathLike, pipeline_class: str, resume: bool, overwrite: bool) -> None:
     """Refuse an output folder that would lose the user's files. Raises ValueError.
 

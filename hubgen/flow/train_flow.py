@@ -18,7 +18,6 @@ sample from; the run stops with exit code 1 and advice, and the last good checkp
 
 import argparse
 import copy
-import json
 import math
 import shlex
 import sys
@@ -33,6 +32,7 @@ from ..training import (
     config_dict,
     load_checkpoint,
     make_accelerator,
+    recorded_dataset,
     resolve_checkpoint,
     save_checkpoint,
     versions,
@@ -463,11 +463,7 @@ def evaluate(
     from .pipeline_flow import FlowPipeline
 
     folder = Path(folder)
-    info_path = folder / "hubgen_training.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    dataset = dataset or info.get("dataset")
-    if dataset is None:
-        raise ValueError(f"{folder} does not record its dataset (no hubgen_training.json): pass `dataset`.")
+    dataset, _ = recorded_dataset(folder, dataset)
     if num_images is not None and (not isinstance(num_images, int) or num_images < 0):
         raise ValueError(f"`num_images` must be an integer >= 0 (0: all), got {num_images!r}.")
     if not isinstance(num_samples, int) or num_samples < 0:

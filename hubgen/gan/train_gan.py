@@ -14,7 +14,6 @@ zero (the generator has lost), stops the run with advice.
 
 import argparse
 import copy
-import json
 import math
 import shlex
 import sys
@@ -29,6 +28,7 @@ from ..training import (
     config_dict,
     load_checkpoint,
     make_accelerator,
+    recorded_dataset,
     resolve_checkpoint,
     save_checkpoint,
     versions,
@@ -355,11 +355,7 @@ def evaluate(
     from .pipeline_gan import GANPipeline
 
     folder = Path(folder)
-    info_path = folder / "hubgen_training.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    dataset = dataset or info.get("dataset")
-    if dataset is None:
-        raise ValueError(f"{folder} does not record its dataset (no hubgen_training.json): pass `dataset`.")
+    dataset, _ = recorded_dataset(folder, dataset)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"A GAN is evaluated on samples only: `num_samples` must be >= 1, got {num_samples!r}.")
     pipe = pipeline or GANPipeline.from_pretrained(folder)

@@ -41,6 +41,7 @@ from ..training import (
     config_dict,
     load_checkpoint,
     make_accelerator,
+    recorded_dataset,
     resolve_checkpoint,
     save_checkpoint,
     versions,
@@ -660,11 +661,7 @@ def evaluate(
     from .pipeline_text2img import Text2ImagePipeline
 
     folder = Path(folder)
-    info_path = folder / "hubgen_training.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    dataset = dataset or info.get("dataset")
-    if dataset is None:
-        raise ValueError(f"{folder} does not record its dataset (no hubgen_training.json): pass `dataset`.")
+    dataset, info = recorded_dataset(folder, dataset)
     steps = num_inference_steps or int(info.get("num_inference_steps", 20))
     if not isinstance(num_samples, int) or num_samples < 10:
         raise ValueError(f"`num_samples` must be >= 10 (one per digit at least), got {num_samples!r}.")

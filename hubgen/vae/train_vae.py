@@ -10,7 +10,6 @@ with beta_t = min(1, t / kl_warmup_steps) (beta = 1 without warm-up).
 """
 
 import argparse
-import json
 import math
 import shlex
 import sys
@@ -25,6 +24,7 @@ from ..training import (
     config_dict,
     load_checkpoint,
     make_accelerator,
+    recorded_dataset,
     resolve_checkpoint,
     save_checkpoint,
     versions,
@@ -394,11 +394,7 @@ def evaluate(
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"`k` must be an integer >= 1, got {k!r}.")
     folder = Path(folder)
-    info_path = folder / "hubgen_training.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    dataset = dataset or info.get("dataset")
-    if dataset is None:
-        raise ValueError(f"{folder} does not record its dataset (no hubgen_training.json): pass `dataset`.")
+    dataset, _ = recorded_dataset(folder, dataset)
     pipe = pipeline or VAEPipeline.from_pretrained(folder)
     test = hdata.load_dataset(dataset, split)
     n = len(test) if not num_images else min(num_images, len(test))
