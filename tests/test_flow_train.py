@@ -182,3 +182,32 @@ def test_evaluate_skips_sample_quality_without_a_classifier_for_the_size(tmp_pat
     assert math.isfinite(results["metrics"]["exact_bits_per_dim"]["mean"])
     with pytest.raises(ValueError, match="17"):  # a 256-level model scored on 17-level data
         evaluate(tmp_path / "m", dataset="digits", num_samples=0)
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_flow_with_accelerate_launch(tmp_path):
+    # ACCELERATE_USE_CPU=1 puts the two processes in one CPU (gloo) group (see test_train_vae). ActNorm is
+    # initialized from the same seeded batch on both ranks, so the replicas start equal and DDP keeps them so.
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
+    launch += f" --dynamo_backend no --main_process_port {port}"
+    train = f"-m hubgen train flow --output_dir {out} --max_train_steps 3 --train_batch_size 16 --checkpointing_steps 2"
+    cmd = [sys.executable, *launch.split(), *train.split(), "--eval_num_samples", "0", *TINY]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["num_processes"] == 2 and info["steps"] == 3
+    assert info["images_per_second"] > 0 and info["epochs"] == pytest.approx(3 * 32 / 1437, abs=0.01)
+    assert (out / "checkpoints" / "checkpoint-3" / "rng_1.safetensors").is_file()
+    pipe = FlowPipeline.from_pretrained(out)
+    assert pipe.flow.actnorm_initialized()
+    assert torch.isfinite(pipe.log_likelihood(torch.rand(4, 1, 8, 8)).bits_per_dim).all()

@@ -113,7 +113,28 @@ def test_dcgan_shapes_and_guidelines(size):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain)
 
 
-@pytest.mark.parametrize("bad", [dict(sample_size=10), dict(latent_dim=0), dict(base_channels=0)])
+@pytest.mark.parametrize("size", [28, 8])
+def test_extra_layers_deepen_both_networks_at_the_same_resolutions(size):
+    gen, disc = Generator(16, size, 1, 8, extra_layers=2), Discriminator(size, 1, 8, extra_layers=2)
+    plain_g, plain_d = Generator(16, size, 1, 8), Discriminator(size, 1, 8)
+
+    def stride1_3x3(model):
+        return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    # 2 layers at each of the 2 hidden resolutions of each network, each with its batch norm
+    assert len(stride1_3x3(gen)) == len(stride1_3x3(disc)) == 4 and not stride1_3x3(plain_g)
+    bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in gen.modules())
+    assert bn == 4 + sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain_g.modules())
+    x = gen(torch.randn(5, 16))
+    assert x.shape == (5, 1, size, size) and disc(x).shape == (5,)
+    # extra_layers=0 is the plain DCGAN, parameter for parameter (configs saved before the option load alike)
+    assert Generator(16, size, 1, 8, extra_layers=0).state_dict().keys() == plain_g.state_dict().keys()
+    assert sum(p.numel() for p in plain_d.parameters()) < sum(p.numel() for p in disc.parameters())
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(sample_size=10), dict(latent_dim=0), dict(base_channels=0), dict(extra_layers=-1)]
+)
 def test_generator_rejects_bad_config(bad):
     with pytest.raises(ValueError):
         Generator(**{"latent_dim": 8, "sample_size": 8, "base_channels": 4, **bad})
@@ -227,9 +248,12 @@ def _train(out, steps, *extra):
 
 def test_resume_continues_exactly(tmp_path):
     # 1437 images at batch 256: 5 real batches per epoch; 2 D steps per G step cross epochs during the resume.
-    assert _train(tmp_path / "straight", 6) == 0
-    assert _train(tmp_path / "resumed", 3) == 0
-    assert _train(tmp_path / "resumed", 6, "--resume_from_checkpoint", "latest") == 0
+    deeper = ["--extra_layers", "1", "--d_learning_rate", "4e-4"]  # and the options of the deeper TTUR recipe
+    assert _train(tmp_path / "straight", 6, *deeper) == 0
+    assert _train(tmp_path / "resumed", 3, *deeper) == 0
+    assert _train(tmp_path / "resumed", 6, *deeper, "--resume_from_checkpoint", "latest") == 0
+    config = json.loads((tmp_path / "straight" / "generator" / "config.json").read_text())
+    assert config["extra_layers"] == 1
     for name in ("generator", "discriminator", "generator_ema"):
         a = load_file(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
         b = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
@@ -272,7 +296,9 @@ def test_a_discriminator_stuck_at_zero_is_reported(tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize(
     "extra, message",
     [(["--loss", "wgan"], "invalid choice"), (["--d_steps", "0"], "--d_steps must be >= 1"),
-     (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1)")],
+     (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1)"),
+     (["--d_learning_rate", "0"], "--d_learning_rate must be a positive number"),
+     (["--extra_layers", "-1"], "--extra_layers must be >= 0")],
 )  # fmt: skip
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert _train(tmp_path / "o", 2, *extra) == 2

@@ -185,7 +185,7 @@ def test_cross_attention_queries_images_and_reads_the_text(pipe):
     assert seen == [torch.Size([2, 16, hidden])]
 
 
-def test_the_prompt_changes_the_output_only_through_cross_attention():
+def test_the_prompt_changes_the_output_through_cross_attention_and_the_pooled_embedding():
     pipe = tiny_pipeline(seed=1)
     a = final_latents(pipe, ["seven", "seven"], guidance_scale=1.0, generator=[_g(0), _g(0)])
     b = final_latents(pipe, ["seven", "the number 2"], guidance_scale=1.0, generator=[_g(0), _g(0)])
@@ -202,7 +202,12 @@ def test_the_prompt_changes_the_output_only_through_cross_attention():
                 module.to_out[0].weight.zero_()
                 module.to_out[0].bias.zero_()
     c = final_latents(pipe, ["seven", "the number 2"], guidance_scale=1.0, generator=[_g(0), _g(0)])
-    torch.testing.assert_close(c[0], c[1], rtol=0, atol=1e-5)  # without cross-attention outputs, prompts do nothing
+    assert (c[0] - c[1]).abs().max() > 1e-3  # without cross-attention, the pooled prompt in the time embedding
+    with torch.no_grad():  # TextTimeEmbedding: LayerNorm(proj(pool(tau(y)))); proj = 0 leaves a constant
+        pipe.unet.add_embedding.proj.weight.zero_()
+        pipe.unet.add_embedding.proj.bias.zero_()
+    d = final_latents(pipe, ["seven", "the number 2"], guidance_scale=1.0, generator=[_g(0), _g(0)])
+    torch.testing.assert_close(d[0], d[1], rtol=0, atol=1e-5)  # without either path, prompts do nothing
 
 
 # -- the pipeline ----------------------------------------------------------------------------------------------
@@ -240,11 +245,12 @@ def test_negative_prompt_replaces_the_unconditional_branch(pipe):
 
 def test_batched_prompts_equal_single_prompts(pipe):
     both = run(pipe, guidance_scale=2.0, generator=[_g(1), _g(2)])
+    # float32 sums differ with the batch shape in the last bits; the x_0 thresholding can carry that to ~3e-5
     torch.testing.assert_close(
-        both[:1], run(pipe, PROMPTS[0], guidance_scale=2.0, generator=[_g(1)]), rtol=0, atol=1e-5
+        both[:1], run(pipe, PROMPTS[0], guidance_scale=2.0, generator=[_g(1)]), rtol=0, atol=1e-4
     )
     torch.testing.assert_close(
-        both[1:], run(pipe, PROMPTS[1], guidance_scale=2.0, generator=[_g(2)]), rtol=0, atol=1e-5
+        both[1:], run(pipe, PROMPTS[1], guidance_scale=2.0, generator=[_g(2)]), rtol=0, atol=1e-4
     )
     pil = pipe(PROMPTS, num_inference_steps=2, num_images_per_prompt=3).images
     assert len(pil) == 6 and pil[0].size == (8, 8) and pil[0].mode == "L"

@@ -68,6 +68,13 @@ def test_training_writes_a_complete_text2img_folder(trained_dir):
         info["steps"] == 4 and info["text_encoder"]["class"] == "CLIPTextModel" and not info["text_encoder"]["frozen"]
     )
     assert info["command"].startswith("hubgen train text2img --output_dir")
+    # the saved sampler clips each predicted x_0 to [-1, 1] (thresholding, sample_max_value 1), and the UNet adds
+    # the pooled prompt to its time embedding (diffusers' addition_embed_type "text")
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DPMSolverMultistepScheduler" and scheduler["algorithm_type"] == "dpmsolver++"
+    assert scheduler["thresholding"] is True and scheduler["sample_max_value"] == 1.0
+    unet = json.loads((out / "unet" / "config.json").read_text())
+    assert unet["addition_embed_type"] == "text" and unet["addition_embed_type_num_heads"] == unet["attention_head_dim"]
     from PIL import Image
 
     with Image.open(out / "samples.png") as grid:  # 10 rows (digits) of 8 samples, 8x8 each, 2 px padding

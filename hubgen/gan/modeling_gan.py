@@ -11,6 +11,10 @@ The DCGAN guidelines (section 3), as built here:
   ends in an s x s convolution to one logit.
 
 For an image side H divisible by 4, s = H / 4: 28x28 images use 7x7 first/last kernels, 8x8 images 2x2.
+
+`extra_layers` (the "n_extra_layers" of the DCGAN code in Arjovsky et al.'s WGAN release) adds that many
+stride-1 3x3 convolution + batch norm + activation layers at every hidden resolution of both networks: a deeper
+generator and discriminator at the same resolutions, still all-convolutional. 0 is the plain DCGAN above.
 """
 
 import torch
@@ -21,12 +25,23 @@ from torch import nn
 __all__ = ["Generator", "Discriminator"]
 
 
-def _check_size(sample_size: int, in_channels: int, base_channels: int) -> int:
+def _check_size(sample_size: int, in_channels: int, base_channels: int, extra_layers: int = 0) -> int:
     if sample_size < 4 or sample_size % 4:
         raise ValueError(f"`sample_size` must be a multiple of 4 (28 and 8 are), got {sample_size}.")
     if in_channels < 1 or base_channels < 1:
         raise ValueError(f"`in_channels` and `base_channels` must be >= 1, got {in_channels}, {base_channels}.")
+    if isinstance(extra_layers, bool) or not isinstance(extra_layers, int) or extra_layers < 0:
+        raise ValueError(f"`extra_layers` must be an integer >= 0, got {extra_layers!r}.")
     return sample_size // 4
+
+
+def _extra(num_layers: int, channels: int, batch_norm: bool, activation) -> list[nn.Module]:
+    """`num_layers` x (3x3 stride-1 conv -> batch norm -> activation), same resolution and width."""
+    layers = []
+    for _ in range(num_layers):
+        layers += [nn.Conv2d(channels, channels, 3, 1, 1, bias=not batch_norm),
+                   nn.BatchNorm2d(channels) if batch_norm else nn.Identity(), activation()]  # fmt: skip
+    return layers
 
 
 class Generator(ModelMixin, ConfigMixin):
@@ -40,20 +55,26 @@ class Generator(ModelMixin, ConfigMixin):
         in_channels: int = 1,
         base_channels: int = 64,
         batch_norm: bool = True,
+        extra_layers: int = 0,
     ):
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"`latent_dim` must be >= 1, got {latent_dim}.")
-        s = _check_size(sample_size, in_channels, base_channels)
+        s = _check_size(sample_size, in_channels, base_channels, extra_layers)
         c = base_channels
 
         def norm(ch):
             return nn.BatchNorm2d(ch) if batch_norm else nn.Identity()
 
+        def relu():
+            return nn.ReLU(True)
+
         self.net = nn.Sequential(
             nn.ConvTranspose2d(latent_dim, 2 * c, s, 1, 0, bias=not batch_norm),  # (B, 2c, s, s)
             norm(2 * c), nn.ReLU(True),
+            *_extra(extra_layers, 2 * c, batch_norm, relu),
             nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=not batch_norm), norm(c), nn.ReLU(True),  # (B, c, 2s, 2s)
+            *_extra(extra_layers, c, batch_norm, relu),
             nn.ConvTranspose2d(c, in_channels, 4, 2, 1), nn.Tanh(),  # (B, C, 4s, 4s)
         )  # fmt: skip
 
@@ -72,14 +93,21 @@ class Discriminator(ModelMixin, ConfigMixin):
         in_channels: int = 1,
         base_channels: int = 64,
         batch_norm: bool = True,
+        extra_layers: int = 0,
     ):
         super().__init__()
-        s = _check_size(sample_size, in_channels, base_channels)
+        s = _check_size(sample_size, in_channels, base_channels, extra_layers)
         c = base_channels
+
+        def leaky():
+            return nn.LeakyReLU(0.2, True)
+
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, c, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, c, 2s, 2s)
+            *_extra(extra_layers, c, batch_norm, leaky),
             nn.Conv2d(c, 2 * c, 4, 2, 1, bias=not batch_norm),
             nn.BatchNorm2d(2 * c) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2, True),  # (B, 2c, s, s)
+            *_extra(extra_layers, 2 * c, batch_norm, leaky),
             nn.Conv2d(2 * c, 1, s, 1, 0),  # (B, 1, 1, 1)
         )  # fmt: skip
 

@@ -50,11 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--latent_dim", type=int, default=64)
     g.add_argument("--base_channels", type=int, default=64, help="width of G's last and D's first layer")
     g.add_argument("--no_batch_norm", action="store_true", help="drop batch norm from both networks")
+    g.add_argument("--extra_layers", type=int, default=0,
+                   help="stride-1 3x3 conv layers at every hidden resolution of G and D (0: DCGAN)")  # fmt: skip
     g = p.add_argument_group("objective and optimization")
     g.add_argument("--loss", choices=("non_saturating", "saturating", "hinge"), default="non_saturating")
     g.add_argument("--d_steps", type=int, default=1, help="discriminator steps per generator step (k)")
     g.add_argument("--train_batch_size", type=int, default=128, help="per process")
-    g.add_argument("--learning_rate", type=float, default=2e-4)
+    g.add_argument("--learning_rate", type=float, default=2e-4, help="generator's (and, by default, D's) Adam lr")
+    g.add_argument("--d_learning_rate", type=float, default=None,
+                   help="discriminator's lr (two time-scale update rule, Heusel et al. 2017)")  # fmt: skip
     g.add_argument("--adam_beta1", type=float, default=0.5)
     g.add_argument("--adam_beta2", type=float, default=0.999)
     g.add_argument("--ema_decay", type=float, default=0.999)
@@ -90,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--eval_num_samples must be >= 0, got {args.eval_num_samples}")
     if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
         p.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
+    if args.d_learning_rate is None:
+        args.d_learning_rate = args.learning_rate
+    if not (args.d_learning_rate > 0 and math.isfinite(args.d_learning_rate)):
+        p.error(f"--d_learning_rate must be a positive number, got {args.d_learning_rate}")
+    if args.extra_layers < 0:
+        p.error(f"--extra_layers must be >= 0, got {args.extra_layers}")
     if not 0 <= args.ema_decay < 1:
         p.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.max_train_time is not None and args.max_train_time <= 0:
@@ -152,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = make_accelerator(args, "gan")
 
     # 1. Networks, optimizers (both prepared), EMA of G, data
-    gen = Generator(args.latent_dim, h, c, args.base_channels, not args.no_batch_norm)
-    disc = Discriminator(h, c, args.base_channels, not args.no_batch_norm)
+    gen = Generator(args.latent_dim, h, c, args.base_channels, not args.no_batch_norm, args.extra_layers)
+    disc = Discriminator(h, c, args.base_channels, not args.no_batch_norm, args.extra_layers)
     gen.apply(init_dcgan_weights)
     disc.apply(init_dcgan_weights)
     gen_ema = copy.deepcopy(gen).requires_grad_(False)  # what is sampled, saved and evaluated
     betas = (args.adam_beta1, args.adam_beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=args.learning_rate, betas=betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.d_learning_rate, betas=betas)
     # Own generator for the loader: iterator creation must not draw from the global RNG (exact resume).
     loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
@@ -319,6 +329,7 @@ def _finish(gen_ema, args, train_set, out: Path, history, step, batches_seen, se
         "d_steps": args.d_steps,
         "train_batch_size": args.train_batch_size,
         "learning_rate": args.learning_rate,
+        "d_learning_rate": args.d_learning_rate,
         "adam_betas": [args.adam_beta1, args.adam_beta2],
         "ema_decay": args.ema_decay,
         "mixed_precision": args.mixed_precision,
