@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if diverged:
         kept = f"The last good checkpoint is {last_checkpoint}." if last_checkpoint else "No checkpoint was written."
         accelerator.print(
-            f"hubgen: training stopped: {diverged}. {kept} Try a lower --learning_rate for the discriminator, "
-            "--loss non_saturating (the saturating loss starves G early), fewer --d_steps, or keep batch norm; "
+            f"hubgen: training stopped: {diverged}. {kept} Try a lower --d_learning_rate (the discriminator's) or "
+            "--learning_rate, --loss non_saturating (the saturating loss starves G early), fewer --d_steps, or keep "
+            "batch norm; "
             "then resume with --resume_from_checkpoint latest."
         )
         accelerator.end_training()
