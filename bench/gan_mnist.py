@@ -37,14 +37,13 @@ def main() -> int:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--extra_layers", type=int, default=1, help="stride-1 3x3 layers per hidden resolution")
     p.add_argument("--learning_rate", type=float, default=1.6e-3, help="generator's Adam lr")
-    p.add_argument("--d_learning_rate", type=float, default=3.2e-3, help="discriminator's Adam lr (default: G's)")
+    p.add_argument("--d_learning_rate", type=float, default=3.2e-3, help="discriminator's Adam lr")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tag", default="", help="suffix of the model folders' names")
     p.add_argument("--eval_only", action="store_true", help="evaluate the existing model folders, do not train")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    d_lr = args.d_learning_rate or args.learning_rate
 
     rows = []
     for loss in args.losses:
@@ -54,7 +53,7 @@ def main() -> int:
             "--loss", loss, "--latent_dim", "64", "--base_channels", str(args.base_channels),
             "--train_batch_size", str(args.batch_size),
             "--extra_layers", str(args.extra_layers), "--learning_rate", str(args.learning_rate),
-            "--d_learning_rate", str(d_lr), "--ema_decay", "0.999", "--num_epochs", "1000",
+            "--d_learning_rate", str(args.d_learning_rate), "--ema_decay", "0.999", "--num_epochs", "1000",
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "100000",
             "--checkpoints_total_limit", "1", "--sample_steps", "1000", "--logging_steps", "50",
             "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none",
@@ -78,7 +77,7 @@ def main() -> int:
             ratio = fd["value"] / fd["floor_train_vs_test"]
             cells = [
                 f"{loss}, width {args.base_channels}, extra layers {args.extra_layers}, batch {args.batch_size}, "
-                f"lr G {args.learning_rate:g} / D {d_lr:g}",
+                f"lr G {args.learning_rate:g} / D {args.d_learning_rate:g}",
                 f"{info.get('steps')} steps, {info.get('epochs')} epochs",
                 info.get("real_images_per_second"),
                 n,

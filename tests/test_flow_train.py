@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import run_in_two_cpu_processes
 from safetensors.torch import load_file
 
 import hubgen
@@ -186,23 +187,11 @@ def test_evaluate_skips_sample_quality_without_a_classifier_for_the_size(tmp_pat
 
 @pytest.mark.slow
 def test_two_processes_train_one_flow_with_accelerate_launch(tmp_path):
-    # ACCELERATE_USE_CPU=1 puts the two processes in one CPU (gloo) group (see test_train_vae). ActNorm is
-    # initialized from the same seeded batch on both ranks, so the replicas start equal and DDP keeps them so.
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    # conftest.run_in_two_cpu_processes: one CPU (gloo) group. ActNorm is initialized from the same seeded batch
+    # on both ranks, so the replicas start equal and DDP keeps them so.
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
-    launch += f" --dynamo_backend no --main_process_port {port}"
-    train = f"-m hubgen train flow --output_dir {out} --max_train_steps 3 --train_batch_size 16 --checkpointing_steps 2"
-    cmd = [sys.executable, *launch.split(), *train.split(), "--eval_num_samples", "0", *TINY]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    train = f"train flow --output_dir {out} --max_train_steps 3 --train_batch_size 16 --checkpointing_steps 2"
+    proc = run_in_two_cpu_processes(*train.split(), "--eval_num_samples", "0", *TINY)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     info = json.loads((out / "hubgen_training.json").read_text())
     assert info["num_processes"] == 2 and info["steps"] == 3

@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import free_port
 from fake_hub import FakeHub
 from huggingface_hub import ModelCard, SpaceCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
@@ -190,12 +190,6 @@ def _perturbed_copy(folder: Path, target: Path) -> Path:
         tensors = load_file(weights)
         save_file({k: v + 0.05 if v.is_floating_point() else v for k, v in tensors.items()}, weights)
     return target
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- fixtures --------------------------------------------------------------------------------------------------
@@ -452,7 +446,7 @@ def test_space_create_push_gives_a_space_whose_app_builds_the_demo(published, hu
 def test_an_unreachable_hub_fails_cleanly_and_leaves_the_folder(published, tmp_path, name):
     folder = Path(shutil.copytree(_published(published, name), tmp_path / "model"))
     before = _snapshot(folder)
-    endpoint = f"http://127.0.0.1:{_free_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     out = _hubgen(_env(None, tmp_path / "home", endpoint=endpoint), "push", folder, f"{USER}/{name}-x", "--private")
     assert out.returncode == 2
     message = out.stderr

@@ -1,14 +1,13 @@
 """`hubgen train vae` through the real CLI: outputs, exact resume, NaN guard, bad input, distributed run."""
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import run_in_two_cpu_processes
 from safetensors.torch import load_file
 
 from hubgen.cli import main
@@ -213,24 +212,12 @@ def test_gradient_accumulation_bf16_and_continuous_pixels_run(tmp_path):
     assert results["pixel_mode"] == "continuous" and "dequantization to 17 levels" in results["protocol"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_with_accelerate_launch(tmp_path):
-    # On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process, and
-    # `--multi_gpu` starts two processes that each see world size 1 unless ACCELERATE_USE_CPU=1 asks accelerate
-    # for the CPU (gloo) backend. The test asserts the world size the run recorded.
+    # conftest.run_in_two_cpu_processes: two processes in one CPU (gloo) group; the world size is asserted.
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
-    launch += f" --dynamo_backend no --main_process_port {_free_port()}"
-    train = f"-m hubgen train vae --output_dir {out} --max_train_steps 3 --train_batch_size 32 --checkpointing_steps 2"
-    cmd = [sys.executable, *launch.split(), *train.split(), *SMALL]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    train = f"train vae --output_dir {out} --max_train_steps 3 --train_batch_size 32 --checkpointing_steps 2"
+    proc = run_in_two_cpu_processes(*train.split(), *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((out / "hubgen_training.json").read_text())
     assert info["num_processes"] == 2 and info["steps"] == 3
