@@ -38,7 +38,7 @@ import torch
 
 from hubgen import data as hdata
 from hubgen.cli import main as hubgen
-from hubgen.diffusion.train_ddpm import evaluate, to_model_range, unet_config
+from hubgen.ddpm.train_ddpm import evaluate, to_model_range, unet_config
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist.npz"

@@ -2,24 +2,30 @@
 
     hubgen families
     hubgen train vae --dataset digits --output_dir out/vae [--max_train_steps N] [--seed S] ...
-    hubgen eval out/vae [--k 1000] [--num_images 1000] [--split test] [--seed 0]
-    hubgen sample out/vae --num_images 16 --seed 0 --out grid.png
+    hubgen eval out/vae [--num_images 1000] [--num_samples 1000] [--split test] [--seed 0] [family options]
+    hubgen sample out/vae --num_images 16 --seed 0 --out grid.png [family options]
     hubgen card out/vae
     hubgen demo out/vae
     hubgen push out/vae user/vae-digits [--private] [--revision BRANCH] [--create-pr] [--commit-message M]
     hubgen verify user/vae-digits        (or a local folder)
     hubgen space create user/vae-digits --out space/ [--push] [--space_id user/vae-demo]
 
-Bad input (unknown family, dataset or option; unreadable folders) ends with one message and exit code 2, and
-so does a push the Hub cannot take (unreachable, no or a wrong token, HF_HUB_OFFLINE set). `verify` exits 1
-when a figure of the card is not reproduced.
+The options of `train`, `eval` and `sample` after the family or folder are the family's own (its training
+script's parser, its `EvalRequest` fields, its `SampleOption`s: hubgen.registry); `hubgen eval FOLDER --help`
+lists them. Bad input (unknown family, dataset or option; unreadable folders) ends with one message and exit
+code 2, and so does a push the Hub cannot take (unreachable, no or a wrong token, HF_HUB_OFFLINE set): only
+hubgen.errors.UserInputError is caught, so a bug keeps its traceback. `verify` exits 1 when a figure of the
+card is not reproduced.
 """
 
 import argparse
+import collections
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+from .errors import UserInputError
+
+__all__ = ["main", "build_parser", "sample_arguments"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,29 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("family", metavar="FAMILY", help="one of: " + ", ".join(families))
     t.add_argument("family_args", nargs=argparse.REMAINDER)
 
-    e = sub.add_parser("eval", help="evaluate a model folder and update its card")
-    e.add_argument("folder")
-    e.add_argument("--dataset", default=None, help="default: the dataset the model was trained on")
-    e.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    e.add_argument("--num_images", type=int, default=1000, help="first N images of the split (0: all)")
-    e.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (VAE)")
-    e.add_argument(
-        "--num_samples",
-        type=int,
-        default=1000,
-        help="generated samples for the sample-quality metrics (Frechet distance, coverage, memorization); 0: skip",
-    )
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--num_timesteps", type=int, default=None,
-                   help="DDPM: timesteps per image for the variational bound (default: all T)")  # fmt: skip
-    e.add_argument("--samplers", nargs="+", default=None, metavar="NAME[:STEPS]",
-                   help="DDPM: samplers to compare (default: ddpm ddim:50 dpmsolver++:20)")  # fmt: skip
+    e = sub.add_parser("eval", help="evaluate a model folder and update its card: hubgen eval FOLDER --help",
+                       add_help=False)  # fmt: skip
+    e.add_argument("folder_and_options", nargs=argparse.REMAINDER, metavar="FOLDER [OPTIONS]")
 
-    s = sub.add_parser("sample", help="write a grid of samples")
-    s.add_argument("folder")
-    s.add_argument("--num_images", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="grid.png")
+    s = sub.add_parser("sample", help="write a grid of samples: hubgen sample FOLDER --help", add_help=False)
+    s.add_argument("folder_and_options", nargs=argparse.REMAINDER, metavar="FOLDER [OPTIONS]")
 
     c = sub.add_parser("card", help="re-render README.md from the folder's config, metrics and samples")
     c.add_argument("folder")
@@ -101,50 +90,71 @@ def _train(family_name: str, argv: list[str]) -> int:
     return int(family.load("train")(argv) or 0)
 
 
-def _eval(args) -> int:
-    from .hub import family_of, render_card
-    from .training import write_json_atomic
+def _folder_and_family(command: str, argv: list[str]):
+    """`hubgen eval|sample FOLDER ...`: the folder, its family and the options after it."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: hubgen {command} FOLDER [OPTIONS]\n\nThe options depend on the model's family: "
+              f"`hubgen {command} FOLDER --help` lists them.")  # fmt: skip
+        raise SystemExit(0)
+    from .hub import family_of
 
-    if args.k < 1 or args.num_images < 0 or args.num_samples < 0:
-        raise ValueError(
-            f"`--k` must be >= 1, `--num_images` and `--num_samples` >= 0; got {args.k}, {args.num_images}, "
-            f"{args.num_samples}."
-        )
-    folder = Path(args.folder)
-    family = family_of(folder)
-    results = family.load("evaluate")(
-        folder,
-        dataset=args.dataset,
-        split=args.split,
-        k=args.k,
-        num_images=args.num_images,
-        num_samples=args.num_samples,
-        seed=args.seed,
-        # family-specific options, passed only when given (families without them need not accept them)
-        **{k: getattr(args, k) for k in ("num_timesteps", "samplers") if getattr(args, k) is not None},
-    )
-    if results.get("metrics"):
-        print(
-            f"{folder}: {results.get('dataset')} {results.get('split')}, N={results.get('num_images')}, "
-            + (f"k={results.get('k')}, " if results.get("k") is not None else "")
-            + (f"{results['num_timesteps']} timesteps, " if results.get("num_timesteps") else "")
-            + f"seed={results.get('seed')}"
-        )
-    for name, value in results.get("metrics", {}).items():
-        err = f" ± {value['stderr']:.3f}" if value.get("stderr") else ""
-        print(f"  {name:16s} {value['mean']:.4f}{err}")
-    quality = results.get("sample_quality")
-    if quality:
+    return Path(argv[0]), family_of(argv[0]), argv[1:]
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, request_class) -> None:
+    """One option per field of an EvalRequest dataclass: its type, default, choices and help. An `int | None`
+    count takes `all` for None; a tuple takes one or more values."""
+    import dataclasses
+    import typing
+
+    def count_or_all(text: str):
+        return None if text == "all" else int(text)
+
+    for f in dataclasses.fields(request_class):
+        kinds = [t for t in typing.get_args(f.type) if t is not type(None)] or [f.type]
+        kind, kwargs = kinds[0], {"default": f.default, "help": f.metadata.get("help", "")}
+        if typing.get_origin(kind) in (tuple, list):
+            kwargs.update(nargs="+", type=typing.get_args(kind)[0])
+        elif kind is int and type(None) in typing.get_args(f.type):
+            kwargs["type"] = count_or_all
+        elif kind in (int, float, str):
+            kwargs["type"] = kind
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        shown = "all" if f.default is None and kwargs.get("type") is count_or_all else f.default
+        kwargs["help"] += f" (default: {shown})"
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def _eval(args) -> int:
+    from . import model_folder as mf
+    from .hub import render_card
+
+    folder, family, rest = _folder_and_family("eval", args.folder_and_options)
+    request_class = family.load("eval_request")
+    parser = argparse.ArgumentParser(prog=f"hubgen eval {folder}",
+                                     description=f"Evaluate a {family.name} model and update its card.")  # fmt: skip
+    _add_dataclass_options(parser, request_class)
+    options = vars(parser.parse_args(rest))
+    request = request_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    if not folder.is_dir():
+        raise UserInputError(f"`hubgen eval` needs a local model folder, got {folder} (download a repo first).")
+    result = family.load("evaluate")(folder, request)
+    record = mf.write_evaluation(folder, result)
+    render_card(folder)
+    print(f"{folder}: {result.dataset} {result.split}, N={result.num_images}, seed={result.seed}")
+    for key, value in result.metrics.items():
+        spec = family.metric(key)
+        label = (result.metric_labels.get(key) or key) if spec is None or "{label}" in spec.label else spec.label
+        label = label.format_map(collections.defaultdict(lambda: "?", record))
+        err = f" ± {value['stderr']:.3g}" if value.get("stderr") else ""
+        print(f"  {label:48s} {value['mean']:.4f}{err}")
+    if result.sample_quality:
         from .metrics import format_sample_quality
 
-        print(format_sample_quality(quality))
-    for label, run in (results.get("samplers") or {}).items():  # DDPM: one line per sampler
-        fd = run["report"]["frechet_distance"]
-        print(f"  {label:22s} {fd['name']} {fd['value']:.3f}   coverage {run['report']['prdc']['coverage']:.3f}   "
-              f"{run['seconds_per_image']:.4f} s/image")  # fmt: skip
-    if folder.is_dir():
-        write_json_atomic(folder / "eval_results.json", results)
-        render_card(folder)
+        print(format_sample_quality(result.sample_quality))
+    for line in result.notes:
+        print(f"  {line}")
     return 0
 
 
@@ -154,15 +164,39 @@ def _sample(args) -> int:
     from .hub import load_pipeline
     from .pipeline_utils import make_grid
 
-    if args.num_images < 1:
-        raise ValueError(f"`--num_images` must be >= 1, got {args.num_images}.")
-    pipe = load_pipeline(args.folder)
-    images = pipe(
-        batch_size=args.num_images, generator=torch.Generator().manual_seed(args.seed), output_type="pt"
-    ).images
-    make_grid(images).save(args.out)
-    print(f"wrote {args.out} ({args.num_images} samples, seed {args.seed})")
+    folder, family, rest = _folder_and_family("sample", args.folder_and_options)
+    parser = argparse.ArgumentParser(prog=f"hubgen sample {folder}", description=f"Samples of a {family.name} model.")
+    parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="grid.png")
+    kinds = {"int": int, "float": float, "text": str, "prompt": str, "choice": str}
+    for option in family.sample_options:
+        parser.add_argument(f"--{option.name}", type=kinds[option.kind], default=option.default, help=option.help,
+                            choices=option.choices or None)  # fmt: skip
+    options = parser.parse_args(rest)
+    if options.num_images < 1:
+        raise UserInputError(f"`--num_images` must be >= 1, got {options.num_images}.")
+    pipe = load_pipeline(folder)
+    kwargs = sample_arguments(family, options.num_images, vars(options))
+    images = pipe(**kwargs, generator=torch.Generator().manual_seed(options.seed), output_type="pt").images
+    make_grid(images).save(options.out)
+    print(f"wrote {options.out} ({options.num_images} samples, seed {options.seed})")
     return 0
+
+
+def sample_arguments(family, num_images: int, values: dict) -> dict:
+    """The pipeline call for `num_images` images with the family's declared sample options set from `values`
+    (unset ones keep the pipeline's defaults). A prompt takes the count as `num_images_per_prompt` (diffusers'
+    convention); otherwise it is `batch_size`."""
+    kwargs = {"batch_size": num_images}
+    for option in family.sample_options:
+        value = values.get(option.name)
+        if value is None or (option.kind == "prompt" and not str(value).strip()):
+            continue
+        kwargs[option.name] = value
+        if option.kind == "prompt":
+            kwargs["num_images_per_prompt"] = kwargs.pop("batch_size")
+    return kwargs
 
 
 def _card(args) -> int:
@@ -174,10 +208,16 @@ def _card(args) -> int:
 
 
 def _demo(args) -> int:
-    if args.folder is None:
-        from .gallery import gallery_from_env
+    from . import model_folder as mf
 
-        gallery_from_env().launch()
+    folder = Path(args.folder) if args.folder is not None else None
+    if folder is None or (folder.is_dir() and not mf.is_model_folder(folder)):  # a folder of model folders
+        from .gallery import build_gallery, gallery_from_env
+
+        gallery = gallery_from_env() if folder is None else build_gallery(local_dir=folder)
+        if folder is not None and not len(gallery.catalog):
+            raise UserInputError(f"{folder} is neither a hubgen model folder nor a folder of model folders.")
+        gallery.launch()
         return 0
     from .hub import family_of
 
@@ -239,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers = {"eval": _eval, "sample": _sample, "card": _card, "demo": _demo}
         handlers.update(push=_push, verify=_verify, space=_space)
         return _families() if args.command == "families" else handlers[args.command](args)
-    except ValueError as e:
+    except UserInputError as e:
         print(f"hubgen: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:  # argparse's own errors (exit code 2) and --help (0)

@@ -25,10 +25,23 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["ImageDataset", "load_dataset", "binarize", "dequantize", "to_model_input", "PIXEL_MODES"]
+from .errors import UserInputError
+
+__all__ = [
+    "ImageDataset",
+    "load_dataset",
+    "binarize",
+    "dequantize",
+    "to_model_input",
+    "to_signed_range",
+    "to_intensities",
+    "hub_dataset_id",
+    "PIXEL_MODES",
+]
 
 PIXEL_MODES = ("binary", "continuous")
 NAMED_DATASETS = ("digits", "mnist")
+HUB_DATASET_IDS = {"mnist": "ylecun/mnist"}  # the Hub copy a named dataset (or a saved copy of it) stands for
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DIGITS_TEST_SIZE = 360
@@ -58,15 +71,15 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != torch.uint8:
-            raise ValueError(
+            raise UserInputError(
                 f"images must be a uint8 tensor (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}."
             )
         if len(self.images) == 0:
-            raise ValueError(
+            raise UserInputError(
                 f"Dataset {self.name!r} split {self.split!r} is empty: there is nothing to train or evaluate on."
             )
         if self.labels is not None and len(self.labels) != len(self.images):
-            raise ValueError(f"Dataset {self.name!r}: {len(self.labels)} labels for {len(self.images)} images.")
+            raise UserInputError(f"Dataset {self.name!r}: {len(self.labels)} labels for {len(self.images)} images.")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -100,18 +113,41 @@ def to_model_input(
         return binarize(intensities, generator)
     if pixel_mode == "continuous":
         return dequantize(intensities, levels, generator)
-    raise ValueError(f"`pixel_mode` must be one of {PIXEL_MODES}, got {pixel_mode!r}.")
+    raise UserInputError(f"`pixel_mode` must be one of {PIXEL_MODES}, got {pixel_mode!r}.")
+
+
+def to_signed_range(intensities: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+    """Stored intensities p in [0, 1] -> the model range [-1, 1] of the GAN, DDPM and text-to-image families.
+
+    x = 2 p - 1; with `levels` = L, p is first snapped to its grey level k = round(p (L - 1)), so x lies on the
+    L-point grid x = 2 k / (L - 1) - 1 that the DDPM's discretized decoder scores. The inverse is
+    `to_intensities`."""
+    if levels is not None:
+        return 2 * torch.round(intensities * (levels - 1)) / (levels - 1) - 1
+    return intensities * 2 - 1
+
+
+def to_intensities(x: torch.Tensor) -> torch.Tensor:
+    """The model range [-1, 1] -> intensities in [0, 1], clamped: p = (x + 1) / 2."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def hub_dataset_id(dataset: str) -> str | None:
+    """The Hub dataset id of a named dataset or of a saved copy of it (`mnist`, `.../mnist.npz` -> ylecun/mnist),
+    for the card's `datasets:` field; None for local data."""
+    name = str(dataset)
+    return HUB_DATASET_IDS.get(name) or HUB_DATASET_IDS.get(Path(name).stem)
 
 
 def _as_nchw(x: np.ndarray, what: str) -> torch.Tensor:
     if x.dtype != np.uint8:
-        raise ValueError(f"{what} must hold uint8 pixels 0..255, got dtype {x.dtype}.")
+        raise UserInputError(f"{what} must hold uint8 pixels 0..255, got dtype {x.dtype}.")
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
     if x.ndim != 4:
-        raise ValueError(f"{what} must have shape (N, H, W) or (N, C, H, W), got {x.shape}.")
+        raise UserInputError(f"{what} must have shape (N, H, W) or (N, C, H, W), got {x.shape}.")
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
@@ -124,7 +160,7 @@ def _load_digits(split: str) -> ImageDataset:
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
     test_idx, train_idx = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
     if split == "valid":
-        raise ValueError("Dataset 'digits' has splits 'train' and 'test' only, got `split`='valid'.")
+        raise UserInputError("Dataset 'digits' has splits 'train' and 'test' only, got `split`='valid'.")
     idx = np.sort(train_idx if split == "train" else test_idx)
     return ImageDataset(
         _as_nchw(images[idx], "digits"), torch.from_numpy(bunch.target[idx].astype(np.int64)), "digits", split, 17
@@ -137,9 +173,9 @@ def _load_npz(path: Path, split: str) -> ImageDataset:
             arrays = {key: f[key] for key in (f"x_{split}", f"y_{split}") if key in f.files}
             have = sorted(k[2:] for k in f.files if k.startswith("x_"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"Cannot read dataset file {path} as a .npz of uint8 arrays ({e}).") from e
+        raise UserInputError(f"Cannot read dataset file {path} as a .npz of uint8 arrays ({e}).") from e
     if f"x_{split}" not in arrays:
-        raise ValueError(f"{path} has no `x_{split}` array; it holds splits {have}.")
+        raise UserInputError(f"{path} has no `x_{split}` array; it holds splits {have}.")
     y = arrays.get(f"y_{split}")
     labels = None if y is None else torch.from_numpy(y.astype(np.int64))
     return ImageDataset(_as_nchw(arrays[f"x_{split}"], f"{path}:x_{split}"), labels, str(path), split)
@@ -150,17 +186,17 @@ def _load_folder(path: Path, split: str) -> ImageDataset:
 
     root = path / split if (path / "train").is_dir() and (path / "test").is_dir() else path
     if not root.is_dir():
-        raise ValueError(f"Image folder {path} has no `{split}/` subfolder.")
+        raise UserInputError(f"Image folder {path} has no `{split}/` subfolder.")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"Image folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        raise UserInputError(f"Image folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
     if root == path:  # no train/test subfolders: a seeded 90/10 split
         order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(files))
         n_test = max(1, len(files) // 10)
         keep = order[:n_test] if split == "test" else order[n_test:]
         if split == "valid":
-            raise ValueError(f"Image folder {path} has splits 'train' and 'test' only, got `split`='valid'.")
+            raise UserInputError(f"Image folder {path} has splits 'train' and 'test' only, got `split`='valid'.")
         files = [files[i] for i in sorted(keep)]
     arrays, labels = [], []
     for p in files:
@@ -169,7 +205,7 @@ def _load_folder(path: Path, split: str) -> ImageDataset:
         labels.append(classes.index(p.parent.relative_to(root).parts[0]) if p.parent != root else -1)
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
-        raise ValueError(f"Images in {root} differ in size ({sorted(shapes)}); hubgen needs one size per dataset.")
+        raise UserInputError(f"Images in {root} differ in size ({sorted(shapes)}); hubgen needs one size per dataset.")
     y = torch.tensor(labels) if classes and all(lab >= 0 for lab in labels) else None
     return ImageDataset(_as_nchw(np.stack(arrays), str(root)), y, str(path), split, extra={"classes": classes})
 
@@ -178,17 +214,17 @@ def _load_hub_mnist(split: str) -> ImageDataset:
     try:
         import datasets
     except ImportError as e:
-        raise ValueError(
+        raise UserInputError(
             "`--dataset mnist` reads the Hub dataset ylecun/mnist and needs `pip install hubgen[datasets]`; "
             "or pass a local .npz file with x_train/x_test arrays (for example ../shared/data/mnist.npz)."
         ) from e
     hub_split = {"train": "train", "test": "test"}.get(split)
     if hub_split is None:
-        raise ValueError("Dataset 'mnist' from the Hub has splits 'train' and 'test' only.")
+        raise UserInputError("Dataset 'mnist' from the Hub has splits 'train' and 'test' only.")
     try:
         ds = datasets.load_dataset("ylecun/mnist", split=hub_split)
     except Exception as e:  # offline, not cached, or the Hub unreachable
-        raise ValueError(
+        raise UserInputError(
             f"Could not load the Hub dataset ylecun/mnist ({type(e).__name__}: {e}). Without the Hub, pass a "
             "local .npz file with x_train/x_test arrays instead (for example ../shared/data/mnist.npz)."
         ) from e
@@ -199,7 +235,7 @@ def _load_hub_mnist(split: str) -> ImageDataset:
 def load_dataset(name_or_path: str | os.PathLike, split: Literal["train", "valid", "test"] = "train") -> ImageDataset:
     """Load one split of a dataset given by name or path (see the module docstring). Raises ValueError."""
     if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
+        raise UserInputError(f"`split` must be one of {SPLITS}, got {split!r}.")
     name = str(name_or_path)
     if name == "digits":
         return _load_digits(split)
@@ -211,4 +247,4 @@ def load_dataset(name_or_path: str | os.PathLike, split: Literal["train", "valid
     if path.is_dir():
         return _load_folder(path, split)
     reason = "is a file but not a .npz" if path.is_file() else "is neither a known name nor an existing path"
-    raise ValueError(f"Unknown dataset {name!r}: it {reason}. Accepted: {_accepted()}.")
+    raise UserInputError(f"Unknown dataset {name!r}: it {reason}. Accepted: {_accepted()}.")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import UserInputError
 from .pipeline_utils import make_grid
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "INK_THRESHOLD",
     "MAX_SKETCH_PX",
     "EmptyCanvasError",
+    "DatasetUnavailableError",
     "check_int",
     "load_family_pipeline",
     "recorded_training_dataset",
@@ -50,8 +52,12 @@ MAX_SKETCH_PX = 4096  # a sent sketch larger than this on either side is refused
 INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
 
 
-class EmptyCanvasError(ValueError):
+class EmptyCanvasError(UserInputError):
     """The sketchpad holds no ink: there is nothing to encode."""
+
+
+class DatasetUnavailableError(UserInputError):
+    """No dataset is known for the model, or it cannot be loaded or does not match the model."""
 
 
 def check_int(value, name: str, low: int, high: int) -> int:
@@ -61,7 +67,7 @@ def check_int(value, name: str, low: int, high: int) -> int:
     """
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not is_number or not float(value).is_integer() or not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
+        raise UserInputError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
     return int(value)
 
 
@@ -125,7 +131,7 @@ def _as_pil(image) -> Image.Image:
         return Image.fromarray(image.astype(np.uint8))
     if isinstance(image, (str, os.PathLike)):
         return Image.open(image)
-    raise ValueError(f"Cannot read a sketch image of type {type(image).__name__}.")
+    raise UserInputError(f"Cannot read a sketch image of type {type(image).__name__}.")
 
 
 def _sketch_image(value) -> Image.Image | None:
@@ -203,7 +209,7 @@ def preprocess_sketch(value, size: int) -> np.ndarray:
     for part in value.values() if isinstance(value, dict) else [value]:
         shape = getattr(part, "shape", None) or (getattr(part, "size", None) if isinstance(part, Image.Image) else None)
         if shape is not None and max(shape[:2]) > MAX_SKETCH_PX:
-            raise ValueError(
+            raise UserInputError(
                 f"The sketch is {shape[0]} x {shape[1]} pixels; at most {MAX_SKETCH_PX} on a side is accepted "
                 f"(the canvas is {CANVAS_PX})."
             )

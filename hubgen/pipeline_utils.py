@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import UserInputError
+
 __all__ = [
     "SafetensorsLoadingMixin",
     "check_no_pickle",
@@ -41,7 +43,7 @@ def check_no_pickle(folder: str | os.PathLike) -> None:
         if p.suffix.lower() in PICKLE_SUFFIXES and "checkpoints" not in p.relative_to(folder).parts
     ]
     if bad:
-        raise ValueError(
+        raise UserInputError(
             f"{folder} holds pickle weight files {bad}; hubgen reads safetensors only and will not unpickle "
             "them. Convert them to .safetensors (safetensors.torch.save_file) in a trusted environment."
         )
@@ -51,7 +53,7 @@ class SafetensorsLoadingMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         if kwargs.get("use_safetensors", True) is not True:
-            raise ValueError("hubgen loads safetensors weights only: `use_safetensors` must be True.")
+            raise UserInputError("hubgen loads safetensors weights only: `use_safetensors` must be True.")
         kwargs["use_safetensors"] = True
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
@@ -67,11 +69,11 @@ class SafetensorsLoadingMixin:
             )
         check_no_pickle(path)
         if not (path / "model_index.json").is_file():
-            raise ValueError(f"{path} is not a pipeline folder: it has no model_index.json.")
+            raise UserInputError(f"{path} is not a pipeline folder: it has no model_index.json.")
         try:
             return super().from_pretrained(path, **kwargs)
         except (OSError, RuntimeError, ValueError, KeyError) as e:
-            raise ValueError(f"Cannot load {cls.__name__} from {path}: {type(e).__name__}: {e}") from e
+            raise UserInputError(f"Cannot load {cls.__name__} from {path}: {type(e).__name__}: {e}") from e
 
 
 def images_to_tensor(images, name: str = "images") -> torch.Tensor:
@@ -88,7 +90,7 @@ def images_to_tensor(images, name: str = "images") -> torch.Tensor:
         arrays = [np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im) for im in images]
         images = np.stack(arrays)
     if not isinstance(images, np.ndarray):
-        raise ValueError(f"`{name}` must be PIL images, a numpy array or a torch tensor, got {type(images).__name__}.")
+        raise UserInputError(f"`{name}` must be PIL images, a numpy array or a torch tensor, got {type(images).__name__}.")
     x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
     if x.ndim == 2:
         x = x[None]
@@ -112,18 +114,18 @@ def convert_images(images: torch.Tensor, output_type: str):
 
 def check_output_type(output_type: str) -> None:
     if output_type not in ("pil", "np", "pt"):
-        raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
+        raise UserInputError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
 
 
 def check_sampling_inputs(batch_size, generator, latents, latent_dim: int, output_type: str) -> None:
     """`check_inputs` of every sampling `__call__`: a ValueError names the argument, the value and what is allowed."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        raise UserInputError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     check_output_type(output_type)
     if isinstance(generator, list) and len(generator) != batch_size:
-        raise ValueError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
+        raise UserInputError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
     if latents is not None and tuple(latents.shape) != (batch_size, latent_dim):
-        raise ValueError(f"`latents` must have shape ({batch_size}, {latent_dim}), got {tuple(latents.shape)}.")
+        raise UserInputError(f"`latents` must have shape ({batch_size}, {latent_dim}), got {tuple(latents.shape)}.")
 
 
 def draw_latents(batch_size: int, latent_dim: int, generator, sample=None) -> torch.Tensor:

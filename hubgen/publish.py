@@ -28,21 +28,20 @@ was refreshed) and the command to retry (the CLI prints it and exits 2). The tok
 huggingface_hub; it is never printed, logged or written to a file.
 """
 
-import inspect
 import json
 import os
 import shlex
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .hub import EVAL_RESULTS_FILE, REPO_ID_PATTERN, card_data_for, download_model, family_of, render_card
+from . import model_folder as mf
+from .errors import UserInputError
+from .hub import REPO_ID_PATTERN, card_data_for, download_model, family_of, render_card
 
 __all__ = ["push", "verify", "create_space", "check_folder", "PublishError", "VerifyReport", "PUSH_IGNORE"]
 
 # Not part of a published model: training checkpoints (optimizer state), tensorboard logs, save leftovers.
-PUSH_IGNORE = ["checkpoints/**", "logs/**", ".tmp-pipeline/**", ".old-*", ".old-*/**", "**/__pycache__/**"]
+PUSH_IGNORE = mf.NOT_PUBLISHED
 # The same suffixes as hubgen.pipeline_utils.PICKLE_SUFFIXES (not imported from there: it pulls in torch).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".sh", ".ipynb", ".exe")
@@ -77,7 +76,7 @@ def check_folder(folder: str | os.PathLike) -> tuple[list[str], "object"]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"Model folder {folder} does not exist (or is not a folder).")
+        raise UserInputError(f"Model folder {folder} does not exist (or is not a folder).")
     files = _upload_files(folder)
     suffix = {f: Path(f).suffix.lower() for f in files}
     pickles = [f for f in files if suffix[f] in PICKLE_SUFFIXES]
@@ -88,7 +87,7 @@ def check_folder(folder: str | os.PathLike) -> tuple[list[str], "object"]:
         problems = [f"pickle files {pickles} (convert them to .safetensors)"] if pickles else []
         problems += [f"code files {code} (hubgen models carry no code; loading never runs any)"] if code else []
         problems += [f"files of other types {other}"] if other else []
-        raise ValueError(
+        raise UserInputError(
             f"{folder} cannot be published: it holds {'; '.join(problems)}. A hubgen model holds "
             f"{', '.join(ALLOWED_SUFFIXES)} files only (checkpoints/ and logs/ are not uploaded). "
             "Nothing was uploaded."
@@ -97,17 +96,17 @@ def check_folder(folder: str | os.PathLike) -> tuple[list[str], "object"]:
         try:
             json.loads((folder / name).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{folder / name} is not valid JSON ({e}); nothing was uploaded.") from e
-    if "model_index.json" not in files:
-        raise ValueError(f"{folder} is not a hubgen model folder: it has no model_index.json.")
-    index = json.loads((folder / "model_index.json").read_text())
+            raise UserInputError(f"{folder / name} is not valid JSON ({e}); nothing was uploaded.") from e
+    if mf.MODEL_INDEX not in files:
+        raise UserInputError(f"{folder} is not a hubgen model folder: it has no {mf.MODEL_INDEX}.")
+    index = mf.read_model_index(folder)
     family = family_for_pipeline(index.get("_class_name", "?"))
     for name, value in index.items():
         if isinstance(value, list) and value and value[0] is not None:
             if not any(f.startswith(f"{name}/") and f.endswith(".json") for f in files):
-                raise ValueError(f"{folder}: component {name!r} of model_index.json has no config in {name}/.")
+                raise UserInputError(f"{folder}: component {name!r} of model_index.json has no config in {name}/.")
     if not any(f.endswith(".safetensors") for f in files):
-        raise ValueError(f"{folder} holds no .safetensors weights.")
+        raise UserInputError(f"{folder} holds no .safetensors weights.")
     return files, family
 
 
@@ -126,7 +125,7 @@ def _check_card(text: str, family, folder: Path) -> None:
     if not data.license:
         problems.append("license is missing")
     if problems:
-        raise ValueError(
+        raise UserInputError(
             f"The card {folder / 'README.md'} lacks metadata the Hub needs: {'; '.join(problems)}. "
             f"`hubgen card {folder}` re-renders it."
         )
@@ -141,14 +140,14 @@ def _card_plan(folder: Path, repo_id: str) -> dict[str, str]:
     from .hub import eval_results_yaml
 
     card = render_card(folder, repo_id=repo_id, save=False)
-    readme = folder / "README.md"
+    readme = folder / mf.CARD
     plan = {}
     if not readme.is_file() or readme.read_text(encoding="utf-8") != str(card):
-        plan["README.md"] = str(card)
+        plan[mf.CARD] = str(card)
     figures = eval_results_yaml(card.data)
-    existing = folder / EVAL_RESULTS_FILE
+    existing = folder / mf.EVAL_YAML
     if figures and (not existing.is_file() or existing.read_text(encoding="utf-8") != figures):
-        plan[EVAL_RESULTS_FILE] = figures
+        plan[mf.EVAL_YAML] = figures
     return plan
 
 
@@ -234,9 +233,9 @@ def push(
 
     folder = Path(folder)
     if not REPO_ID_PATTERN.match(str(repo_id)):
-        raise ValueError(f"`repo_id` must look like 'user/name' (a namespace and a name), got {repo_id!r}.")
+        raise UserInputError(f"`repo_id` must look like 'user/name' (a namespace and a name), got {repo_id!r}.")
     if create_pr and revision not in (None, "main"):
-        raise ValueError(
+        raise UserInputError(
             f"`create_pr` opens a pull request against main; it cannot be combined with `revision`={revision!r}."
         )
     files, family = check_folder(folder)
@@ -263,12 +262,12 @@ def push(
         try:
             ModelCard(card_text).validate(repo_type="model")
         except ValueError as e:  # 400: the Hub's validator rejected the metadata
-            raise ValueError(f"The Hub rejected the card of {folder}: {' '.join(str(e).split())}") from e
+            raise UserInputError(f"The Hub rejected the card of {folder}: {' '.join(str(e).split())}") from e
         except _hub_errors() as e:  # a mirror without the validator: the local checks stand, upload re-validates
             print(f"note: the Hub's card validator could not be used ({_cause(e, token)}); the card passed "
                   "hubgen's checks and upload_folder validates it again.")  # fmt: skip
         for relative, text in plan.items():
-            _write_text(folder / relative, text)
+            mf.write_text(folder / relative, text)
         if plan:
             state = f"kept; refreshed {', '.join(sorted(plan))} for {repo_id}, nothing else changed"
             print(f"refreshed {', '.join(sorted(plan))} in {folder} for {repo_id}")
@@ -302,13 +301,6 @@ def push(
 def _escape(path: str) -> str:
     """A literal path as an fnmatch pattern (allow_patterns), so exactly the checked files are uploaded."""
     return "".join(f"[{c}]" if c in "*?[]" else c for c in path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
 
 
 # -- verify -----------------------------------------------------------------------------------------------------
@@ -351,38 +343,6 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _stage(source: Path, target: Path) -> None:
-    """A scratch copy for evaluate (which may write, e.g. nearest_neighbours.png): weights linked, the rest copied."""
-    for path in source.rglob("*"):
-        if path.is_dir() or "checkpoints" in path.relative_to(source).parts:
-            continue
-        dest = target / path.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".safetensors":
-            try:
-                os.symlink(path.resolve(), dest)
-                continue
-            except OSError:
-                pass
-        shutil.copyfile(path, dest)
-
-
-def _evaluate_arguments(evaluate, results: dict) -> dict:
-    """The recorded protocol of eval_results.json as keyword arguments of the family's evaluate()."""
-    quality = results.get("sample_quality") or {}
-    args = {"dataset": results.get("dataset"), "split": results.get("split", "test")}
-    args.update({key: results[key] for key in ("k", "num_images") if results.get(key) is not None})
-    args.update(num_samples=quality.get("num_samples", 0), seed=results.get("seed", 0))
-    # Family-specific protocol recorded at the top level that evaluate() accepts: figures such as num_timesteps,
-    # and DDPM's `samplers` record, which its evaluate() takes back to repeat the same samplers and steps.
-    params = inspect.signature(evaluate).parameters
-    for name, value in results.items():
-        if name in params and name not in args and name not in ("folder", "pipeline"):
-            if not isinstance(value, dict) or name == "samplers":
-                args[name] = value
-    return args
-
-
 def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, token: str | None = None) -> VerifyReport:
     """Re-run a published model's evaluation with the N, k, split and seeds in its eval_results.json and compare
     every figure of its card (model-index) with the new value: count-based figures exactly, floating-point
@@ -391,23 +351,20 @@ def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, to
 
     source = Path(repo_id_or_folder)
     folder = source if source.is_dir() else download_model(str(repo_id_or_folder), revision=revision, token=token)
-    for name in ("README.md", "eval_results.json"):
+    for name in (mf.CARD, mf.EVAL_RESULTS):
         if not (folder / name).is_file():
-            raise ValueError(f"{repo_id_or_folder} has no {name}: there is nothing to verify (run `hubgen eval`).")
-    card = ModelCard.load(folder / "README.md")
+            raise UserInputError(f"{repo_id_or_folder} has no {name}: there is nothing to verify (run `hubgen eval`).")
+    card = ModelCard.load(folder / mf.CARD)
     figures = card.data.eval_results or []
     if not figures:
-        raise ValueError(f"The card of {repo_id_or_folder} states no figures (no model-index results).")
-    results = json.loads((folder / "eval_results.json").read_text())
-    info_path = folder / "hubgen_training.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        raise UserInputError(f"The card of {repo_id_or_folder} states no figures (no model-index results).")
     family = family_of(folder)
-    evaluate = family.load("evaluate")
-    args = _evaluate_arguments(evaluate, results)
-    with tempfile.TemporaryDirectory(prefix="hubgen-verify-") as tmp:
-        _stage(folder, Path(tmp))
-        rerun = evaluate(Path(tmp), **args)
-    fresh = card_data_for(folder, family, info, rerun).eval_results or []
+    # The request the card's evaluation ran (eval_results.json records it), repeated field for field. The
+    # evaluation only reads the folder: its pictures come back in the result and are not written.
+    request = family.load("eval_request").from_record(mf.eval_results(folder))
+    rerun = family.load("evaluate")(folder, request).to_json()
+    args = {k: v for k, v in rerun["request"].items() if v is not None}
+    fresh = card_data_for(folder, family, mf.training_record(folder), rerun).eval_results or []
     by_key = {(r.metric_type, r.metric_name): r.metric_value for r in fresh}
     report = VerifyReport(str(repo_id_or_folder), family.name, args)
     for figure in figures:
@@ -465,14 +422,6 @@ if __name__ == "__main__":
     demo.launch()
 '''
 
-SPACE_COLORS = {
-    "vae": ("blue", "indigo"),
-    "gan": ("green", "blue"),
-    "flow": ("purple", "pink"),
-    "ddpm": ("yellow", "red"),
-}
-
-
 def create_space(
     repo_id: str,
     out_dir: str | os.PathLike,
@@ -488,10 +437,10 @@ def create_space(
     from huggingface_hub import ModelCard, SpaceCard, SpaceCardData, constants, hf_hub_download
 
     if not REPO_ID_PATTERN.match(str(repo_id)):
-        raise ValueError(f"`repo_id` must look like 'user/name', got {repo_id!r}.")
+        raise UserInputError(f"`repo_id` must look like 'user/name', got {repo_id!r}.")
     space_id = space_id or repo_id
     if not REPO_ID_PATTERN.match(str(space_id)):
-        raise ValueError(f"`space_id` must look like 'user/name', got {space_id!r}.")
+        raise UserInputError(f"`space_id` must look like 'user/name', got {space_id!r}.")
     family = family_of(repo_id, token=token)
     try:
         license_id = ModelCard.load(hf_hub_download(repo_id, "README.md", token=token)).data.license
@@ -499,12 +448,11 @@ def create_space(
         license_id = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    color_from, color_to = SPACE_COLORS.get(family.name, ("gray", "blue"))
     data = SpaceCardData(
         title=f"hubgen {family.name}: {repo_id.split('/')[1]}"[:60],
-        emoji="🎲",
-        colorFrom=color_from,
-        colorTo=color_to,
+        emoji=family.space.emoji,
+        colorFrom=family.space.color_from,
+        colorTo=family.space.color_to,
         sdk="gradio",
         sdk_version=gradio.__version__,
         app_file="app.py",
@@ -521,9 +469,9 @@ def create_space(
         "The app loads the model named by the environment variable `HUBGEN_MODEL` (a Hub repo id or a local "
         f"folder), default `{repo_id}`. Offline: `HUBGEN_MODEL=./my-model python app.py`.\n"
     )
-    _write_text(out / "README.md", str(SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")))
-    _write_text(out / "app.py", SPACE_APP.format(repo_id=repo_id, family=family.name))
-    _write_text(out / "requirements.txt", SPACE_REQUIREMENTS)
+    mf.write_text(out / "README.md", str(SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")))
+    mf.write_text(out / "app.py", SPACE_APP.format(repo_id=repo_id, family=family.name))
+    mf.write_text(out / "requirements.txt", SPACE_REQUIREMENTS)
     print(f"wrote {out / 'app.py'}, {out / 'requirements.txt'}, {out / 'README.md'} (model {repo_id})")
     if push:
         _push_space(out, space_id, repo_id, token)

@@ -1,37 +1,210 @@
-"""Families are plugins: one record each, found by name.
+"""The family contract: everything the core (CLI, cards, publishing, gallery) needs from a model family.
 
-A `Family` names, as "module:attribute" strings, everything the core needs: the model and pipeline
-classes, the training entry point `main(argv) -> int`, the evaluation function
-`evaluate(folder, **options) -> dict`, the card template and the demo builder `build_demo(path) -> Blocks`.
-Strings keep `hubgen --help` fast: nothing heavy is imported until a family is used.
-
-Built-in families are listed below. A third-party package adds one through the entry-point group
-`hubgen.families`, pointing at a `Family` (or a function returning one):
+A family is one `Family` record. Its code is named by "module:attribute" strings, so `hubgen --help` imports
+nothing heavy; its figures, options and metadata are plain data. Every family, built-in or third-party,
+registers through the entry-point group `hubgen.families` (see docs/adding-a-family.md):
 
     [project.entry-points."hubgen.families"]
-    mine = "my_package.hubgen_plugin:FAMILY"
+    mine = "my_package.family:FAMILY"
+
+The contract, field by field:
+
+- `pipeline_class`, `model_class`: the diffusers pipeline (its class name is the `_class_name` of
+  model_index.json, which is how a folder finds its family) and the main trained model.
+- `train`: `main(argv) -> int`, the family's training script (`hubgen train NAME ...`); its argparse parser
+  owns the family's training options.
+- `evaluate`: `evaluate(folder, request, pipeline=None) -> EvalResult`; `eval_request` is the dataclass of
+  its options (an `EvalRequest` subclass): `hubgen eval` and `hubgen verify` build their options from its
+  fields, so an option a family does not have is refused by the parser.
+- `metrics`: the figures its evaluation reports (`Metric`: key, label, unit, bound type, better direction);
+  cards, model-index, leaderboard and tile headline read them from here.
+- `sample_options`: the arguments its pipeline's `__call__` takes besides `batch_size`/`generator`
+  (prompt, steps, guidance...), for `hubgen sample` and the gallery.
+- `build_demo`: `build_demo(pipeline_or_path) -> gr.Blocks`.
+- `card_template`: a Jinja template, "package.module:file.md" (a package resource) or an absolute path.
+- `space`: the Space front matter that is the family's own (colours, emoji).
 """
 
+import dataclasses
 import importlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from typing import Any
 
-__all__ = ["Family", "register_family", "get_family", "list_families", "family_for_pipeline"]
+from .errors import UserInputError
+
+__all__ = [
+    "Family",
+    "Metric",
+    "SampleOption",
+    "SpaceStyle",
+    "EvalRequest",
+    "EvalResult",
+    "SAMPLE_QUALITY_METRICS",
+    "register_family",
+    "get_family",
+    "list_families",
+    "family_for_pipeline",
+    "entry_point_names",
+    "ENTRY_POINT_GROUP",
+]
 
 ENTRY_POINT_GROUP = "hubgen.families"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure an evaluation reports under `EvalResult.metrics[key]`.
+
+    `label` and `bound` are format strings over the result's JSON record (e.g. "IWAE NLL (nats, k={k})");
+    a `key` ending in "*" matches every key with that prefix, labelled by `EvalResult.metric_labels[key]`.
+    `metric_type` is the model-index type (nll, bits_per_dim, accuracy, ...); `unit` what the value counts;
+    `bound` which likelihood it is ("exact", "IWAE-{k}", "ELBO", "variational bound", "" for none).
+    `headline` marks the figure a gallery tile shows; `column` names its own leaderboard column when it is
+    neither a likelihood nor a sample-quality figure.
+    """
+
+    key: str
+    label: str
+    metric_type: str
+    unit: str
+    bound: str = ""
+    higher_is_better: bool = False
+    headline: bool = False
+    column: str | None = None
+
+    def matches(self, key: str) -> bool:
+        return key.startswith(self.key[:-1]) if self.key.endswith("*") else key == self.key
+
+
+# The sample-quality figures every family with a sampler reports through hubgen.metrics.evaluate_samples.
+SAMPLE_QUALITY_METRICS = (
+    Metric("frechet_distance", "classifier Frechet distance", "frechet_distance", "squared feature distance"),
+    Metric("precision", "precision", "precision", "fraction", higher_is_better=True),
+    Metric("recall", "recall", "recall", "fraction", higher_is_better=True),
+    Metric("coverage", "coverage", "coverage", "fraction", higher_is_better=True),
+)
+
+
+@dataclass(frozen=True)
+class SampleOption:
+    """An argument of the pipeline's `__call__` that users set when sampling (CLI `hubgen sample`, gallery).
+
+    `kind` is "prompt", "text", "int", "float" or "choice". A "prompt" follows diffusers' convention: with a
+    prompt the image count goes to `num_images_per_prompt`, without one to `batch_size`. `required`: the gallery
+    asks for it before sampling (the CLI leaves it to the pipeline's default)."""
+
+    name: str
+    kind: str
+    default: Any = None
+    help: str = ""
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class SpaceStyle:
+    """The family's own Space front matter (colours from the Spaces palette)."""
+
+    color_from: str = "gray"
+    color_to: str = "blue"
+    emoji: str = "🎲"
+
+
+@dataclass
+class EvalRequest:
+    """What `hubgen eval` (and `verify`) asks of every family; a family subclasses it to add its own options.
+
+    `num_images` counts test images for figures computed on data (likelihoods); `num_samples` counts
+    generated samples for the sample-quality figures. In both, 0 skips those figures and None (the CLI's
+    `all`) takes the whole split. The field's `metadata["help"]` is the CLI help.
+    """
+
+    dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was trained on"})
+    split: str = field(default="test", metadata={"help": "train, valid or test", "choices": ("train", "valid", "test")})
+    num_images: int | None = field(default=1000, metadata={"help": "first N images of the split (0: skip, all: all)"})
+    num_samples: int | None = field(default=1000, metadata={"help": "generated samples for sample quality (0: skip)"})
+    seed: int = field(default=0, metadata={"help": "seed of every random draw of the evaluation"})
+
+    def __post_init__(self):
+        if self.split not in ("train", "valid", "test"):
+            raise UserInputError(f"`split` must be train, valid or test, got {self.split!r}.")
+        for name in ("num_images", "num_samples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise UserInputError(f"`{name}` must be an integer >= 0 or None (all), got {value!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise UserInputError(f"`seed` must be an integer, got {self.seed!r}.")
+
+    @classmethod
+    def from_record(cls, record: dict) -> "EvalRequest":
+        """The request an earlier evaluation ran (its eval_results.json), to repeat it."""
+        saved = record.get("request") or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names})
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation returns: figures, the protocol that produced them, and pictures.
+
+    `metrics` maps a declared `Metric` key to {"mean", "stderr"}; `sample_quality` is the
+    hubgen.metrics.evaluate_samples report (or None); `details` holds the family's own records that its card
+    shows (protocols, sweeps), flattened into the JSON record; `pictures` ({file name: PIL image}) are written
+    beside eval_results.json by hubgen.model_folder, never by the evaluation itself; `notes` are extra lines
+    that `hubgen eval` prints.
+    """
+
+    family: str
+    request: EvalRequest
+    dataset: str
+    split: str
+    num_images: int | None
+    seed: int
+    pixel_mode: str
+    metrics: dict = field(default_factory=dict)
+    metric_labels: dict = field(default_factory=dict)
+    sample_quality: dict | None = None
+    details: dict = field(default_factory=dict)
+    pictures: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # extra lines `hubgen eval` prints (e.g. one per sampler)
+
+    def to_json(self) -> dict:
+        record = {**self.details}
+        record.update(
+            family=self.family,
+            request=dataclasses.asdict(self.request),
+            dataset=self.dataset,
+            split=self.split,
+            num_images=self.num_images,
+            seed=self.seed,
+            pixel_mode=self.pixel_mode,
+            metrics=self.metrics,
+            metric_labels=self.metric_labels,
+            sample_quality=self.sample_quality,
+            pictures=sorted(self.pictures),
+        )
+        return record
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
     description: str
-    model_class: str
     pipeline_class: str
+    model_class: str
     train: str
     evaluate: str
+    eval_request: str
     build_demo: str
-    card_template: str  # a file name in model_cards/ (hubgen.model_cards), or an absolute path
+    card_template: str
+    metrics: tuple[Metric, ...] = ()
+    sample_options: tuple[SampleOption, ...] = ()
+    pipeline_tag: str = "unconditional-image-generation"
+    space: SpaceStyle = SpaceStyle()
 
     def load(self, attribute: str):
         """Import what `attribute` (one of the "module:name" fields) points at."""
@@ -43,6 +216,23 @@ class Family:
     def pipeline_class_name(self) -> str:
         return self.pipeline_class.partition(":")[2]
 
+    def metric(self, key: str) -> Metric | None:
+        """The declared metric for a result key (the family's own first, then the sample-quality ones)."""
+        for spec in (*self.metrics, *SAMPLE_QUALITY_METRICS):
+            if spec.matches(key):
+                return spec
+        return None
+
+    def card_template_path(self):
+        """The card template as a path (a package resource, or an absolute path)."""
+        from importlib import resources
+        from pathlib import Path
+
+        package, sep, name = self.card_template.partition(":")
+        if not sep:
+            return Path(self.card_template)
+        return Path(str(resources.files(package).joinpath(name)))
+
 
 _FAMILIES: dict[str, Family] = {}
 _entry_points_loaded = False
@@ -50,11 +240,16 @@ _entry_points_loaded = False
 
 def register_family(family: Family, replace: bool = False) -> Family:
     if not isinstance(family, Family):
-        raise ValueError(f"register_family needs a hubgen.registry.Family, got {type(family).__name__}.")
+        raise UserInputError(f"register_family needs a hubgen.registry.Family, got {type(family).__name__}.")
     if family.name in _FAMILIES and not replace and _FAMILIES[family.name] != family:
-        raise ValueError(f"A family named {family.name!r} is already registered.")
+        raise UserInputError(f"A family named {family.name!r} is already registered.")
     _FAMILIES[family.name] = family
     return family
+
+
+def entry_point_names() -> list[str]:
+    """The names declared in the `hubgen.families` entry-point group (whether or not they load)."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def _load_entry_points() -> None:
@@ -67,7 +262,7 @@ def _load_entry_points() -> None:
             obj = ep.load()
             family = obj() if callable(obj) and not isinstance(obj, Family) else obj
             register_family(family)
-        except Exception as e:  # a broken plugin must not take the CLI down
+        except Exception as e:  # a broken plugin must not take the CLI down (the contract test makes it fail)
             warnings.warn(f"hubgen: skipping family plugin {ep.name!r} ({ep.value}): {e}", stacklevel=2)
 
 
@@ -79,7 +274,7 @@ def list_families() -> list[Family]:
 def get_family(name: str) -> Family:
     _load_entry_points()
     if name not in _FAMILIES:
-        raise ValueError(f"Unknown family {name!r}; available: {', '.join(sorted(_FAMILIES)) or 'none'}.")
+        raise UserInputError(f"Unknown family {name!r}; available: {', '.join(sorted(_FAMILIES)) or 'none'}.")
     return _FAMILIES[name]
 
 
@@ -88,74 +283,7 @@ def family_for_pipeline(class_name: str) -> Family:
     for family in list_families():
         if family.pipeline_class_name == class_name:
             return family
-    raise ValueError(
+    raise UserInputError(
         f"No hubgen family provides the pipeline class {class_name!r}; known: "
         f"{', '.join(f.pipeline_class_name for f in list_families())}."
     )
-
-
-register_family(
-    Family(
-        name="vae",
-        description="Variational autoencoder: ELBO, reparameterization, IWAE likelihood (Kingma & Welling 2013)",
-        model_class="hubgen.vae.modeling_vae:VAEModel",
-        pipeline_class="hubgen.vae.pipeline_vae:VAEPipeline",
-        train="hubgen.vae.train_vae:main",
-        evaluate="hubgen.vae.train_vae:evaluate",
-        build_demo="hubgen.vae.demo:build_demo",
-        card_template="vae.md",
-    )
-)
-
-register_family(
-    Family(
-        name="gan",
-        description="DCGAN with the non-saturating loss; sample quality, mode coverage, memorization (Goodfellow 2014)",
-        model_class="hubgen.gan.modeling_gan:Generator",
-        pipeline_class="hubgen.gan.pipeline_gan:GANPipeline",
-        train="hubgen.gan.train_gan:main",
-        evaluate="hubgen.gan.train_gan:evaluate",
-        build_demo="hubgen.gan.demo:build_demo",
-        card_template="gan.md",
-    )
-)
-
-register_family(
-    Family(
-        name="flow",
-        description="Multi-scale Glow/RealNVP flow: exact likelihood, dequantization (Kingma & Dhariwal 2018)",
-        model_class="hubgen.flow.modeling_flow:FlowModel",
-        pipeline_class="hubgen.flow.pipeline_flow:FlowPipeline",
-        train="hubgen.flow.train_flow:main",
-        evaluate="hubgen.flow.train_flow:evaluate",
-        build_demo="hubgen.flow.demo:build_demo",
-        card_template="flow.md",
-    )
-)
-
-register_family(
-    Family(
-        name="ddpm",
-        description="DDPM on diffusers' UNet2DModel and schedulers: closed forms, variational bound (Ho et al. 2020)",
-        model_class="diffusers:UNet2DModel",
-        pipeline_class="hubgen.diffusion.pipeline_ddpm:DDPMPipeline",
-        train="hubgen.diffusion.train_ddpm:main",
-        evaluate="hubgen.diffusion.train_ddpm:evaluate",
-        build_demo="hubgen.diffusion.demo:build_demo",
-        card_template="ddpm.md",
-    )
-)
-
-register_family(
-    Family(
-        name="text2img",
-        description="Text-to-image diffusion: cross-attention UNet, CLIP text encoder, classifier-free guidance "
-        "(Ho & Salimans 2022)",
-        model_class="diffusers:UNet2DConditionModel",
-        pipeline_class="hubgen.text2img.pipeline_text2img:Text2ImagePipeline",
-        train="hubgen.text2img.train_text2img:main",
-        evaluate="hubgen.text2img.train_text2img:evaluate",
-        build_demo="hubgen.text2img.demo:build_demo",
-        card_template="text2img.md",
-    )
-)

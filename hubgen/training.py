@@ -1,4 +1,19 @@
-"""Small helpers the training scripts share: functions, not a Trainer; each script writes its own loop.
+"""The bookkeeping every training script shares, as functions: each script's main() writes its own loop.
+
+A script's main() reads as its algorithm (data, forward pass, loss, backward, step, EMA); what is not the
+algorithm lives here, named for what it does:
+
+    add_common_arguments / check_common_arguments   the options every family takes, checked the same way
+    prepare_run      validate the output folder and the dataset before anything is written
+    start_run        the seeded Accelerator and the Run record (step, history, clock)
+    make_loader      the training DataLoader with its own generator (exact resume)
+    restore          resume from a checkpoint: weights, optimizers, RNG, step, history, the script's state
+    training_batches the data stream from where the run stands (epochs, skipped batches on resume)
+    nonfinite        the NaN guard, agreed by all processes
+    log_due / gather_mean / record    the logging window
+    end_of_step      time budget, progress grids, checkpoint save and rotation; says when to stop
+    stop_diverged    the message and exit code of a diverged run
+    finish_run       the model folder: pipeline, samples, curves, training record, evaluation, card
 
 Checkpoints are written here rather than with `accelerator.save_state`, because accelerate pickles the
 optimizer, scaler and RNG states (`torch.save`) and resuming would unpickle them. hubgen keeps every file it
@@ -9,23 +24,49 @@ writes or reads pickle-free: tensors go to safetensors, everything else to JSON.
         optimizer_<name>.safetensors    optimizer tensors (flattened "state.<param>.<key>")
         optimizer_<name>.json           optimizer param_groups and non-tensor state
         rng_<rank>.safetensors / .json  torch (and CUDA) RNG as tensors; numpy and python RNG as JSON
-        state.json                      step, epoch, the script's own state (loss history, ...), GradScaler
+        state.json                      step, the run's record (history, clock, batches seen, configs) and the
+                                        script's own state, GradScaler
 
 A checkpoint is written to a temporary folder and renamed into place only when complete, so a crash never
 leaves a partial checkpoint where a good one was.
 """
 
 import json
+import math
 import os
 import random
+import shlex
 import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import model_folder as mf
+from .errors import UserInputError
+
 __all__ = [
+    "Run",
+    "add_common_arguments",
+    "check_common_arguments",
+    "prepare_run",
+    "start_run",
+    "make_loader",
+    "restore",
+    "training_batches",
+    "nonfinite",
+    "log_due",
+    "gather_mean",
+    "record",
+    "end_of_step",
+    "stop_diverged",
+    "finish_run",
+    "plot_history",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -34,10 +75,324 @@ __all__ = [
     "make_accelerator",
     "versions",
     "config_dict",
-    "write_json_atomic",
 ]
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = mf.CHECKPOINTS
+
+
+# -- arguments ---------------------------------------------------------------------------------------------------
+
+
+def add_common_arguments(parser, *, batch_size: int, learning_rate: float, num_epochs: int, accumulation: bool = True,
+                         num_images: int | None = 1000, num_samples: int = 1000, sample_steps: int = 500):  # fmt: skip
+    """The options every training script takes, in three groups; a family adds its own to the returned groups
+    (data, model, optimization, output) and passes its defaults here."""
+    data = parser.add_argument_group("data and output")
+    data.add_argument("--dataset", default="digits", help="digits | mnist | a .npz file | an image folder")
+    data.add_argument("--output_dir", required=True, help="the model folder to write (pipeline, card, checkpoints)")
+    data.add_argument("--overwrite_output_dir", action="store_true",
+                      help="train a new model into a folder holding a run of the same family")  # fmt: skip
+    model = parser.add_argument_group("model")
+    opt = parser.add_argument_group("optimization")
+    opt.add_argument("--train_batch_size", type=int, default=batch_size, help="per process")
+    opt.add_argument("--learning_rate", type=float, default=learning_rate)
+    opt.add_argument("--num_epochs", type=int, default=num_epochs)
+    opt.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps; overrides --num_epochs")
+    opt.add_argument("--max_train_time", type=float, default=None, help="stop after this many seconds of training")
+    if accumulation:
+        opt.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
+    opt.add_argument("--seed", type=int, default=0)
+    out = parser.add_argument_group("checkpoints, logging, evaluation")
+    out.add_argument("--checkpointing_steps", type=int, default=500)
+    out.add_argument("--checkpoints_total_limit", type=int, default=3)
+    out.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
+    out.add_argument("--sample_steps", type=int, default=sample_steps, help="write a sample grid every N steps")
+    out.add_argument("--logging_steps", type=int, default=10)
+    out.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard")
+    if num_images is not None:
+        out.add_argument("--eval_num_images", type=int, default=num_images,
+                         help="test images for the likelihood at the end (0: skip)")  # fmt: skip
+    out.add_argument("--eval_num_samples", type=int, default=num_samples,
+                     help="generated samples for the sample-quality figures at the end (0: skip)")  # fmt: skip
+    out.add_argument("--license", default="apache-2.0", help="license written in the model card")
+    return data, model, opt, out
+
+
+def check_common_arguments(parser, args, argv: list[str] | None) -> None:
+    """Range checks of the common options (argparse's exit 2 with the option named); records `args.argv`."""
+    for name in ("train_batch_size", "num_epochs", "gradient_accumulation_steps", "checkpointing_steps",
+                 "sample_steps", "logging_steps"):  # fmt: skip
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("max_train_steps", "checkpoints_total_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("eval_num_images", "eval_num_samples"):
+        if getattr(args, name, 0) < 0:
+            parser.error(f"--{name} must be >= 0 (0 skips), got {getattr(args, name)}")
+    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+        parser.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
+    if args.max_train_time is not None and not (args.max_train_time > 0 and math.isfinite(args.max_train_time)):
+        parser.error(f"--max_train_time must be > 0 seconds, got {args.max_train_time}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+
+
+# -- the run -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Where a training run stands: a record, not a Trainer (the loop lives in each script's main())."""
+
+    args: object
+    family: str
+    accelerator: object
+    out: Path
+    resume: Path | None
+    train_set: object
+    step: int = 0
+    batches_seen: int = 0
+    images_seen: int = 0
+    history: list = field(default_factory=list)
+    trained_seconds: float = 0.0
+    diverged: str | None = None
+    last_checkpoint: Path | None = None
+    progress: object = None
+    configs: dict = field(default_factory=dict)
+    _clock: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed(self) -> float:
+        return self.trained_seconds + time.perf_counter() - self._clock
+
+
+def prepare_run(args, pipeline_class: str):
+    """Check `--output_dir` and `--resume_from_checkpoint`, and load the training split: all before anything is
+    written. Returns (resume checkpoint or None, train_set); UserInputError for bad input."""
+    out = Path(args.output_dir)
+    resume = resolve_checkpoint(out, args.resume_from_checkpoint) if out.is_dir() else None
+    check_output_dir(out, pipeline_class, resume=args.resume_from_checkpoint is not None,
+                     overwrite=args.overwrite_output_dir)  # fmt: skip
+    from .data import load_dataset
+
+    return resume, load_dataset(args.dataset, "train")
+
+
+def start_run(args, family: str, resume: Path | None, train_set, **accelerator_kwargs) -> Run:
+    """The seeded Accelerator (`accelerator_kwargs` go to it) and the run's record."""
+    accelerator = make_accelerator(args, family, **accelerator_kwargs)
+    return Run(args, family, accelerator, Path(args.output_dir), resume, train_set, last_checkpoint=resume)
+
+
+def make_loader(run: Run, batch_size: int | None = None):
+    """The shuffled training DataLoader (drop_last). It gets its own generator: creating an iterator would
+    otherwise draw from the global RNG, which the training step uses, and a resumed run (one more iterator)
+    would not repeat the straight one. The shuffle order is accelerate's seedable sampler (seed + epoch)."""
+    batch_size = batch_size or run.args.train_batch_size
+    loader = torch.utils.data.DataLoader(run.train_set, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(run.args.seed))  # fmt: skip
+    if len(loader) == 0:
+        raise UserInputError(
+            f"--train_batch_size {batch_size} is larger than the {len(run.train_set)} training images."
+        )
+    return loader
+
+
+def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: int) -> dict | None:
+    """Resume from `run.resume` when set: weights, optimizers, GradScaler, RNG, step, history and clock.
+
+    `configs` (JSON-able dicts, e.g. the model's config) must equal the checkpoint's, else UserInputError: a
+    checkpoint of another model is never loaded into this one. Returns the script's own saved state (what its
+    `end_of_step(state=...)` returned), or None when starting fresh. Also opens the progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    run.configs, saved = configs, None
+    if run.resume is not None:
+        full = load_checkpoint(run.accelerator, run.resume, models, optimizers)
+        run_state = full["state"].get("run", {})
+        if run_state.get("configs") != json.loads(json.dumps(configs)):
+            raise UserInputError(f"Checkpoint {run.resume} holds a model with another configuration than these "
+                                 "arguments.")  # fmt: skip
+        run.step = full["step"]
+        run.batches_seen, run.images_seen = run_state["batches_seen"], run_state["images_seen"]
+        run.history, run.trained_seconds = run_state["history"], run_state["trained_seconds"]
+        saved = full["state"].get("script", {})
+        run.accelerator.print(f"Resumed from {run.resume} at step {run.step}")
+    elif run.args.resume_from_checkpoint is not None:
+        run.accelerator.print(f"No checkpoint in {run.out} yet: starting from step 0.")
+    if run.step >= max_steps:
+        run.accelerator.print(f"Already trained to step {run.step} (>= {max_steps}): writing the outputs only.")
+    run.progress = tqdm(total=max_steps, initial=run.step, desc=run.family, mininterval=1,
+                        disable=not run.accelerator.is_local_main_process)  # fmt: skip
+    run._clock = time.perf_counter()
+    return saved
+
+
+def training_batches(run: Run, loader, max_steps: int):
+    """Batches from where the run stands, epoch after epoch: epoch = batches_seen // len(loader), skipping the
+    batches that epoch already gave (accelerate's `skip_first_batches`). Counts `run.batches_seen`; yields
+    nothing once `run.step` reached `max_steps`."""
+    epoch, skip = divmod(run.batches_seen, len(loader))
+    while run.step < max_steps:
+        loader.set_epoch(epoch)
+        for batch in run.accelerator.skip_first_batches(loader, skip) if skip else loader:
+            run.batches_seen += 1
+            yield batch
+        epoch, skip = epoch + 1, 0
+
+
+def nonfinite(run: Run, *losses: torch.Tensor) -> bool:
+    """The NaN guard, agreed by all processes so that they stop together; sets `run.diverged`."""
+    bad = torch.stack([~torch.isfinite(loss.detach()).all() for loss in losses]).any().float().reshape(1)
+    if run.accelerator.gather(bad).any():
+        run.diverged = f"non-finite loss at step {run.step + 1}"
+        return True
+    return False
+
+
+def log_due(run: Run, max_steps: int) -> bool:
+    return run.step % run.args.logging_steps == 0 or run.step == max_steps
+
+
+def gather_mean(run: Run, window: list[torch.Tensor]) -> list[float]:
+    """The mean over the window's entries (each a tensor of K figures) and over processes; empties the window."""
+    mean = run.accelerator.gather(torch.stack(window).float().mean(0, keepdim=True)).mean(0)
+    window.clear()
+    return mean.tolist()
+
+
+def record(run: Run, row: dict) -> dict:
+    """One logged row: into the history (saved with checkpoints, plotted at the end), the trackers and the
+    progress bar."""
+    row = {"step": run.step, **row}
+    run.history.append(row)
+    run.accelerator.log({k: v for k, v in row.items() if k != "step"}, step=run.step)
+    first = next(k for k in row if k != "step")
+    run.progress.set_postfix({first: f"{row[first]:.4g}"}, refresh=False)
+    return row
+
+
+def end_of_step(
+    run: Run,
+    max_steps: int,
+    models: dict,
+    optimizers: dict,
+    state: Callable[[], dict] | None = None,
+    sample_grid: Callable[[], object] | None = None,
+    before_save: Callable[[], None] | None = None,
+) -> bool:
+    """After optimizer step `run.step`: the time budget (all processes take the main process's clock), a
+    progress grid every --sample_steps (`sample_grid()` returns a PIL image), a checkpoint every
+    --checkpointing_steps and at the last step. `before_save()` runs before either (e.g. copy EMA weights into
+    the model that is saved); `state()` is the script's own state to checkpoint. Returns True to stop."""
+    args, accelerator = run.args, run.accelerator
+    run.progress.update(1)
+    elapsed = run.elapsed
+    out_of_time = args.max_train_time is not None and elapsed >= args.max_train_time
+    flag = torch.tensor([float(out_of_time)], device=accelerator.device)
+    stop = run.step >= max_steps or bool(accelerator.gather(flag)[0].item())
+    grid_due = sample_grid is not None and run.step % args.sample_steps == 0
+    checkpoint_due = run.step % args.checkpointing_steps == 0 or stop
+    if before_save is not None and (grid_due or checkpoint_due) and accelerator.is_main_process:
+        before_save()
+    if grid_due and accelerator.is_main_process:
+        mf.write_image(run.out / mf.PROGRESS_SAMPLES / f"step-{run.step:06d}.png", sample_grid())
+    if checkpoint_due:
+        run.trained_seconds, run._clock = elapsed, time.perf_counter()
+        full = {"run": {"configs": run.configs, "history": run.history, "trained_seconds": run.trained_seconds,
+                        "batches_seen": run.batches_seen, "images_seen": run.images_seen, "args": args.argv},
+                "script": state() if state is not None else {}}  # fmt: skip
+        run.last_checkpoint = save_checkpoint(accelerator, run.out, run.step, models, optimizers, full,
+                                              args.checkpoints_total_limit)  # fmt: skip
+    return stop
+
+
+def stop_diverged(run: Run, advice: str) -> int:
+    """Tell the user the run diverged, which checkpoint is the last good one and what to change; exit code 1."""
+    run.progress.close()
+    kept = f"The last good checkpoint is {run.last_checkpoint}." if run.last_checkpoint else ""
+    kept = kept or "No checkpoint was written."
+    run.accelerator.print(f"hubgen: training stopped: {run.diverged}. {kept} {advice} Then resume with "
+                          "--resume_from_checkpoint latest.")  # fmt: skip
+    run.accelerator.end_training()
+    return 1
+
+
+def plot_history(history: list[dict], panels: list[tuple[str, dict, str]]):
+    """A matplotlib figure of the logged rows: one panel per (y label, {history key: legend}, y scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for ax, (ylabel, series, yscale) in zip(axes[0], panels, strict=True):
+        for key, label in series.items():
+            ax.plot(steps, [h[key] for h in history], label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_yscale(yscale)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, evaluate: Callable | None = None,
+               pictures: dict | None = None) -> int:  # fmt: skip
+    """Write the model folder (main process): the pipeline, `samples` (a PIL grid) as samples.png, the loss
+    curves, other `pictures` ({file name: PIL image}), the training record (the common fields and the script's
+    `record_fields`), the evaluation (`evaluate()` -> hubgen.registry.EvalResult, or None to skip) and the card.
+    Closes the trackers and, when distributed, the process group. Returns exit code 0."""
+    import matplotlib.pyplot as plt
+
+    from .hub import render_card
+
+    run.progress.close()
+    accelerator, args, out = run.accelerator, run.args, run.out
+    if accelerator.is_main_process:
+        mf.save_pipeline(pipeline, out)
+        mf.write_image(out / mf.SAMPLES, samples)
+        for name, picture in (pictures or {}).items():
+            mf.write_image(out / name, picture)
+        if run.history:
+            figure = plot_history(run.history, panels)
+            mf.write_image(out / mf.LOSS_CURVE, figure)
+            plt.close(figure)
+        seconds = run.trained_seconds
+        info = {
+            "family": run.family,
+            "command": f"hubgen train {run.family} " + shlex.join(args.argv),
+            "dataset": str(args.dataset),
+            "image_shape": list(run.train_set.image_shape),
+            "num_train_images": len(run.train_set),
+            "pixel_levels": run.train_set.levels,
+            "seed": args.seed,
+            "steps": run.step,
+            "epochs": round(run.images_seen / len(run.train_set), 2),
+            "train_batch_size": args.train_batch_size,
+            "gradient_accumulation_steps": getattr(args, "gradient_accumulation_steps", 1),
+            "learning_rate": args.learning_rate,
+            "mixed_precision": args.mixed_precision,
+            "num_processes": accelerator.num_processes,
+            "train_seconds": round(seconds, 1),
+            "images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
+            "license": args.license,
+            "versions": versions(),
+            **record_fields,
+        }
+        mf.write_json(out / mf.TRAINING_RECORD, info)
+        if evaluate is not None:
+            mf.write_evaluation(out, evaluate())
+        render_card(out)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+# -- accelerator, records, output folder -------------------------------------------------------------------------
 
 
 def make_accelerator(args, family: str, **kwargs):
@@ -45,8 +400,8 @@ def make_accelerator(args, family: str, **kwargs):
 
     `args` needs output_dir, mixed_precision, report_to and seed; `kwargs` go to `Accelerator` (e.g.
     gradient_accumulation_steps). The data order is accelerate's seedable sampler (seed + epoch). Raises
-    ValueError when a launcher started several processes that accelerate does not see as one group: they would
-    all write the same files.
+    UserInputError when a launcher started several processes that accelerate does not see as one group: they
+    would all write the same files.
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -55,20 +410,20 @@ def make_accelerator(args, family: str, **kwargs):
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / mf.LOGS)),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         **kwargs,
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
-        raise ValueError(
+        raise UserInputError(
             f"The launcher started {launched} processes but accelerate sees {accelerator.num_processes}: without "
             f"GPUs, set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
             f"--num_processes 2 -m hubgen train {family} ...`) so the processes join one CPU (gloo) group."
         )
     set_seed(args.seed)
     if accelerator.is_main_process:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / mf.PROGRESS_SAMPLES).mkdir(parents=True, exist_ok=True)
         if args.report_to != "none":
             config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers(family, config=config)
@@ -93,52 +448,34 @@ def config_dict(model) -> dict:
     return {k: v for k, v in json.loads(json.dumps(dict(model.config), default=str)).items() if not k.startswith("_")}
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def recorded_dataset(folder: str | os.PathLike, dataset: str | None = None) -> tuple[str, dict]:
-    """What an evaluation of `folder` runs on: `dataset` if given, else the dataset its hubgen_training.json
-    records; returned with that record ({} when the folder has none)."""
-    info_path = Path(folder) / "hubgen_training.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    dataset = dataset or info.get("dataset")
-    if dataset is None:
-        raise ValueError(f"{folder} does not record its dataset (no hubgen_training.json): pass `dataset`.")
-    return dataset, info
-
-
 def check_output_dir(output_dir: str | os.PathLike, pipeline_class: str, resume: bool, overwrite: bool) -> None:
-    """Refuse an output folder that would lose the user's files. Raises ValueError.
+    """Refuse an output folder that would lose the user's files. Raises UserInputError.
 
     Allowed: a missing or empty folder; a folder from an earlier run of the same family when resuming or
     when `overwrite` is set (then only hubgen's own files are replaced, nothing is deleted).
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"`--output_dir` {out} exists and is not a folder.")
+        raise UserInputError(f"`--output_dir` {out} exists and is not a folder.")
     if not out.exists() or not any(out.iterdir()):
         return
-    index = out / "model_index.json"
-    ours = index.is_file() or (out / CHECKPOINTS).is_dir() or (out / "hubgen_training.json").is_file()
+    index = out / mf.MODEL_INDEX
+    ours = index.is_file() or (out / CHECKPOINTS).is_dir() or (out / mf.TRAINING_RECORD).is_file()
     if not ours:
-        raise ValueError(
+        raise UserInputError(
             f"`--output_dir` {out} is not empty and does not hold a hubgen run; choose a new or empty folder."
         )
     if index.is_file():
         try:
             found = json.loads(index.read_text()).get("_class_name")
         except (json.JSONDecodeError, OSError) as e:
-            raise ValueError(f"`--output_dir` {out} holds an unreadable model_index.json ({e}).") from e
+            raise UserInputError(f"`--output_dir` {out} holds an unreadable {mf.MODEL_INDEX} ({e}).") from e
         if found != pipeline_class:
-            raise ValueError(
+            raise UserInputError(
                 f"`--output_dir` {out} holds a different model ({found}, not {pipeline_class}); choose another folder."
             )
     if not (resume or overwrite):
-        raise ValueError(
+        raise UserInputError(
             f"`--output_dir` {out} already holds a {pipeline_class} run. Pass `--resume_from_checkpoint latest` "
             "to continue it, `--overwrite_output_dir` to train a new model there, or choose another folder."
         )
@@ -279,5 +616,5 @@ def resolve_checkpoint(output_dir: str | os.PathLike, value: str | None) -> Path
     if not path.is_absolute() and not path.exists():
         path = Path(output_dir) / CHECKPOINTS / value
     if not (path / "state.json").is_file():
-        raise ValueError(f"`--resume_from_checkpoint` {value!r} is not a hubgen checkpoint folder (no state.json).")
+        raise UserInputError(f"`--resume_from_checkpoint` {value!r} is not a hubgen checkpoint folder (no state.json).")
     return path

@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 
 import hubgen
 from hubgen.cli import main
-from hubgen.diffusion import DDPMPipeline
-from hubgen.diffusion.pipeline_ddpm import make_scheduler, trajectory_strip
+from hubgen.ddpm import DDPMPipeline
+from hubgen.ddpm.pipeline_ddpm import make_scheduler, trajectory_strip
+from hubgen.ddpm.train_ddpm import evaluate, parse_sampler, to_model_range, unet_config
 from hubgen.diffusion.scheduling import eps_to_x0
-from hubgen.diffusion.train_ddpm import evaluate, parse_sampler, to_model_range, unet_config
 from hubgen.pipeline_utils import PICKLE_SUFFIXES
 
 T = 50  # training timesteps of every tiny model here
@@ -341,6 +341,7 @@ def test_ddpm_family_is_registered(trained):
 def test_public_names_exist():
     import importlib
 
-    for name in ("", ".scheduling", ".pipeline_ddpm", ".train_ddpm", ".demo"):
-        module = importlib.import_module("hubgen.diffusion" + name)
+    for name in ("hubgen.diffusion", "hubgen.diffusion.scheduling", "hubgen.ddpm", "hubgen.ddpm.pipeline_ddpm",
+                 "hubgen.ddpm.train_ddpm", "hubgen.ddpm.demo"):  # fmt: skip
+        module = importlib.import_module(name)
         assert all(hasattr(module, attr) for attr in module.__all__), module.__name__

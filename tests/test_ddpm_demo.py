@@ -11,10 +11,10 @@ from conftest import REPO_ROOT
 from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
+from hubgen.ddpm import DDPMPipeline
+from hubgen.ddpm import demo as ddpm_demo
+from hubgen.ddpm.train_ddpm import unet_config
 from hubgen.demo_utils import MIN_TILE_PX
-from hubgen.diffusion import DDPMPipeline
-from hubgen.diffusion import demo as ddpm_demo
-from hubgen.diffusion.train_ddpm import unet_config
 
 T, S = 30, 8  # training timesteps and image size of the tiny model
 FACTOR = math.ceil(MIN_TILE_PX / S)  # show_grid's upscaling

@@ -1,9 +1,8 @@
-"""The diffusion families: the DDPM algebra (scheduling), DDPMPipeline, its training script and demo.
+"""Diffusion math shared by the diffusion families (`ddpm` and `text2img`), written out and model-agnostic.
 
 `hubgen.diffusion.scheduling` holds the closed forms (q_sample, q_posterior, eps_to_x0, eps_to_score, the
-variational bound, classifier-free guidance) that every diffusion family here builds on.
+variational bound, classifier-free guidance) that both families build on. It is not a family itself: the
+`ddpm` family (hubgen.ddpm) and the `text2img` family (hubgen.text2img) each have their own folder.
 """
 
-from .pipeline_ddpm import DDPMPipeline, DDPMPipelineOutput, Trajectory
-
-__all__ = ["DDPMPipeline", "DDPMPipelineOutput", "Trajectory"]
+__all__ = []

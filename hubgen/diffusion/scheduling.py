@@ -25,6 +25,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from ..errors import UserInputError
+
 __all__ = [
     "q_sample",
     "q_posterior",
@@ -131,7 +133,7 @@ def _model_log_variance(t, like: torch.Tensor, alphas_cumprod: torch.Tensor, var
     elif variance_type == "fixed_large":
         variance = 1 - alphas_cumprod / abar_prev  # beta_t
     else:
-        raise ValueError(f"`variance_type` must be 'fixed_small' or 'fixed_large', got {variance_type!r}.")
+        raise UserInputError(f"`variance_type` must be 'fixed_small' or 'fixed_large', got {variance_type!r}.")
     beta_tilde_2 = (1 - alphas_cumprod[0]) / (1 - alphas_cumprod[1]) * (1 - alphas_cumprod[1] / alphas_cumprod[0])
     log_variance = torch.log(torch.cat([beta_tilde_2.reshape(1), variance[1:]]))
     return _at(log_variance, t, like)
@@ -184,7 +186,7 @@ def discretized_gaussian_log_likelihood(
     Computed with log Phi and, for bins above the mean, the reflected tail, so it stays finite far from the mean.
     """
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise ValueError(f"`levels` must be an integer >= 2, got {levels!r}.")
+        raise UserInputError(f"`levels` must be an integer >= 2, got {levels!r}.")
     half_width = 1.0 / (levels - 1)
     inv_sigma = torch.exp(-0.5 * log_variance)
     lower = torch.where(x0 < -1 + half_width / 2, -math.inf, (x0 - half_width - mean) * inv_sigma)
@@ -251,18 +253,18 @@ def variational_bound(
     if num_timesteps is None:
         num_timesteps = T
     if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or not 2 <= num_timesteps <= T:
-        raise ValueError(f"`num_timesteps` must be None or an integer in [2, {T}], got {num_timesteps!r}.")
+        raise UserInputError(f"`num_timesteps` must be None or an integer in [2, {T}], got {num_timesteps!r}.")
     config = getattr(scheduler, "config", {})
     variance_type = variance_type or config.get("variance_type", None) or "fixed_small"
     if variance_type not in ("fixed_small", "fixed_large"):
-        raise ValueError(
+        raise UserInputError(
             f"The bound needs a fixed reverse variance: `variance_type` must be 'fixed_small' or 'fixed_large', "
             f"got {variance_type!r}."
         )
     if clip_x0 == "scheduler":
         clip_x0 = float(config.get("clip_sample_range", 1.0)) if config.get("clip_sample", False) else None
     if config.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError(f"The bound is written for epsilon prediction, got {config.get('prediction_type')!r}.")
+        raise UserInputError(f"The bound is written for epsilon prediction, got {config.get('prediction_type')!r}.")
     model_dtype = getattr(unet, "dtype", torch.float32)
 
     x0 = x0.double()
@@ -314,7 +316,7 @@ def min_snr_weight(
     (the epsilon and v losses equal SNR_t and SNR_t + 1 times the x_0 loss, so dividing gives the same clamp).
     """
     if not (isinstance(gamma, (int, float)) and gamma > 0 and math.isfinite(gamma)):
-        raise ValueError(f"`gamma` must be a positive number, got {gamma!r}.")
+        raise UserInputError(f"`gamma` must be a positive number, got {gamma!r}.")
     clamped = torch.clamp(snr, max=gamma)
     if prediction_type == "epsilon":
         return clamped / snr
@@ -322,7 +324,7 @@ def min_snr_weight(
         return clamped / (snr + 1)
     if prediction_type == "sample":
         return clamped
-    raise ValueError(f"`prediction_type` must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}.")
+    raise UserInputError(f"`prediction_type` must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}.")
 
 
 def guided_eps(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float) -> torch.Tensor:
@@ -343,7 +345,7 @@ def drop_condition(
     conditioning (B, ...) by the null conditioning (broadcastable to one example) with probability `p_uncond`,
     so one network learns both eps(x_t, c) and eps(x_t)."""
     if not 0 <= p_uncond <= 1:
-        raise ValueError(f"`p_uncond` must be a probability in [0, 1], got {p_uncond!r}.")
+        raise UserInputError(f"`p_uncond` must be a probability in [0, 1], got {p_uncond!r}.")
     drop = torch.rand(cond.shape[0], generator=generator) < p_uncond  # (B,)
     drop = drop.to(cond.device).reshape(-1, *([1] * (cond.ndim - 1)))
     return torch.where(drop, null_cond.to(cond.dtype).expand_as(cond), cond)

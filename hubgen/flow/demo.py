@@ -34,6 +34,7 @@ from ..demo_utils import (
     MAX_IMAGES,
     MAX_SEED,
     TRAINING_INFO,
+    DatasetUnavailableError,
     EmptyCanvasError,
     check_int,
     image_out,
@@ -66,10 +67,6 @@ __all__ = [
 ]
 
 NUM_REFERENCE = 500  # test images behind the out-of-distribution meter
-
-
-class DatasetUnavailableError(ValueError):
-    """No test set is known for the model, or it cannot be loaded or does not match the model."""
 
 
 # -- inputs and loading ---------------------------------------------------------------------------------

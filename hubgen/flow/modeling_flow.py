@@ -32,6 +32,7 @@ from diffusers import ConfigMixin, ModelMixin  # noqa: F401  (diffusers' loader 
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from ..errors import UserInputError
 from ..metrics.units import nats_to_bits_per_dim
 from .transforms import (
     ActNorm,
@@ -124,16 +125,16 @@ class FlowModel(ModelMixin, ConfigMixin):
                                  ("dequant_hidden_channels", dequant_hidden_channels, 1),
                                  ("dequant_steps", dequant_steps, 0)]:  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+                raise UserInputError(f"`{name}` must be an integer >= {low}, got {value!r}.")
         if sample_size % 2**num_levels:
-            raise ValueError(
+            raise UserInputError(
                 f"`sample_size` {sample_size} must be divisible by 2**num_levels = {2**num_levels} (one squeeze per "
                 f"level); for example 28 with num_levels <= 2, 8 with num_levels <= 3."
             )
         if logit_alpha is not None and not 0 <= logit_alpha < 0.5:
-            raise ValueError(f"`logit_alpha` must be None or in [0, 0.5), got {logit_alpha!r}.")
+            raise UserInputError(f"`logit_alpha` must be None or in [0, 0.5), got {logit_alpha!r}.")
         if dequantization not in ("uniform", "variational"):
-            raise ValueError(f"`dequantization` must be 'uniform' or 'variational', got {dequantization!r}.")
+            raise UserInputError(f"`dequantization` must be 'uniform' or 'variational', got {dequantization!r}.")
 
         self.preprocess = Logit(logit_alpha) if logit_alpha is not None else Center()
         self.scale_to_unit = Scale(pixel_levels)
@@ -186,7 +187,7 @@ class FlowModel(ModelMixin, ConfigMixin):
     def inverse(self, z: torch.Tensor):
         """z (B, D) -> (x (B, C, H, W), log |det dx/dz| (B,)); x lies in [0, 1) for z from the model."""
         if z.ndim != 2 or z.shape[1] != self.num_dims:
-            raise ValueError(f"`z` must have shape (B, {self.num_dims}), got {tuple(z.shape)}.")
+            raise UserInputError(f"`z` must have shape (B, {self.num_dims}), got {tuple(z.shape)}.")
         eps = list(z.split([math.prod(s) for s in self.latent_shapes], dim=1))
         shapes = self.latent_shapes
         h, log_det = self.top_prior.inverse(eps[-1].reshape(-1, *shapes[-1]))
@@ -227,7 +228,7 @@ class FlowModel(ModelMixin, ConfigMixin):
         cfg = self.config
         expected = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"`{name}` must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}.")
+            raise UserInputError(f"`{name}` must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}.")
 
     def quantize(self, intensities: torch.Tensor) -> torch.Tensor:
         """Intensities in [0, 1] -> grey levels k = round(p (L - 1)) in {0..L-1} (as floats)."""

@@ -1,5 +1,6 @@
 """FlowPipeline: sample with a temperature, score images in bits/dim, and run the image -> z -> image round trip.
 
+from ..errors import UserInputError
 from hubgen.flow import FlowPipeline
 pipe = FlowPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), temperature=0.7).images
@@ -46,7 +47,7 @@ def check_temperature(temperature) -> float:
     """A temperature T in [0, 2] (z ~ N(0, T^2 I)); else ValueError."""
     ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
     if not ok or not math.isfinite(temperature) or not 0 <= temperature <= MAX_TEMPERATURE:
-        raise ValueError(f"`temperature` must be a number in [0, {MAX_TEMPERATURE:g}], got {temperature!r}.")
+        raise UserInputError(f"`temperature` must be a number in [0, {MAX_TEMPERATURE:g}], got {temperature!r}.")
     return float(temperature)
 
 
@@ -68,7 +69,7 @@ class FlowPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         x = images_to_tensor(images, name)
         self.flow.check_images(x, name)
         if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(
+            raise UserInputError(
                 f"`{name}` must hold intensities in [0, 1] (or uint8 0..255), got range "
                 f"[{x.min().item():.3g}, {x.max().item():.3g}]."
             )
@@ -122,7 +123,7 @@ class FlowPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         check_output_type(output_type)
         d = self.flow.num_dims
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != d:
-            raise ValueError(f"`z` must be a tensor of shape (B, {d}), got {getattr(z, 'shape', type(z))}.")
+            raise UserInputError(f"`z` must be a tensor of shape (B, {d}), got {getattr(z, 'shape', type(z))}.")
         x, _ = self.flow.inverse(z.to(self.device, self.flow.dtype))
         bad = ~torch.isfinite(x.flatten(1)).all(1)
         if bad.any():

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .. import data as hdata
+from ..errors import UserInputError
 from ..training import (
     check_output_dir,
     config_dict,
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set = hdata.load_dataset(args.dataset, "train")  # ValueError for an unknown or empty dataset
     c, h, w = train_set.image_shape
     if h != w or h % 2**args.num_levels:
-        raise ValueError(
+        raise UserInputError(
             f"Dataset {args.dataset!r} has {h}x{w} images; the flow needs square images with a side divisible by "
             f"2**num_levels = {2**args.num_levels} (--num_levels {args.num_levels})."
         )
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
     if len(loader) == 0:
-        raise ValueError(
+        raise UserInputError(
             f"--train_batch_size {args.train_batch_size} is larger than the {len(train_set)} training images."
         )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -238,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     if resume is not None:
         saved = load_checkpoint(accelerator, resume, models, {"flow": optimizer})
         if saved["state"]["model_config"] != config_dict(flow):
-            raise ValueError(f"Checkpoint {resume} holds a model with another configuration than these arguments.")
+            raise UserInputError(f"Checkpoint {resume} holds a model with another configuration than these arguments.")
         if (ema is not None) != ("ema_optimization_step" in saved["state"]):
-            raise ValueError(f"Checkpoint {resume} was written {'without' if ema else 'with'} --use_ema; match it.")
+            raise UserInputError(f"Checkpoint {resume} was written {'without' if ema else 'with'} --use_ema; match it.")
         global_step = saved["step"]
         history, trained_seconds = saved["state"]["history"], saved["state"]["trained_seconds"]
         images_seen = saved["state"]["images_seen"]
@@ -465,14 +466,14 @@ def evaluate(
     folder = Path(folder)
     dataset, _ = recorded_dataset(folder, dataset)
     if num_images is not None and (not isinstance(num_images, int) or num_images < 0):
-        raise ValueError(f"`num_images` must be an integer >= 0 (0: all), got {num_images!r}.")
+        raise UserInputError(f"`num_images` must be an integer >= 0 (0: all), got {num_images!r}.")
     if not isinstance(num_samples, int) or num_samples < 0:
-        raise ValueError(f"`num_samples` must be an integer >= 0, got {num_samples!r}.")
+        raise UserInputError(f"`num_samples` must be an integer >= 0, got {num_samples!r}.")
     pipe = pipeline or FlowPipeline.from_pretrained(folder)
     flow = pipe.flow
     test = hdata.load_dataset(dataset, split)
     if test.levels != flow.config.pixel_levels:
-        raise ValueError(
+        raise UserInputError(
             f"The model was trained on {flow.config.pixel_levels} grey levels but `{dataset}` has {test.levels}: "
             "pass the dataset it was trained on."
         )

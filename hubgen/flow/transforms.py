@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserInputError
 from ..metrics.units import inverse_logit_transform, logit_transform, logit_transform_log_det
 
 __all__ = [
@@ -92,7 +93,7 @@ class Squeeze(nn.Module):
 
     def forward(self, x):
         if x.shape[2] % 2 or x.shape[3] % 2:
-            raise ValueError(f"Squeeze needs an even height and width, got {tuple(x.shape[2:])}.")
+            raise UserInputError(f"Squeeze needs an even height and width, got {tuple(x.shape[2:])}.")
         return squeeze(x), _zeros(x)
 
     def inverse(self, y):
@@ -230,7 +231,7 @@ class AffineCoupling(nn.Module):
     def __init__(self, num_channels: int, hidden_channels: int):
         super().__init__()
         if num_channels < 2:
-            raise ValueError(f"An affine coupling needs at least 2 channels, got {num_channels}.")
+            raise UserInputError(f"An affine coupling needs at least 2 channels, got {num_channels}.")
         self.num_pass = num_channels // 2
         self.net = coupling_network(self.num_pass, hidden_channels, 2 * (num_channels - self.num_pass))
 

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, show_grid, show_value_errors
+from ..errors import UserInputError
 from .catalog import LEADERBOARD_COLUMNS, Catalog, ModelEntry, PipelineCache, card_markdown, leaderboard_rows
 
 __all__ = ["build_gallery", "gallery_from_env", "tiles", "open_model", "sample", "leaderboard"]
@@ -90,7 +91,7 @@ def sample(catalog: Catalog, cache: PipelineCache, model_id: str, seed, num_imag
     kwargs = {"generator": torch.Generator().manual_seed(seed), "output_type": "pt"}
     if "prompt" in accepted:
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"Model {model_id!r} is text-to-image: `prompt` must be a non-empty text, got {prompt!r}.")
+            raise UserInputError(f"Model {model_id!r} is text-to-image: `prompt` must be a non-empty text, got {prompt!r}.")
         kwargs.update(prompt=prompt, num_images_per_prompt=num_images)
     else:
         kwargs["batch_size"] = num_images
@@ -119,7 +120,7 @@ def build_gallery(
     import gradio as gr
 
     if not isinstance(concurrency_limit, int) or concurrency_limit < 1:
-        raise ValueError(f"`concurrency_limit` must be an integer >= 1, got {concurrency_limit!r}.")
+        raise UserInputError(f"`concurrency_limit` must be an integer >= 1, got {concurrency_limit!r}.")
     catalog = catalog or Catalog(local_dir, hub=hub, author=author, tags=tags)
     cache = PipelineCache(max_loaded)
     families, datasets = ["All", *catalog.families()], ["All", *catalog.datasets()]
@@ -145,7 +146,7 @@ def build_gallery(
     @show_value_errors
     def generate(model_id, seed, num_images, prompt, steps, progress=gr.Progress()):  # noqa: B008 (gradio's API)
         if not model_id:
-            raise ValueError("Choose a model first: `model_id` is empty.")
+            raise UserInputError("Choose a model first: `model_id` is empty.")
         progress(0, desc=f"loading {model_id}" if model_id not in cache else "sampling")
         return sample(catalog, cache, model_id, seed, num_images, prompt, steps)
 
@@ -230,7 +231,7 @@ def gallery_from_env():
     def env_int(name, default):
         value = os.environ.get(name, str(default))
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+            raise UserInputError(f"{name} must be an integer >= 1, got {value!r}.")
         return int(value)
 
     local = os.environ.get("HUBGEN_GALLERY_DIR", "models") or None

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserInputError
 from ..registry import Family
 
 __all__ = [
@@ -202,11 +203,11 @@ class Catalog:
         limit: int = 100,
     ):
         if local_dir is None and not hub:
-            raise ValueError("The gallery needs a source: pass `local_dir` (a folder of model folders) or `hub=True`.")
+            raise UserInputError("The gallery needs a source: pass `local_dir` (a folder of model folders) or `hub=True`.")
         if local_dir is not None and Path(local_dir).exists() and not Path(local_dir).is_dir():
-            raise ValueError(f"`local_dir` must be a folder of model folders, got the file {local_dir}.")
+            raise UserInputError(f"`local_dir` must be a folder of model folders, got the file {local_dir}.")
         if not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"`limit` must be an integer >= 1, got {limit!r}.")
+            raise UserInputError(f"`limit` must be an integer >= 1, got {limit!r}.")
         self.local_dir = Path(local_dir) if local_dir is not None else None
         self.hub, self.author, self.tags, self.limit = hub, author, list(tags or []), limit
         self.warnings: list[str] = []
@@ -238,7 +239,7 @@ class Catalog:
     def get(self, model_id: str) -> ModelEntry:
         if not isinstance(model_id, str) or model_id not in self.entries:
             known = ", ".join(self.entries) or "none"
-            raise ValueError(f"Unknown model {model_id!r}; the gallery lists: {known}.")
+            raise UserInputError(f"Unknown model {model_id!r}; the gallery lists: {known}.")
         return self.entries[model_id]
 
     def families(self) -> list[str]:
@@ -309,7 +310,7 @@ class PipelineCache:
 
     def __init__(self, max_loaded: int = 3):
         if not isinstance(max_loaded, int) or max_loaded < 1:
-            raise ValueError(f"`max_loaded` must be an integer >= 1, got {max_loaded!r}.")
+            raise UserInputError(f"`max_loaded` must be an integer >= 1, got {max_loaded!r}.")
         self.max_loaded = max_loaded
         self._pipelines: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -317,7 +318,7 @@ class PipelineCache:
 
     def get(self, entry: ModelEntry):
         if entry.error:
-            raise ValueError(f"Model {entry.model_id!r} cannot be loaded: {entry.error}")
+            raise UserInputError(f"Model {entry.model_id!r} cannot be loaded: {entry.error}")
         with self._lock:
             if entry.model_id in self._pipelines:
                 self._pipelines.move_to_end(entry.model_id)
@@ -327,7 +328,7 @@ class PipelineCache:
             try:
                 pipe = load_pipeline(entry.location)
             except (OSError, RuntimeError) as e:
-                raise ValueError(f"Model {entry.model_id!r} could not be loaded: {type(e).__name__}: {e}") from e
+                raise UserInputError(f"Model {entry.model_id!r} could not be loaded: {type(e).__name__}: {e}") from e
             self.loads += 1
             self._pipelines[entry.model_id] = pipe
             while len(self._pipelines) > self.max_loaded:

@@ -36,6 +36,7 @@ from ..demo_utils import (
     MAX_SEED,
     MAX_STEPS,
     TRAINING_INFO,
+    DatasetUnavailableError,
     check_int,
     image_out,
     load_family_pipeline,
@@ -44,6 +45,7 @@ from ..demo_utils import (
     show_grid,
     show_value_errors,
 )
+from ..errors import UserInputError
 from .pipeline_gan import GANPipeline
 
 __all__ = [
@@ -64,10 +66,6 @@ MAX_TRUNCATION = 3.0
 NEAREST_K = 5  # training images shown beside a sample
 
 
-class DatasetUnavailableError(ValueError):
-    """No training dataset is known for the model, or it cannot be loaded or does not match the model."""
-
-
 # -- inputs and loading ---------------------------------------------------------------------------------
 
 
@@ -75,7 +73,7 @@ def check_truncation(value) -> float | None:
     """The UI's truncation value -> None (0: off, the full prior) or t in (0, 3]; else ValueError."""
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not is_number or not math.isfinite(value) or not 0 <= value <= MAX_TRUNCATION:
-        raise ValueError(f"`truncation` must be a number in [0, {MAX_TRUNCATION:g}] (0 = off), got {value!r}.")
+        raise UserInputError(f"`truncation` must be a number in [0, {MAX_TRUNCATION:g}] (0 = off), got {value!r}.")
     return None if value == 0 else float(value)
 
 
@@ -170,7 +168,7 @@ def nearest_training(sample: torch.Tensor, references: torch.Tensor, k: int = NE
     q = sample.reshape(-1).float()  # (D,)
     r = references.reshape(len(references), -1)  # (N, D)
     if r.shape[1] != q.numel():
-        raise ValueError(f"The sample has {q.numel()} values but each reference has {r.shape[1]}.")
+        raise UserInputError(f"The sample has {q.numel()} values but each reference has {r.shape[1]}.")
     score = torch.linalg.vector_norm(r, dim=1).square() - 2 * (r @ q)  # (N,) = ||r - q||^2 - ||q||^2
     candidates = score.topk(min(len(r), k + 16), largest=False).indices  # (m,)
     exact = torch.linalg.vector_norm(r[candidates].double() - q.double(), dim=1)  # (m,)

@@ -27,6 +27,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserInputError
+
 __all__ = [
     "discriminator_loss",
     "generator_loss_non_saturating",
@@ -80,4 +82,4 @@ def losses_for(generator_loss: GeneratorLoss):
         return discriminator_loss, generator_loss_saturating
     if generator_loss == "hinge":
         return hinge_discriminator_loss, hinge_generator_loss
-    raise ValueError(f"`loss` must be 'non_saturating', 'saturating' or 'hinge', got {generator_loss!r}.")
+    raise UserInputError(f"`loss` must be 'non_saturating', 'saturating' or 'hinge', got {generator_loss!r}.")

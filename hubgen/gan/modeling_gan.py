@@ -22,16 +22,18 @@ from diffusers import ConfigMixin, ModelMixin  # noqa: F401  (diffusers' loader 
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from ..errors import UserInputError
+
 __all__ = ["Generator", "Discriminator"]
 
 
 def _check_size(sample_size: int, in_channels: int, base_channels: int, extra_layers: int = 0) -> int:
     if sample_size < 4 or sample_size % 4:
-        raise ValueError(f"`sample_size` must be a multiple of 4 (28 and 8 are), got {sample_size}.")
+        raise UserInputError(f"`sample_size` must be a multiple of 4 (28 and 8 are), got {sample_size}.")
     if in_channels < 1 or base_channels < 1:
-        raise ValueError(f"`in_channels` and `base_channels` must be >= 1, got {in_channels}, {base_channels}.")
+        raise UserInputError(f"`in_channels` and `base_channels` must be >= 1, got {in_channels}, {base_channels}.")
     if isinstance(extra_layers, bool) or not isinstance(extra_layers, int) or extra_layers < 0:
-        raise ValueError(f"`extra_layers` must be an integer >= 0, got {extra_layers!r}.")
+        raise UserInputError(f"`extra_layers` must be an integer >= 0, got {extra_layers!r}.")
     return sample_size // 4
 
 
@@ -59,7 +61,7 @@ class Generator(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if latent_dim < 1:
-            raise ValueError(f"`latent_dim` must be >= 1, got {latent_dim}.")
+            raise UserInputError(f"`latent_dim` must be >= 1, got {latent_dim}.")
         s = _check_size(sample_size, in_channels, base_channels, extra_layers)
         c = base_channels
 

@@ -1,5 +1,6 @@
 """GANPipeline: sample, interpolate and truncate with a trained DCGAN generator.
 
+from ..errors import UserInputError
 from hubgen.gan import GANPipeline
 pipe = GANPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), truncation=0.7).images
@@ -68,7 +69,7 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         d = self.generator.config.latent_dim
         z = seed_or_latent(value, d)
         if z is None:
-            raise ValueError(f"Interpolation end points must be int seeds or latents of size {d}, got {value!r}.")
+            raise UserInputError(f"Interpolation end points must be int seeds or latents of size {d}, got {value!r}.")
         return z
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -102,7 +103,7 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         if truncation is not None and not (
             isinstance(truncation, (int, float)) and 0 < truncation and math.isfinite(truncation)
         ):
-            raise ValueError(f"`truncation` must be None or a positive number, got {truncation!r}.")
+            raise UserInputError(f"`truncation` must be None or a positive number, got {truncation!r}.")
 
         # 2. Draw z ~ N(0, I), or from the normal truncated to [-truncation, truncation]
         if latents is None:
@@ -117,7 +118,7 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
     def interpolate(self, a, b, steps: int = 8, output_type: str = "pil"):
         """Images along the great circle between the latents of `a` and `b` (int seeds or latent vectors)."""
         if not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"`steps` must be an integer >= 2, got {steps!r}.")
+            raise UserInputError(f"`steps` must be an integer >= 2, got {steps!r}.")
         check_output_type(output_type)
         z = slerp(self._latent(a), self._latent(b), torch.linspace(0, 1, steps))  # (steps, D)
         return convert_images(self._decode(z), output_type)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import data as hdata
+from ..errors import UserInputError
 from ..training import (
     check_output_dir,
     config_dict,
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set = hdata.load_dataset(args.dataset, "train")
     c, h, w = train_set.image_shape
     if h != w or h % 4:
-        raise ValueError(f"The DCGAN needs square images with a side divisible by 4; {args.dataset!r} has {h}x{w}.")
+        raise UserInputError(f"The DCGAN needs square images with a side divisible by 4; {args.dataset!r} has {h}x{w}.")
     d_loss_fn, g_loss_fn = gan_losses.losses_for(args.loss)
 
     accelerator = make_accelerator(args, "gan")
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
     if len(loader) == 0:
-        raise ValueError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
+        raise UserInputError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
     gen, disc, opt_g, opt_d, loader = accelerator.prepare(gen, disc, opt_g, opt_d, loader)
     gen_ema.to(accelerator.device)
     ema = EMAModel(gen_ema.parameters(), decay=args.ema_decay)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if resume is not None:
         saved = load_checkpoint(accelerator, resume, models, optimizers)
         if saved["state"]["generator_config"] != config_dict(accelerator.unwrap_model(gen)):
-            raise ValueError(f"Checkpoint {resume} holds a generator with another configuration than these arguments.")
+            raise UserInputError(f"Checkpoint {resume} holds a generator with another configuration than these arguments.")
         step, batches_seen = saved["step"], saved["state"]["batches_seen"]
         history, trained_seconds = saved["state"]["history"], saved["state"]["trained_seconds"]
         ema = EMAModel(gen_ema.parameters(), decay=args.ema_decay)
@@ -369,7 +370,7 @@ def evaluate(
     folder = Path(folder)
     dataset, _ = recorded_dataset(folder, dataset)
     if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"A GAN is evaluated on samples only: `num_samples` must be >= 1, got {num_samples!r}.")
+        raise UserInputError(f"A GAN is evaluated on samples only: `num_samples` must be >= 1, got {num_samples!r}.")
     pipe = pipeline or GANPipeline.from_pretrained(folder)
     samples = pipe(num_samples, generator=torch.Generator().manual_seed(seed), truncation=truncation,
                    output_type="pt").images  # fmt: skip

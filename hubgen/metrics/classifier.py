@@ -36,6 +36,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from torch import nn
 
+from ..errors import UserInputError
+
 __all__ = [
     "DigitClassifier",
     "ShippedClassifier",
@@ -81,17 +83,17 @@ class DigitClassifier(ModelMixin, ConfigMixin):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if min(sample_size, in_channels, num_classes, feature_dim) < 1 or not widths or min(widths) < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"`sample_size`, `in_channels`, `num_classes`, `feature_dim` and `widths` must be positive, got "
                 f"{sample_size}, {in_channels}, {num_classes}, {feature_dim}, {list(widths)}."
             )
         if sample_size // 2 ** len(widths) < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"{len(widths)} stages (`widths`={list(widths)}) halve the image {len(widths)} times: "
                 f"`sample_size` {sample_size} is too small (needs >= {2 ** len(widths)})."
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
+            raise UserInputError(f"`dropout` must be in [0, 1), got {dropout}.")
         stages, c = [], in_channels
         for w in widths:
             stages.append(
@@ -117,7 +119,7 @@ class DigitClassifier(ModelMixin, ConfigMixin):
     def check_images(self, x: torch.Tensor, name: str = "images") -> None:
         expected = self.image_shape
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
+            raise UserInputError(
                 f"`{name}` must have shape (N, {', '.join(map(str, expected))}) for this classifier, "
                 f"got {tuple(x.shape)}."
             )
@@ -192,7 +194,7 @@ def _entry(name_or_size: str | int) -> ShippedClassifier:
         for entry in CLASSIFIERS.values():
             if size is not None and entry.sample_size == size:
                 return entry
-    raise ValueError(f"Unknown digit classifier {name_or_size!r}: accepted are {accepted} (a name or image size).")
+    raise UserInputError(f"Unknown digit classifier {name_or_size!r}: accepted are {accepted} (a name or image size).")
 
 
 @functools.lru_cache(maxsize=8)
@@ -212,13 +214,13 @@ def load_classifier(name_or_size: str | int) -> DigitClassifier:
     entry = _entry(name_or_size)
     path = entry.weights_file
     if not path.is_file() or not (Path(entry.folder) / CONFIG_NAME).is_file():
-        raise ValueError(
+        raise UserInputError(
             f"The {entry.name!r} digit classifier is missing: {entry.folder} must hold {CONFIG_NAME} and "
             f"{SAFETENSORS_WEIGHTS_NAME} (package data of hubgen.metrics; reinstall hubgen)."
         )
     found = file_sha256(path)
     if found != entry.sha256:
-        raise ValueError(
+        raise UserInputError(
             f"The weights of the {entry.name!r} digit classifier ({path}) have sha256 {found}, but hubgen expects "
             f"{entry.sha256}: the file was changed or replaced, and figures computed with it would not be "
             "comparable. Reinstall hubgen, or retrain and update the constant in hubgen/metrics/classifier.py."
@@ -260,23 +262,23 @@ def extract(
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"`images` must be a tensor (N, C, H, W), got {type(images).__name__}.")
+        raise UserInputError(f"`images` must be a tensor (N, C, H, W), got {type(images).__name__}.")
     classifier.check_images(images)
     if not images.is_floating_point():
-        raise ValueError(
+        raise UserInputError(
             f"`images` must be float intensities in [0, 1], got dtype {images.dtype} (for uint8 pixels pass "
             "`images.float() / 255`)."
         )
     if len(images) == 0:
-        raise ValueError("`images` is empty: there is nothing to extract features from.")
+        raise UserInputError("`images` is empty: there is nothing to extract features from.")
     lo, hi = images.min().item(), images.max().item()
     if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(
+        raise UserInputError(
             f"`images` must hold intensities in [0, 1], got values in [{lo:.3f}, {hi:.3f}] (map [-1, 1] outputs "
             "with (x + 1) / 2)."
         )
     if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+        raise UserInputError(f"`batch_size` must be >= 1, got {batch_size}.")
     was_training = classifier.training
     classifier.eval()
     feats, probs = [], []

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+from ..errors import UserInputError
+
 __all__ = ["feature_statistics", "frechet_distance", "save_statistics", "load_statistics"]
 
 
@@ -40,11 +42,11 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     """
     x = _as_float64(features, "features")
     if x.ndim != 2:
-        raise ValueError(f"`features` must be a 2-D array (N, F), got shape {x.shape}.")
+        raise UserInputError(f"`features` must be a 2-D array (N, F), got shape {x.shape}.")
     if x.shape[0] < 2:
-        raise ValueError(f"`features` needs at least 2 rows to estimate a covariance, got {x.shape[0]}.")
+        raise UserInputError(f"`features` needs at least 2 rows to estimate a covariance, got {x.shape[0]}.")
     if not np.all(np.isfinite(x)):
-        raise ValueError("`features` contains NaN or infinite values.")
+        raise UserInputError("`features` contains NaN or infinite values.")
     mu = x.mean(axis=0)  # (F,)
     sigma = np.atleast_2d(np.cov(x, rowvar=False))  # (F, F); atleast_2d keeps F = 1 a (1, 1) matrix
     return mu, sigma
@@ -56,20 +58,20 @@ def _as_float64(a, name: str) -> np.ndarray:
     try:
         return np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`{name}` must be a numeric array, got {type(a).__name__} ({e}).") from e
+        raise UserInputError(f"`{name}` must be a numeric array, got {type(a).__name__} ({e}).") from e
 
 
 def _check_statistics(mu, sigma, which: str) -> tuple[np.ndarray, np.ndarray]:
     mu, sigma = _as_float64(mu, f"mu{which}"), _as_float64(sigma, f"sigma{which}")
     if mu.ndim != 1:
-        raise ValueError(f"`mu{which}` must be a 1-D vector (F,), got shape {mu.shape}.")
+        raise UserInputError(f"`mu{which}` must be a 1-D vector (F,), got shape {mu.shape}.")
     if sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"`sigma{which}` must have shape (F, F) = {(mu.shape[0],) * 2}, got {sigma.shape}.")
+        raise UserInputError(f"`sigma{which}` must have shape (F, F) = {(mu.shape[0],) * 2}, got {sigma.shape}.")
     if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
-        raise ValueError(f"`mu{which}` / `sigma{which}` contain NaN or infinite values.")
+        raise UserInputError(f"`mu{which}` / `sigma{which}` contain NaN or infinite values.")
     scale = max(float(np.abs(sigma).max()), 1e-300)
     if np.abs(sigma - sigma.T).max() > 1e-6 * scale:
-        raise ValueError(f"`sigma{which}` is not symmetric: it is not a covariance matrix.")
+        raise UserInputError(f"`sigma{which}` is not symmetric: it is not a covariance matrix.")
     return mu, 0.5 * (sigma + sigma.T)
 
 
@@ -116,7 +118,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, sigma1 = _check_statistics(mu1, sigma1, "1")
     mu2, sigma2 = _check_statistics(mu2, sigma2, "2")
     if mu1.shape != mu2.shape:
-        raise ValueError(f"`mu1` and `mu2` have different feature dimensions: {mu1.shape} vs {mu2.shape}.")
+        raise UserInputError(f"`mu1` and `mu2` have different feature dimensions: {mu1.shape} vs {mu2.shape}.")
     diff = mu1 - mu2
     reason = None
     try:
@@ -149,7 +151,7 @@ def save_statistics(path: str | os.PathLike, mu, sigma, **meta) -> Path:
     try:
         meta_json = json.dumps(meta, sort_keys=True)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`meta` must be JSON-serializable (str, numbers, lists, dicts), got {meta!r}: {e}") from e
+        raise UserInputError(f"`meta` must be JSON-serializable (str, numbers, lists, dicts), got {meta!r}: {e}") from e
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -172,10 +174,10 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
         with np.load(path, allow_pickle=False) as f:
             missing = {"mu", "sigma"} - set(f.files)
             if missing:
-                raise ValueError(f"{path} is not a statistics file: it lacks {sorted(missing)}.")
+                raise UserInputError(f"{path} is not a statistics file: it lacks {sorted(missing)}.")
             mu, sigma = f["mu"], f["sigma"]
             meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
     except (OSError, EOFError, json.JSONDecodeError) as e:
-        raise ValueError(f"Cannot read statistics file {path}: {type(e).__name__}: {e}") from e
+        raise UserInputError(f"Cannot read statistics file {path}: {type(e).__name__}: {e}") from e
     mu, sigma = _check_statistics(mu, sigma, "")
     return mu, sigma, meta

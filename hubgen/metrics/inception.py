@@ -31,6 +31,8 @@ import torch
 
 from hubgen.metrics.frechet import feature_statistics, frechet_distance
 
+from ..errors import UserInputError
+
 __all__ = ["inception_fid"]
 
 _NEEDS = (
@@ -45,13 +47,13 @@ def _as_uint8_rgb(images, name: str) -> torch.Tensor:
     """(B, C, H, W) floats in [0, 1] (C = 1 or 3) -> (B, 3, H, W) uint8 0..255, the input the extractors take."""
     x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"`{name}` must be images (B, C, H, W) with C = 1 or 3, got shape {tuple(x.shape)}.")
+        raise UserInputError(f"`{name}` must be images (B, C, H, W) with C = 1 or 3, got shape {tuple(x.shape)}.")
     if x.shape[0] < 2:
-        raise ValueError(f"`{name}` needs at least 2 images to estimate a covariance, got {x.shape[0]}.")
+        raise UserInputError(f"`{name}` needs at least 2 images to estimate a covariance, got {x.shape[0]}.")
     if x.dtype != torch.uint8:
         x = x.double()
         if x.min() < 0 or x.max() > 1:
-            raise ValueError(f"`{name}` must hold pixels in [0, 1], got {float(x.min()):.3g}..{float(x.max()):.3g}.")
+            raise UserInputError(f"`{name}` must hold pixels in [0, 1], got {float(x.min()):.3g}..{float(x.max()):.3g}.")
         x = (x * 255).round().to(torch.uint8)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grey -> RGB
 
@@ -90,9 +92,9 @@ def inception_fid(real_images, fake_images, weights_path: str | os.PathLike | No
     the usual protocol is 10k or 50k images; compare only at equal N, and label it "Inception FID".
     """
     if weights_path is None or not Path(weights_path).expanduser().is_file():
-        raise ValueError(f"`weights_path` {weights_path!r} is not an existing file. {_NEEDS}")
+        raise UserInputError(f"`weights_path` {weights_path!r} is not an existing file. {_NEEDS}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
+        raise UserInputError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
     weights_path = str(Path(weights_path).expanduser())
     real = _as_uint8_rgb(real_images, "real_images")
     fake = _as_uint8_rgb(fake_images, "fake_images")
@@ -102,4 +104,4 @@ def inception_fid(real_images, fake_images, weights_path: str | os.PathLike | No
             return backend(real, fake, weights_path, batch_size)
         except ImportError as e:  # library not installed: try the next one
             errors.append(f"{e}")
-    raise ValueError(f"No Inception feature library is installed ({'; '.join(errors)}). {_NEEDS}")
+    raise UserInputError(f"No Inception feature library is installed ({'; '.join(errors)}). {_NEEDS}")

@@ -30,6 +30,8 @@ from PIL import Image
 
 from hubgen.pipeline_utils import make_grid
 
+from ..errors import UserInputError
+
 __all__ = ["nearest_neighbours", "memorization_report", "nearest_neighbour_grid"]
 
 
@@ -37,10 +39,10 @@ def _flatten(images, name: str) -> torch.Tensor:
     """(N, ...) numpy array or torch tensor -> (N, D) float64 tensor; uint8 pixels are divided by 255."""
     x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
     if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"`{name}` must be a non-empty batch (N, ...), got shape {tuple(x.shape)}.")
+        raise UserInputError(f"`{name}` must be a non-empty batch (N, ...), got shape {tuple(x.shape)}.")
     x = x.double() / 255.0 if x.dtype == torch.uint8 else x.double()
     if not torch.isfinite(x).all():
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
+        raise UserInputError(f"`{name}` contains NaN or infinite values.")
     return x.reshape(x.shape[0], -1)  # (N, D)
 
 
@@ -56,9 +58,9 @@ def nearest_neighbours(queries, references, batch_size: int = 256) -> tuple[np.n
     q = _flatten(queries, "queries")  # (N, D)
     r = _flatten(references, "references")  # (R, D)
     if q.shape[1] != r.shape[1]:
-        raise ValueError(f"`queries` have {q.shape[1]} values per item but `references` have {r.shape[1]}.")
+        raise UserInputError(f"`queries` have {q.shape[1]} values per item but `references` have {r.shape[1]}.")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
+        raise UserInputError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
     indices = torch.empty(q.shape[0], dtype=torch.int64)
     for start in range(0, q.shape[0], batch_size):
         d = torch.cdist(q[start : start + batch_size], r)  # (b, R)
@@ -80,7 +82,7 @@ def _summary(d: np.ndarray) -> dict:
 def _flatten_unit_range(images, name: str) -> torch.Tensor:
     x = _flatten(images, name)  # (N, D) float64
     if x.min() < -1e-6 or x.max() > 1 + 1e-6:
-        raise ValueError(
+        raise UserInputError(
             f"`{name}` must hold pixels in [0, 1] (or uint8), got values from {float(x.min()):.3g} to "
             f"{float(x.max()):.3g}; distances between differently scaled images mean nothing."
         )
@@ -124,7 +126,7 @@ def _as_image_batch(images, name: str) -> torch.Tensor:
     if x.ndim == 3:
         x = x.unsqueeze(1)  # (B, H, W) -> (B, 1, H, W)
     if x.ndim != 4:
-        raise ValueError(f"`{name}` must be images (B, C, H, W) or (B, H, W), got shape {tuple(x.shape)}.")
+        raise UserInputError(f"`{name}` must be images (B, C, H, W) or (B, H, W), got shape {tuple(x.shape)}.")
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
@@ -139,13 +141,13 @@ def nearest_neighbour_grid(samples, train_images, indices, num: int = 16, min_ti
     t = _as_image_batch(train_images, "train_images")
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
     if idx.ndim != 1 or idx.shape[0] != s.shape[0]:
-        raise ValueError(f"`indices` must be 1-D with one entry per sample ({s.shape[0]}), got {tuple(idx.shape)}.")
+        raise UserInputError(f"`indices` must be 1-D with one entry per sample ({s.shape[0]}), got {tuple(idx.shape)}.")
     if idx.numel() and (idx.min() < 0 or idx.max() >= t.shape[0]):
-        raise ValueError(f"`indices` must index `train_images` (0..{t.shape[0] - 1}), got {idx.min()}..{idx.max()}.")
+        raise UserInputError(f"`indices` must index `train_images` (0..{t.shape[0] - 1}), got {idx.min()}..{idx.max()}.")
     if s.shape[1:] != t.shape[1:]:
-        raise ValueError(f"`samples` {tuple(s.shape[1:])} and `train_images` {tuple(t.shape[1:])} differ in shape.")
+        raise UserInputError(f"`samples` {tuple(s.shape[1:])} and `train_images` {tuple(t.shape[1:])} differ in shape.")
     if not isinstance(num, int) or num < 1:
-        raise ValueError(f"`num` must be an integer >= 1, got {num!r}.")
+        raise UserInputError(f"`num` must be an integer >= 1, got {num!r}.")
     n = min(num, s.shape[0])
     rows = torch.cat([s[:n], t[idx[:n]]]).clamp(0, 1)  # (2n, C, H, W): samples, then their neighbours
     scale = max(1, -(-min_tile_px // s.shape[-1]))  # ceil(min_tile_px / W)

@@ -28,6 +28,8 @@ invented. Report its test accuracy (and version) beside them.
 
 import numpy as np
 
+from ..errors import UserInputError
+
 __all__ = ["class_histogram", "mode_coverage", "label_accuracy", "SMOOTHING", "DEFAULT_THRESHOLD_FRACTION"]
 
 SMOOTHING = 1e-6
@@ -39,10 +41,10 @@ def _as_labels(labels, name: str) -> np.ndarray:
         labels = labels.detach().cpu().numpy()
     a = np.asarray(labels)
     if a.ndim != 1 or a.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty 1-D array of class indices, got shape {a.shape}.")
+        raise UserInputError(f"`{name}` must be a non-empty 1-D array of class indices, got shape {a.shape}.")
     if not np.issubdtype(a.dtype, np.integer):
         if not (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a))):
-            raise ValueError(f"`{name}` must hold integer class indices, got dtype {a.dtype}.")
+            raise UserInputError(f"`{name}` must hold integer class indices, got dtype {a.dtype}.")
         a = a.astype(np.int64)
     return a.astype(np.int64)
 
@@ -50,10 +52,10 @@ def _as_labels(labels, name: str) -> np.ndarray:
 def class_histogram(labels, num_classes: int = 10) -> np.ndarray:
     """p(c) = 1/N sum_i 1[label_i = c] for c = 0..num_classes-1: the normalised class histogram (float64)."""
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be an integer >= 1, got {num_classes!r}.")
+        raise UserInputError(f"`num_classes` must be an integer >= 1, got {num_classes!r}.")
     y = _as_labels(labels, "labels")
     if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"`labels` must lie in 0..{num_classes - 1}, got values from {y.min()} to {y.max()}.")
+        raise UserInputError(f"`labels` must lie in 0..{num_classes - 1}, got values from {y.min()} to {y.max()}.")
     return np.bincount(y, minlength=num_classes).astype(np.float64) / y.size
 
 
@@ -83,15 +85,15 @@ def mode_coverage(predicted_labels, reference_histogram, threshold=None, num_cla
     p = class_histogram(predicted_labels, num_classes)
     q = np.asarray(reference_histogram, dtype=np.float64)
     if q.shape != (num_classes,):
-        raise ValueError(f"`reference_histogram` must have shape ({num_classes},), got {q.shape}.")
+        raise UserInputError(f"`reference_histogram` must have shape ({num_classes},), got {q.shape}.")
     if not np.all(np.isfinite(q)) or np.any(q < 0) or q.sum() <= 0:
-        raise ValueError(f"`reference_histogram` must be non-negative with a positive sum, got {q.tolist()}.")
+        raise UserInputError(f"`reference_histogram` must be non-negative with a positive sum, got {q.tolist()}.")
     q = q / q.sum()
     if threshold is None:
         t = DEFAULT_THRESHOLD_FRACTION * q  # t_c = 0.25 p_data(c)
     else:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"`threshold` must be None or a share in [0, 1], got {threshold!r}.")
+            raise UserInputError(f"`threshold` must be None or a share in [0, 1], got {threshold!r}.")
         t = np.full(num_classes, float(threshold))
     is_mode = q > 0
     covered = is_mode & (p > 0) & (p >= t)
@@ -117,7 +119,7 @@ def label_accuracy(predicted_labels, requested_labels) -> float:
     pred = _as_labels(predicted_labels, "predicted_labels")
     req = _as_labels(requested_labels, "requested_labels")
     if pred.shape != req.shape:
-        raise ValueError(
+        raise UserInputError(
             f"`predicted_labels` ({pred.shape[0]}) and `requested_labels` ({req.shape[0]}) differ in length."
         )
     return float(np.mean(pred == req))

@@ -36,6 +36,8 @@ which that real point is the k-th neighbour, and counts inside them.
 import numpy as np
 import torch
 
+from ..errors import UserInputError
+
 __all__ = ["precision_recall_density_coverage", "kth_neighbour_radii"]
 
 
@@ -45,17 +47,17 @@ def _as_features(a, name: str) -> torch.Tensor:
     else:
         x = torch.from_numpy(np.asarray(a, dtype=np.float64))
     if x.ndim != 2:
-        raise ValueError(f"`{name}` must be a 2-D array (N, F), got shape {tuple(x.shape)}.")
+        raise UserInputError(f"`{name}` must be a 2-D array (N, F), got shape {tuple(x.shape)}.")
     if not torch.isfinite(x).all():
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
+        raise UserInputError(f"`{name}` contains NaN or infinite values.")
     return x
 
 
 def _check_k(k, n: int, name: str) -> None:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"`k` must be an integer >= 1, got {k!r}.")
+        raise UserInputError(f"`k` must be an integer >= 1, got {k!r}.")
     if k >= n:
-        raise ValueError(
+        raise UserInputError(
             f"`k` must be smaller than the number of rows of `{name}` ({n}): the k-th neighbour excludes the "
             f"point itself, so at most {n - 1} neighbours exist; got k={k}."
         )
@@ -106,11 +108,11 @@ def precision_recall_density_coverage(real_features, fake_features, k: int = 5, 
     x = _as_features(real_features, "real_features")  # (N, F)
     y = _as_features(fake_features, "fake_features")  # (M, F)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"`real_features` has {x.shape[1]} features per row but `fake_features` has {y.shape[1]}.")
+        raise UserInputError(f"`real_features` has {x.shape[1]} features per row but `fake_features` has {y.shape[1]}.")
     _check_k(k, x.shape[0], "real_features")
     _check_k(k, y.shape[0], "fake_features")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
+        raise UserInputError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
     n, m = x.shape[0], y.shape[0]
     centre = x.mean(dim=0)
     x, y = x - centre, y - centre  # distances are unchanged; smaller norms mean smaller cdist rounding

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data import ImageDataset, load_dataset
+from ..errors import UserInputError
 from .classifier import classifier_info, extract, feature_network_id, load_classifier
 from .frechet import feature_statistics, frechet_distance, load_statistics, save_statistics
 from .memorization import memorization_report, nearest_neighbour_grid
@@ -35,9 +36,12 @@ __all__ = ["evaluate_samples", "reference_statistics", "network_for_size", "form
 NETWORK_FOR_SIZE = {28: "mnist", 8: "digits"}
 
 
+NEAREST_NEIGHBOURS = "nearest_neighbours.png"  # the picture name every card links
+
+
 def network_for_size(size: int) -> str:
     if size not in NETWORK_FOR_SIZE:
-        raise ValueError(
+        raise UserInputError(
             f"No frozen digit classifier for {size}x{size} images; sample-quality metrics exist for sizes "
             f"{sorted(NETWORK_FOR_SIZE)}."
         )
@@ -93,23 +97,23 @@ def evaluate_samples(
     seed: int,
     k: int = 5,
     reference_split: str = "test",
-    grid_path: str | Path | None = None,
 ) -> dict:
     """All sample-quality figures for `samples` (N, 1, H, W) in [0, 1]; see the module docstring.
 
-    `seed` is the seed the caller drew the samples with (recorded, not used). Writes the nearest-neighbour
-    grid (samples beside their nearest training images) to `grid_path` when given.
+    `seed` is the seed the caller drew the samples with (recorded, not used). The report's "pictures" entry
+    ({file name: PIL image}, not JSON) holds the nearest-neighbour grid (samples beside their nearest training
+    images): the caller pops it into its EvalResult, which hubgen.model_folder writes; metrics write no files.
     """
     if samples.ndim != 4 or samples.shape[1] != 1 or samples.shape[2] != samples.shape[3]:
-        raise ValueError(f"`samples` must have shape (N, 1, H, H), got {tuple(samples.shape)}.")
+        raise UserInputError(f"`samples` must have shape (N, 1, H, H), got {tuple(samples.shape)}.")
     n = samples.shape[0]
     if n <= k:
-        raise ValueError(f"Sample-quality metrics need more samples than k = {k}, got {n}.")
+        raise UserInputError(f"Sample-quality metrics need more samples than k = {k}, got {n}.")
     network = network_for_size(samples.shape[-1])
     classifier = load_classifier(network)
     test, train = load_dataset(dataset, reference_split), load_dataset(dataset, "train")
     if test.image_shape != tuple(samples.shape[1:]):
-        raise ValueError(f"Samples of shape {tuple(samples.shape[1:])} do not match dataset images {test.image_shape}.")
+        raise UserInputError(f"Samples of shape {tuple(samples.shape[1:])} do not match dataset images {test.image_shape}.")
     samples = samples.detach().float().cpu().clamp(0, 1)
 
     # 1. Frechet distance in the classifier's features, and its floor at the same N
@@ -133,8 +137,7 @@ def evaluate_samples(
 
     # 4. Memorization in pixel space, against as many held-out test images as samples
     memo = memorization_report(samples, _intensities(train), _intensities(test, n_real))
-    if grid_path is not None:
-        nearest_neighbour_grid(samples, _intensities(train), memo["nn_indices"]).save(grid_path)
+    grid = nearest_neighbour_grid(samples, _intensities(train), memo["nn_indices"])
     memo = {key: value for key, value in memo.items() if key not in ("nn_indices", "nn_distances")}
     if modes is not None:
         modes["threshold_description"] = "its share of the samples is at least a quarter of its share of the data"
@@ -150,6 +153,7 @@ def evaluate_samples(
         "prdc": prdc,
         "modes": _jsonable(modes),
         "memorization": _jsonable(memo),
+        "pictures": {NEAREST_NEIGHBOURS: grid},
     }
 
 

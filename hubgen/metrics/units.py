@@ -40,6 +40,8 @@ import math
 
 import torch
 
+from ..errors import UserInputError
+
 __all__ = [
     "nats_to_bits",
     "bits_to_nats",
@@ -55,9 +57,9 @@ LN2 = math.log(2.0)
 
 def _check_dims(num_dims, num_levels) -> None:
     if isinstance(num_dims, bool) or not isinstance(num_dims, int) or num_dims < 1:
-        raise ValueError(f"`num_dims` must be a positive integer (values per example), got {num_dims!r}.")
+        raise UserInputError(f"`num_dims` must be a positive integer (values per example), got {num_dims!r}.")
     if num_levels is not None and (isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2):
-        raise ValueError(f"`num_levels` must be None (discrete data) or an integer >= 2, got {num_levels!r}.")
+        raise UserInputError(f"`num_levels` must be None (discrete data) or an integer >= 2, got {num_levels!r}.")
 
 
 def nats_to_bits(nats):
@@ -96,7 +98,7 @@ def bits_per_dim_to_nats(bits_per_dim, num_dims: int, num_levels: int | None = N
 
 def _check_alpha(alpha) -> None:
     if not 0.0 <= alpha < 0.5:
-        raise ValueError(f"`alpha` must lie in [0, 0.5) so that alpha + (1 - 2 alpha) x stays in (0, 1), got {alpha}.")
+        raise UserInputError(f"`alpha` must lie in [0, 0.5) so that alpha + (1 - 2 alpha) x stays in (0, 1), got {alpha}.")
 
 
 def logit_transform(x: torch.Tensor, alpha: float = 0.05) -> torch.Tensor:

@@ -16,6 +16,8 @@ saves to and loads from a pipeline's `tokenizer/` folder like any Hub tokenizer.
 
 import torch
 
+from ..errors import UserInputError
+
 __all__ = [
     "DIGIT_NAMES",
     "TRAIN_TEMPLATES",
@@ -71,7 +73,7 @@ SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3
 def caption(template: str, label: int) -> str:
     """Fill `template` for digit `label` (0..9)."""
     if not 0 <= int(label) <= 9:
-        raise ValueError(f"`label` must be a digit 0..9, got {label!r}.")
+        raise UserInputError(f"`label` must be a digit 0..9, got {label!r}.")
     return template.format(name=DIGIT_NAMES[int(label)], digit=int(label))
 
 
@@ -139,7 +141,7 @@ def caption_table(tokenizer, templates, max_length: int) -> tuple[torch.Tensor, 
     texts = captions_for(templates)
     for text, ids in zip(texts, tokenizer(texts).input_ids, strict=True):
         if len(ids) > max_length:
-            raise ValueError(f"The caption {text!r} is longer than the {max_length} tokens the text encoder takes.")
+            raise UserInputError(f"The caption {text!r} is longer than the {max_length} tokens the text encoder takes.")
     enc = tokenizer(texts, padding="max_length", max_length=max_length, truncation=False, return_tensors="pt")
     shape = (len(templates), 10, max_length)
     return enc.input_ids.reshape(shape), enc.attention_mask.reshape(shape)

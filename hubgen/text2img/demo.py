@@ -32,6 +32,7 @@ from ..demo_utils import (
     show_grid,
     show_value_errors,
 )
+from ..errors import UserInputError
 from .pipeline_text2img import SAMPLERS, Text2ImagePipeline
 
 __all__ = [
@@ -78,7 +79,7 @@ def describe(pipe: Text2ImagePipeline) -> str:
 def check_guidance_scale(value) -> float:
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not is_number or not math.isfinite(value) or not 0 <= value <= MAX_GUIDANCE:
-        raise ValueError(
+        raise UserInputError(
             f"`guidance_scale` must be a number in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {value!r}."
         )
     return float(value)
@@ -86,7 +87,7 @@ def check_guidance_scale(value) -> float:
 
 def check_sampler(value) -> str:
     if value not in SAMPLERS:
-        raise ValueError(f"`sampler` must be one of {sorted(SAMPLERS)}, got {value!r}.")
+        raise UserInputError(f"`sampler` must be one of {sorted(SAMPLERS)}, got {value!r}.")
     return value
 
 
@@ -106,7 +107,7 @@ def _negative(negative_prompt) -> str | None:
     if negative_prompt is None:
         return None
     if not isinstance(negative_prompt, str):
-        raise ValueError(f"`negative_prompt` must be a string, got {type(negative_prompt).__name__}.")
+        raise UserInputError(f"`negative_prompt` must be a string, got {type(negative_prompt).__name__}.")
     return negative_prompt if negative_prompt.strip() else None
 
 

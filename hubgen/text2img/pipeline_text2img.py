@@ -44,12 +44,13 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..diffusion.scheduling import guided_eps
+from ..errors import UserInputError
 from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images
 
 __all__ = ["Text2ImagePipeline", "SAMPLERS", "make_scheduler", "guided_eps"]
 
 # Sampler names -> (scheduler class, config overrides): each is built from the saved scheduler's configuration.
-# "ddpm", "ddim" and "dpmsolver++" are the DDPM family's names (hubgen.diffusion.pipeline_ddpm) for the same samplers.
+# "ddpm", "ddim" and "dpmsolver++" are the DDPM family's names (hubgen.ddpm.pipeline_ddpm) for the same samplers.
 SAMPLERS: dict[str, tuple[type, dict]] = {
     "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "sde-dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
@@ -66,7 +67,7 @@ def make_scheduler(sampler, config) -> SchedulerMixin:
     (whose class is used). A fresh one per call: schedulers keep per-run state (step index, solver history)."""
     if isinstance(sampler, str):
         if sampler not in SAMPLERS:
-            raise ValueError(
+            raise UserInputError(
                 f"`sampler` must be one of {sorted(SAMPLERS)} (or a diffusers scheduler), got {sampler!r}."
             )
         cls, overrides = SAMPLERS[sampler]
@@ -75,7 +76,7 @@ def make_scheduler(sampler, config) -> SchedulerMixin:
         return sampler.from_config(config)
     if isinstance(sampler, SchedulerMixin):
         return type(sampler).from_config(sampler.config)
-    raise ValueError(
+    raise UserInputError(
         f"`sampler` must be None, a name in {sorted(SAMPLERS)}, a diffusers scheduler class or instance, got "
         f"{type(sampler).__name__}."
     )
@@ -85,14 +86,14 @@ def _as_prompt_list(value, name: str, allow_empty: bool) -> list[str]:
     prompts = [value] if isinstance(value, str) else value
     if not isinstance(prompts, (list, tuple)) or not prompts:
         got = "an empty list" if isinstance(prompts, (list, tuple)) else type(value).__name__
-        raise ValueError(f"`{name}` must be a string or a non-empty list of strings, got {got}.")
+        raise UserInputError(f"`{name}` must be a string or a non-empty list of strings, got {got}.")
     for p in prompts:
         if not isinstance(p, str):
-            raise ValueError(f"`{name}` must be a string or a list of strings, got a list holding {type(p).__name__}.")
+            raise UserInputError(f"`{name}` must be a string or a list of strings, got a list holding {type(p).__name__}.")
     if not allow_empty:
         for p in prompts:
             if not p.strip():
-                raise ValueError(
+                raise UserInputError(
                     f"`{name}` must not be empty, got {p!r}: the empty prompt is the unconditional model, which "
                     "`negative_prompt` (default '') and `guidance_scale` already use."
                 )
@@ -128,7 +129,7 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         limit = self.max_prompt_length
         for p, ids in zip(prompts, self.tokenizer(prompts).input_ids, strict=True):
             if len(ids) > limit:
-                raise ValueError(
+                raise UserInputError(
                     f"`{name}` {p!r} has {len(ids)} tokens, more than the {limit} the text encoder takes "
                     f"(special tokens included); shorten it."
                 )
@@ -205,11 +206,11 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         # 1. Check inputs
         if prompt is None:
             if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-                raise ValueError(f"Pass `prompt`, or `batch_size` >= 1 for unconditional samples; got {batch_size!r}.")
+                raise UserInputError(f"Pass `prompt`, or `batch_size` >= 1 for unconditional samples; got {batch_size!r}.")
             prompts, guidance_scale, negative_prompt = [""] * batch_size, 1.0, None
         else:
             if batch_size is not None:
-                raise ValueError(
+                raise UserInputError(
                     "`batch_size` is for unconditional samples (prompt=None): use `num_images_per_prompt`."
                 )
             prompts = _as_prompt_list(prompt, "prompt", allow_empty=False)
@@ -221,7 +222,7 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             if len(negatives) == 1:
                 negatives = negatives * len(prompts)
             if len(negatives) != len(prompts):
-                raise ValueError(
+                raise UserInputError(
                     f"Got {len(negatives)} `negative_prompt`s for {len(prompts)} prompts; pass one or one each."
                 )
             self.check_prompts(negatives, "negative_prompt")
@@ -230,23 +231,23 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             ("num_images_per_prompt", num_images_per_prompt, 1),
         ]:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+                raise UserInputError(f"`{name}` must be an integer >= {low}, got {value!r}.")
         if (
             isinstance(guidance_scale, bool)
             or not isinstance(guidance_scale, (int, float))
             or not (math.isfinite(guidance_scale) and guidance_scale >= 0)
         ):
-            raise ValueError(
+            raise UserInputError(
                 f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale!r}."
             )
         check_output_type(output_type)
         scheduler = make_scheduler(self.scheduler if sampler is None else sampler, self.scheduler.config)
         total = len(prompts) * num_images_per_prompt
         if isinstance(generator, list) and len(generator) != total:
-            raise ValueError(f"Got {len(generator)} generators for {total} images; pass one per image.")
+            raise UserInputError(f"Got {len(generator)} generators for {total} images; pass one per image.")
         shape = (total, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         if latents is not None and tuple(latents.shape) != shape:
-            raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
+            raise UserInputError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
         guidance_scale = float(guidance_scale)
 
         # 2. Encode the prompts (and the negative / empty prompts), repeated per image: (B, L, D)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from .. import data as hdata
 from ..diffusion.scheduling import drop_condition, q_sample
+from ..errors import UserInputError
 from ..training import (
     check_output_dir,
     config_dict,
@@ -114,14 +115,14 @@ def build_unet(
     widths = tuple(int(c) for c in (block_out_channels or default_block_out_channels(sample_size)))
     levels = {len(widths) - 1} if cross_attention_levels is None else set(cross_attention_levels)
     if not widths or min(widths) < 1 or any(c % norm_num_groups or c % attention_heads for c in widths):
-        raise ValueError(
+        raise UserInputError(
             f"`block_out_channels` {list(widths)} must be positive multiples of the {norm_num_groups} normalization "
             f"groups and the {attention_heads} attention heads."
         )
     if not levels <= set(range(len(widths))):
-        raise ValueError(f"`cross_attention_levels` {sorted(levels)} must lie in 0..{len(widths) - 1}.")
+        raise UserInputError(f"`cross_attention_levels` {sorted(levels)} must lie in 0..{len(widths) - 1}.")
     if sample_size % 2 ** (len(widths) - 1):
-        raise ValueError(
+        raise UserInputError(
             f"{len(widths)} levels halve the image {len(widths) - 1} times; {sample_size} is not divisible."
         )
     down = tuple("CrossAttnDownBlock2D" if i in levels else "DownBlock2D" for i in range(len(widths)))
@@ -174,7 +175,7 @@ def _load_pretrained_text_encoder(name: str, max_length: int):
         except ValueError:  # a config that has no text-encoding class: the base model
             encoder = AutoModel.from_pretrained(name, use_safetensors=True)
     except OSError as e:
-        raise ValueError(
+        raise UserInputError(
             f"`--pretrained_text_encoder` {name!r} cannot be loaded (offline, missing or not safetensors): {e}"
         ) from e
     if tokenizer.pad_token is None:
@@ -189,7 +190,7 @@ def _hidden_size(encoder) -> int:
     cfg = encoder.config
     size = getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None)
     if not size:
-        raise ValueError(f"Cannot tell the hidden size of the text encoder {type(encoder).__name__}.")
+        raise UserInputError(f"Cannot tell the hidden size of the text encoder {type(encoder).__name__}.")
     return int(size)
 
 
@@ -370,9 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     train_set = hdata.load_dataset(args.dataset, "train")
     c, h, w = train_set.image_shape
     if h != w:
-        raise ValueError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet needs square images.")
+        raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet needs square images.")
     if train_set.labels is None or int(train_set.labels.min()) < 0 or int(train_set.labels.max()) > 9:
-        raise ValueError(f"Dataset {args.dataset!r} needs digit labels 0..9: captions are made from the labels.")
+        raise UserInputError(f"Dataset {args.dataset!r} needs digit labels 0..9: captions are made from the labels.")
 
     # 1. Text encoder and tokenizer: our own (trained) or a frozen pretrained one; the caption tables. Models are
     # built (and every argument checked) before the accelerator creates the output folder: seed them here.
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
     if len(loader) == 0:
-        raise ValueError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
+        raise UserInputError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
 
     accelerator = make_accelerator(args, "text2img")
 
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if resume is not None:
         if json.loads((resume / "state.json").read_text())["state"]["configs"] != configs():
-            raise ValueError(f"Checkpoint {resume} holds models of another configuration than these arguments.")
+            raise UserInputError(f"Checkpoint {resume} holds models of another configuration than these arguments.")
         saved = load_checkpoint(accelerator, resume, models, optimizers)
         step, batches_seen = saved["step"], saved["state"]["batches_seen"]
         history, trained_seconds = saved["state"]["history"], saved["state"]["trained_seconds"]
@@ -684,10 +685,10 @@ def evaluate(
     dataset, info = recorded_dataset(folder, dataset)
     steps = num_inference_steps or int(info.get("num_inference_steps", 20))
     if not isinstance(num_samples, int) or num_samples < 10:
-        raise ValueError(f"`num_samples` must be >= 10 (one per digit at least), got {num_samples!r}.")
+        raise UserInputError(f"`num_samples` must be >= 10 (one per digit at least), got {num_samples!r}.")
     scales = [float(w) for w in guidance_scales]
     if not scales or any(not (math.isfinite(w) and w >= 0) for w in scales):
-        raise ValueError(f"`guidance_scales` must be non-negative numbers, got {list(guidance_scales)}.")
+        raise UserInputError(f"`guidance_scales` must be non-negative numbers, got {list(guidance_scales)}.")
     pipe = pipeline or Text2ImagePipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     classifier = load_classifier(pipe.unet.config.sample_size)

@@ -23,6 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserInputError
 from ..metrics.units import nats_to_bits_per_dim
 
 __all__ = [
@@ -115,7 +116,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator=None, max_rows: int = 1
     -L_k(x) is the importance-sampled estimate of -log p(x) in nats, reported as "IWAE NLL (k=...)".
     """
     if not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be an integer >= 1 (the number of importance samples), got {k!r}.")
+        raise UserInputError(f"`k` must be an integer >= 1 (the number of importance samples), got {k!r}.")
     posterior = model.encode(x).latent_dist
     mean, logvar = posterior.mean, posterior.logvar  # (B, D)
     batch = x.shape[0]

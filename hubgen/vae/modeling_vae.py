@@ -19,6 +19,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..errors import UserInputError
 from .losses import reparameterize
 
 __all__ = ["VAEModel", "DiagonalGaussian", "EncoderOutput", "DecoderOutput", "VAEOutput"]
@@ -103,13 +104,13 @@ class VAEModel(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if architecture not in ("mlp", "conv"):
-            raise ValueError(f"`architecture` must be 'mlp' or 'conv', got {architecture!r}.")
+            raise UserInputError(f"`architecture` must be 'mlp' or 'conv', got {architecture!r}.")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {sorted(_ACTIVATIONS)}, got {activation!r}.")
+            raise UserInputError(f"`activation` must be one of {sorted(_ACTIVATIONS)}, got {activation!r}.")
         if decoder_distribution not in ("bernoulli", "gaussian"):
-            raise ValueError(f"`decoder_distribution` must be 'bernoulli' or 'gaussian', got {decoder_distribution!r}.")
+            raise UserInputError(f"`decoder_distribution` must be 'bernoulli' or 'gaussian', got {decoder_distribution!r}.")
         if latent_dim < 1 or sample_size < 1 or in_channels < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"`latent_dim`, `sample_size` and `in_channels` must be >= 1, got {latent_dim}, "
                 f"{sample_size}, {in_channels}."
             )
@@ -119,7 +120,7 @@ class VAEModel(ModelMixin, ConfigMixin):
 
         if architecture == "mlp":
             if len(hidden_dims) < 1:
-                raise ValueError("`hidden_dims` needs at least one width for the 'mlp' architecture.")
+                raise UserInputError("`hidden_dims` needs at least one width for the 'mlp' architecture.")
             enc, width = [nn.Flatten()], num_pixels
             for h in hidden_dims:
                 enc += [nn.Linear(width, h), act()]
@@ -134,9 +135,9 @@ class VAEModel(ModelMixin, ConfigMixin):
             self.decoder = nn.Sequential(*dec)
         else:
             if sample_size % 4 != 0:
-                raise ValueError(f"The 'conv' architecture needs `sample_size` divisible by 4, got {sample_size}.")
+                raise UserInputError(f"The 'conv' architecture needs `sample_size` divisible by 4, got {sample_size}.")
             if len(hidden_dims) != 2:
-                raise ValueError(f"The 'conv' architecture takes two `hidden_dims`, got {list(hidden_dims)}.")
+                raise UserInputError(f"The 'conv' architecture takes two `hidden_dims`, got {list(hidden_dims)}.")
             c1, c2 = hidden_dims
             s = sample_size // 4
             self.encoder = nn.Sequential(
@@ -165,7 +166,7 @@ class VAEModel(ModelMixin, ConfigMixin):
         cfg = self.config
         expected = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
+            raise UserInputError(
                 f"`{name}` must have shape (batch, {', '.join(map(str, expected))}) for this model, "
                 f"got {tuple(x.shape)}."
             )

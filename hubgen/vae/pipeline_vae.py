@@ -1,5 +1,6 @@
 """VAEPipeline: sample, reconstruct, interpolate and score images with a trained VAEModel.
 
+from ..errors import UserInputError
 from hubgen.vae import VAEPipeline
 pipe = VAEPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
@@ -60,7 +61,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         x = images_to_tensor(images, name)
         self.vae.check_images(x, name)
         if x.min() < 0 or x.max() > 1:
-            raise ValueError(
+            raise UserInputError(
                 f"`{name}` must hold intensities in [0, 1] (or uint8 0..255), got range "
                 f"[{x.min().item():.3g}, {x.max().item():.3g}]."
             )
@@ -76,7 +77,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         try:
             x = self._images(value, "a/b")
         except ValueError as e:
-            raise ValueError(f"Interpolation end points must be int seeds, latents of size {d}, or images: {e}") from e
+            raise UserInputError(f"Interpolation end points must be int seeds, latents of size {d}, or images: {e}") from e
         return self.vae.encode(x).latent_dist.mean[:1]
 
     # -- sampling -------------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         posterior means).
         """
         if not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"`steps` must be an integer >= 2, got {steps!r}.")
+            raise UserInputError(f"`steps` must be an integer >= 2, got {steps!r}.")
         check_output_type(output_type)
         za, zb = self._latent(a), self._latent(b)
         t = torch.linspace(0, 1, steps, device=za.device, dtype=za.dtype)[:, None]  # (steps, 1)
@@ -149,7 +150,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         decoder they are uniformly dequantized to `pixel_levels` levels L, and bits/dim includes + log2(L).
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"`k` must be an integer >= 1 (importance samples), got {k!r}.")
+            raise UserInputError(f"`k` must be an integer >= 1 (importance samples), got {k!r}.")
         x = self._images(images)
         num_dims = x[0].numel()
         if self.vae.config.decoder_distribution == "bernoulli":

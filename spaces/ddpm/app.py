@@ -2,12 +2,12 @@
 
 The model comes from the environment variable HUBGEN_MODEL (a Hub repo id or a local folder), so the
 same app runs on Spaces and offline: `HUBGEN_MODEL=./my-ddpm python app.py`. The UI lives in
-`hubgen.diffusion.demo.build_demo`; this file only picks the model.
+`hubgen.ddpm.demo.build_demo`; this file only picks the model.
 """
 
 import os
 
-from hubgen.diffusion.demo import build_demo
+from hubgen.ddpm.demo import build_demo
 
 model = os.environ.get("HUBGEN_MODEL", "hubgen/ddpm-digits")
 demo = build_demo(model)

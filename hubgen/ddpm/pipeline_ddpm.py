@@ -1,6 +1,7 @@
 """DDPMPipeline: diffusers' DDPMPipeline with a choice of sampler, a denoising trajectory and input checks.
 
-from hubgen.diffusion import DDPMPipeline
+from ..errors import UserInputError
+from hubgen.ddpm import DDPMPipeline
 pipe = DDPMPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), sampler="dpmsolver++").images
 
@@ -25,8 +26,8 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from ..diffusion.scheduling import eps_to_x0
 from ..pipeline_utils import SafetensorsLoadingMixin, check_sampling_inputs, convert_images, make_grid
-from .scheduling import eps_to_x0
 
 __all__ = [
     "DDPMPipeline",
@@ -56,7 +57,7 @@ def make_scheduler(config, sampler: str):
         return DPMSolverMultistepScheduler.from_config(
             config, algorithm_type="dpmsolver++", solver_order=2, variance_type=None
         )
-    raise ValueError(f"`sampler` must be one of {', '.join(repr(s) for s in SAMPLERS)}, got {sampler!r}.")
+    raise UserInputError(f"`sampler` must be one of {', '.join(repr(s) for s in SAMPLERS)}, got {sampler!r}.")
 
 
 @dataclass
@@ -82,7 +83,7 @@ class DDPMPipelineOutput(ImagePipelineOutput):
 def frame_indices(num_steps: int, num_frames: int) -> list[int]:
     """`num_frames` step indices spread evenly over 0..num_steps-1, first and last included (fewer if S is small)."""
     if num_frames < 1:
-        raise ValueError(f"`num_frames` must be >= 1, got {num_frames!r}.")
+        raise UserInputError(f"`num_frames` must be >= 1, got {num_frames!r}.")
     return sorted({int(i) for i in np.linspace(0, num_steps - 1, min(num_frames, num_steps)).round()})
 
 
@@ -109,19 +110,19 @@ class DDPMPipeline(SafetensorsLoadingMixin, DiffusersDDPMPipeline):
     def _check_inputs(self, batch_size, generator, latents, sampler, steps, eta, output_type, callback):
         check_sampling_inputs(batch_size, generator, None, 0, output_type)
         if sampler not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {', '.join(repr(s) for s in SAMPLERS)}, got {sampler!r}.")
+            raise UserInputError(f"`sampler` must be one of {', '.join(repr(s) for s in SAMPLERS)}, got {sampler!r}.")
         T = self.scheduler.config.num_train_timesteps
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T:
-            raise ValueError(f"`num_inference_steps` must be an integer in [1, T = {T}], got {steps!r}.")
+            raise UserInputError(f"`num_inference_steps` must be an integer in [1, T = {T}], got {steps!r}.")
         if not isinstance(eta, (int, float)) or isinstance(eta, bool) or not 0 <= eta <= 1:
-            raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}.")
+            raise UserInputError(f"`eta` must be a number in [0, 1], got {eta!r}.")
         if eta and sampler != "ddim":
-            raise ValueError(f"`eta` applies to the 'ddim' sampler only, got eta={eta!r} with sampler={sampler!r}.")
+            raise UserInputError(f"`eta` applies to the 'ddim' sampler only, got eta={eta!r} with sampler={sampler!r}.")
         shape = (batch_size, self.unet.config.in_channels, *self._sample_size())
         if latents is not None and tuple(latents.shape) != shape:
-            raise ValueError(f"`latents` must have shape {shape} (the initial noise x_T), got {tuple(latents.shape)}.")
+            raise UserInputError(f"`latents` must have shape {shape} (the initial noise x_T), got {tuple(latents.shape)}.")
         if callback is not None and not callable(callback):
-            raise ValueError(f"`callback` must be callable as callback(step, t, x_t, x0_pred), got {callback!r}.")
+            raise UserInputError(f"`callback` must be callable as callback(step, t, x_t, x0_pred), got {callback!r}.")
 
     def _sample_size(self) -> tuple[int, int]:
         size = self.unet.config.sample_size

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from ..demo_utils import MAX_SEED, check_int, image_out, load_family_pipeline, seed_box, show_grid, show_value_errors
+from ..errors import UserInputError
 from .pipeline_ddpm import DEFAULT_STEPS, SAMPLER_NAMES, SAMPLERS, DDPMPipeline, frame_indices
 
 __all__ = ["build_demo", "load_pipeline", "describe", "check_sampler", "run_sampler", "compare_samplers"]
@@ -48,7 +49,7 @@ def describe(pipe: DDPMPipeline) -> str:
 def check_sampler(sampler, steps, pipe: DDPMPipeline) -> tuple[str, int]:
     """Validate a sampler name and its step count (1..T) -> (sampler, steps)."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"`sampler` must be one of {', '.join(repr(s) for s in SAMPLERS)}, got {sampler!r}.")
+        raise UserInputError(f"`sampler` must be one of {', '.join(repr(s) for s in SAMPLERS)}, got {sampler!r}.")
     return sampler, check_int(steps, "steps", 1, pipe.scheduler.config.num_train_timesteps)
 
 

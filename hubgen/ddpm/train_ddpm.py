@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 
 from .. import data as hdata
+from ..diffusion import scheduling
+from ..errors import UserInputError
 from ..training import (
     check_output_dir,
     config_dict,
@@ -39,7 +41,6 @@ from ..training import (
     versions,
     write_json_atomic,
 )
-from . import scheduling
 
 __all__ = ["parse_args", "main", "evaluate", "unet_config", "parse_sampler", "to_model_range", "DEFAULT_EVAL_SAMPLERS"]
 
@@ -69,14 +70,14 @@ def unet_config(
     widths = tuple(block_out_channels or UNET_WIDTHS.get(sample_size, (32, 64, 128)))
     n = len(widths)
     if sample_size % 2 ** (n - 1):
-        raise ValueError(
+        raise UserInputError(
             f"A UNet with {n} blocks halves the image {n - 1} times: the image size {sample_size} must be divisible "
             f"by {2 ** (n - 1)}; pass fewer `--block_out_channels`."
         )
     if any(w % norm_num_groups for w in widths):
-        raise ValueError(f"`--norm_num_groups` {norm_num_groups} must divide every block width {list(widths)}.")
+        raise UserInputError(f"`--norm_num_groups` {norm_num_groups} must divide every block width {list(widths)}.")
     if attention not in ("none", "mid", "low"):
-        raise ValueError(f"`attention` must be 'none', 'mid' or 'low', got {attention!r}.")
+        raise UserInputError(f"`attention` must be 'none', 'mid' or 'low', got {attention!r}.")
     low = attention == "low"
     return dict(
         sample_size=sample_size,
@@ -98,12 +99,12 @@ def parse_sampler(spec: str, num_train_timesteps: int | None = None) -> tuple[st
 
     name, _, steps = str(spec).partition(":")
     if name not in SAMPLERS or (steps and not steps.isdigit()):
-        raise ValueError(
+        raise UserInputError(
             f"A sampler is NAME or NAME:STEPS with NAME one of {', '.join(SAMPLERS)} (e.g. 'ddim:50'), got {spec!r}."
         )
     value = int(steps) if steps else DEFAULT_STEPS[name]
     if value is not None and (value < 1 or (num_train_timesteps and value > num_train_timesteps)):
-        raise ValueError(f"Sampler {spec!r}: steps must be in [1, {num_train_timesteps or 'T'}].")
+        raise UserInputError(f"Sampler {spec!r}: steps must be in [1, {num_train_timesteps or 'T'}].")
     return name, value
 
 
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set = hdata.load_dataset(args.dataset, "train")
     c, h, w = train_set.image_shape
     if h != w:
-        raise ValueError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet here needs square images.")
+        raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet here needs square images.")
     cfg = unet_config(h, c, args.block_out_channels, args.layers_per_block, args.attention, args.norm_num_groups)
 
     accelerator = make_accelerator(args, "ddpm", gradient_accumulation_steps=args.gradient_accumulation_steps)
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
     if len(loader) == 0:
-        raise ValueError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
+        raise UserInputError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
     unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
     unet_ema.to(accelerator.device)
 
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if saved["state"]["unet_config"] != config_dict(accelerator.unwrap_model(unet)) or (
             saved["state"]["scheduler_config"] != schedule
         ):
-            raise ValueError(f"Checkpoint {resume} holds a model or schedule with another configuration than these "
+            raise UserInputError(f"Checkpoint {resume} holds a model or schedule with another configuration than these "
                              "arguments.")  # fmt: skip
         global_step, history = saved["step"], saved["state"]["history"]
         trained_seconds, images_seen = saved["state"]["trained_seconds"], saved["state"]["images_seen"]
@@ -521,9 +522,9 @@ def evaluate(
     folder = Path(folder)
     dataset, _ = recorded_dataset(folder, dataset)
     if num_images is not None and (not isinstance(num_images, int) or num_images < 0):
-        raise ValueError(f"`num_images` must be None (no bound), 0 (all) or a positive integer, got {num_images!r}.")
+        raise UserInputError(f"`num_images` must be None (no bound), 0 (all) or a positive integer, got {num_images!r}.")
     if not isinstance(num_samples, int) or num_samples < 0:
-        raise ValueError(f"`num_samples` must be an integer >= 0, got {num_samples!r}.")
+        raise UserInputError(f"`num_samples` must be an integer >= 0, got {num_samples!r}.")
     pipe = pipeline or DDPMPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     T = pipe.scheduler.config.num_train_timesteps

@@ -1,0 +1,1 @@
+"""Card partials shared by every family's template (each family keeps its own template, card.md, in its folder)."""

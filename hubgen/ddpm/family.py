@@ -1,0 +1,29 @@
+"""The DDPM family's record in the family contract (hubgen.registry); the entry point `ddpm` names FAMILY."""
+
+from ..registry import Family, Metric, SampleOption, SpaceStyle
+
+_BOUND = "variational bound ({num_timesteps} timesteps)"
+
+FAMILY = Family(
+    name="ddpm",
+    description="DDPM on diffusers' UNet2DModel and schedulers: closed forms, variational bound (Ho et al. 2020)",
+    pipeline_class="hubgen.ddpm.pipeline_ddpm:DDPMPipeline",
+    model_class="diffusers:UNet2DModel",
+    train="hubgen.ddpm.train_ddpm:main",
+    evaluate="hubgen.ddpm.evaluation:evaluate",
+    eval_request="hubgen.ddpm.evaluation:DDPMEvalRequest",
+    build_demo="hubgen.ddpm.demo:build_demo",
+    card_template="hubgen.ddpm:card.md",
+    metrics=(
+        Metric("vlb_nats", "variational bound on the NLL (nats, {num_timesteps} timesteps)", "nll", "nats/image",
+               _BOUND),  # fmt: skip
+        Metric("vlb_bits_per_dim", "variational bound bits/dim ({num_timesteps} timesteps)", "bits_per_dim",
+               "bits/dim", _BOUND, headline=True),  # fmt: skip
+    ),
+    sample_options=(
+        SampleOption("sampler", "choice", "ddpm", "the sampler", choices=("ddpm", "ddim", "dpmsolver++")),
+        SampleOption("num_inference_steps", "int", None, "denoising steps (default: the sampler's)", minimum=1,
+                     maximum=1000),  # fmt: skip
+    ),
+    space=SpaceStyle("yellow", "red"),
+)

@@ -1,0 +1,24 @@
+"""The flow family's record in the family contract (hubgen.registry); the entry point `flow` names FAMILY."""
+
+from ..registry import Family, Metric, SampleOption, SpaceStyle
+
+FAMILY = Family(
+    name="flow",
+    description="Multi-scale Glow/RealNVP flow: exact likelihood, dequantization (Kingma & Dhariwal 2018)",
+    pipeline_class="hubgen.flow.pipeline_flow:FlowPipeline",
+    model_class="hubgen.flow.modeling_flow:FlowModel",
+    train="hubgen.flow.train_flow:main",
+    evaluate="hubgen.flow.evaluation:evaluate",
+    eval_request="hubgen.flow.evaluation:FlowEvalRequest",
+    build_demo="hubgen.flow.demo:build_demo",
+    card_template="hubgen.flow:card.md",
+    metrics=(
+        Metric("exact_nll_nats", "exact NLL (nats, change of variables)", "nll", "nats/image", "exact"),
+        Metric("exact_bits_per_dim", "exact bits/dim (change of variables)", "bits_per_dim", "bits/dim", "exact",
+               headline=True),  # fmt: skip
+    ),
+    sample_options=(
+        SampleOption("temperature", "float", 1.0, "z ~ N(0, T^2 I)", minimum=0.0, maximum=2.0),
+    ),
+    space=SpaceStyle("purple", "pink"),
+)

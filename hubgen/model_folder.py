@@ -1,0 +1,203 @@
+"""The model folder: the only module that knows its layout, reads its records and writes into it.
+
+A hubgen model folder is a diffusers pipeline folder plus what hubgen adds:
+
+    model_index.json, <component>/...      the pipeline (save_pretrained, safetensors only)
+    README.md                              the model card (hubgen.hub.render_card)
+    .eval_results/hubgen.yaml              the card's figures in the Hub's metrics format
+    samples.png                            the headline sample grid
+    loss_curve.png                         the training curves
+    hubgen_training.json                   the training record: how it was trained (the command, data, time)
+    eval_results.json                      the evaluation: what it scored, with N, k, split and seeds
+    <picture>.png                          the evaluation's pictures (nearest neighbours, per-sampler grids)
+    checkpoints/checkpoint-<step>/         resumable training state (hubgen.training; never published)
+    samples/step-<step>.png                sample grids written during training
+    logs/                                  tensorboard logs
+
+Every write is atomic (a temporary file beside the target, then one `os.replace`), so a crash leaves the old
+file or the new one, never half of either. Evaluation code returns figures and pictures; it never writes here
+itself: `write_evaluation` does.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .errors import UserInputError
+
+__all__ = [
+    "MODEL_INDEX",
+    "CARD",
+    "EVAL_YAML",
+    "SAMPLES",
+    "LOSS_CURVE",
+    "TRAINING_RECORD",
+    "EVAL_RESULTS",
+    "CHECKPOINTS",
+    "PROGRESS_SAMPLES",
+    "LOGS",
+    "NOT_PUBLISHED",
+    "read_model_index",
+    "read_json_file",
+    "training_record",
+    "eval_results",
+    "recorded_dataset",
+    "write_json",
+    "write_text",
+    "write_image",
+    "save_pipeline",
+    "write_evaluation",
+    "is_model_folder",
+]
+
+MODEL_INDEX = "model_index.json"
+CARD = "README.md"
+EVAL_YAML = ".eval_results/hubgen.yaml"
+SAMPLES = "samples.png"
+LOSS_CURVE = "loss_curve.png"
+TRAINING_RECORD = "hubgen_training.json"
+EVAL_RESULTS = "eval_results.json"
+CHECKPOINTS = "checkpoints"
+PROGRESS_SAMPLES = "samples"
+LOGS = "logs"
+_PIPELINE_TMP = ".tmp-pipeline"
+# Not part of a published model: training checkpoints (optimizer state), logs, save leftovers.
+NOT_PUBLISHED = [f"{CHECKPOINTS}/**", f"{LOGS}/**", f"{_PIPELINE_TMP}/**", ".old-*", ".old-*/**", "**/__pycache__/**"]
+
+
+def is_model_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / MODEL_INDEX).is_file()
+
+
+def read_model_index(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
+    """model_index.json of a local folder, or of a Hub repo id ("user/name", through the Hub cache)."""
+    path = Path(path_or_repo_id)
+    if path.is_dir():
+        index = path / MODEL_INDEX
+        if not index.is_file():
+            raise UserInputError(f"{path} is not a hubgen model folder: it has no {MODEL_INDEX}.")
+    elif path.exists():
+        raise UserInputError(f"{path} is a file; a hubgen model is a folder or a Hub repo id.")
+    elif path.is_absolute() or str(path_or_repo_id).startswith(".") or str(path_or_repo_id).count("/") != 1:
+        raise UserInputError(f"Model folder {path} does not exist (and it is not a Hub repo id 'user/name').")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            index = Path(hf_hub_download(str(path_or_repo_id), MODEL_INDEX, **hub_kwargs))
+        except OSError as e:  # offline and not cached, no such repo, or the Hub unreachable
+            raise UserInputError(f"Cannot fetch {MODEL_INDEX} of {path_or_repo_id!r} from the Hub: {e}") from e
+    try:
+        return json.loads(index.read_text())
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"{index} is not valid JSON ({e}).") from e
+
+
+def read_json_file(path_or_repo_id: str | os.PathLike, name: str, **hub_kwargs) -> dict:
+    """The JSON record `name` of a local folder or a Hub repo; {} when there is none (or it cannot be fetched)."""
+    path = Path(path_or_repo_id)
+    if path.is_dir():
+        file = path / name
+        if not file.is_file():
+            return {}
+    elif path.exists() or path.is_absolute() or str(path_or_repo_id).count("/") != 1:
+        return {}
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            file = Path(hf_hub_download(str(path_or_repo_id), name, **hub_kwargs))
+        except Exception:  # offline and not cached, no such file or repo: the record is simply unknown
+            return {}
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"{file} is not a readable JSON record ({e}).") from e
+    return record if isinstance(record, dict) else {}
+
+
+def training_record(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
+    """hubgen_training.json: the command, dataset, image shape, steps, time and versions of the run."""
+    return read_json_file(path_or_repo_id, TRAINING_RECORD, **hub_kwargs)
+
+
+def eval_results(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
+    """eval_results.json: the figures and the protocol (N, k, split, seeds) of the last evaluation."""
+    return read_json_file(path_or_repo_id, EVAL_RESULTS, **hub_kwargs)
+
+
+def recorded_dataset(folder: str | os.PathLike, dataset: str | None = None) -> tuple[str, dict]:
+    """What an evaluation of `folder` runs on: `dataset` if given, else the one the training record names;
+    returned with that record ({} when the folder has none)."""
+    record = training_record(folder)
+    dataset = dataset or record.get("dataset")
+    if dataset is None:
+        raise UserInputError(f"{folder} does not record its dataset (no {TRAINING_RECORD}): pass `dataset`.")
+    return str(dataset), record
+
+
+def _replace_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    _replace_atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    _replace_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+def write_image(path: str | os.PathLike, image) -> None:
+    """A PIL image (or a matplotlib figure) as PNG."""
+    if hasattr(image, "savefig"):
+        _replace_atomic(Path(path), lambda tmp: image.savefig(tmp, format="png", dpi=100))
+    else:
+        _replace_atomic(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_pipeline(pipeline, folder: str | os.PathLike) -> None:
+    """save_pretrained into a temporary folder beside the target, then swap each entry into place.
+
+    A failure while writing leaves the previous model untouched; files of the folder that the pipeline does
+    not write (card, samples, checkpoints) are left alone.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / _PIPELINE_TMP
+    if tmp.exists():
+        shutil.rmtree(tmp)  # our own leftover from an interrupted save
+    pipeline.save_pretrained(tmp, safe_serialization=True)
+    for entry in sorted(tmp.iterdir()):
+        target = folder / entry.name
+        if target.exists():
+            old = folder / f".old-{entry.name}"
+            if old.exists():
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+            os.replace(target, old)
+            os.replace(entry, target)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            os.replace(entry, target)
+    tmp.rmdir()
+
+
+def write_evaluation(folder: str | os.PathLike, result) -> dict:
+    """Write an evaluation (a hubgen.registry.EvalResult) into the folder: its pictures, then eval_results.json.
+    Returns the JSON record."""
+    folder = Path(folder)
+    for name, image in result.pictures.items():
+        if Path(name).name != name or not name.endswith(".png"):
+            raise ValueError(f"An evaluation picture must be a plain .png file name, got {name!r}.")
+        write_image(folder / name, image)
+    record = result.to_json()
+    write_json(folder / EVAL_RESULTS, record)
+    return record
