@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from hubgen.cli import main as hubgen
-from hubgen.gan.train_gan import evaluate
+from hubgen import model_folder as mf
+from hubgen.gan.evaluation import GANEvalRequest, evaluate
 
 
 def main() -> int:
@@ -62,7 +63,10 @@ def main() -> int:
             return code
         info = json.loads((out / "hubgen_training.json").read_text()) if code == 0 else {}
         for n in args.num_samples:
-            results = evaluate(out, dataset=args.data, num_samples=n, seed=0)
+            result = evaluate(out, GANEvalRequest(dataset=args.data, num_samples=n, seed=0))
+            for name, picture in result.pictures.items():  # the nearest-neighbour grid, beside the model as before
+                mf.write_image(out / name, picture)
+            results = result.to_json()
             q = results["sample_quality"]
             record = {
                 "date": date.today().isoformat(),

@@ -1,14 +1,14 @@
 """`hubgen`: train, evaluate, sample, card and demo, dispatched through the family registry.
 
     hubgen families
-    hubgen train vae --dataset digits --output_dir out/vae [--max_train_steps N] [--seed S] ...
-    hubgen eval out/vae [--num_images 1000] [--num_samples 1000] [--split test] [--seed 0] [family options]
-    hubgen sample out/vae --num_images 16 --seed 0 --out grid.png [family options]
-    hubgen card out/vae
-    hubgen demo out/vae
-    hubgen push out/vae user/vae-digits [--private] [--revision BRANCH] [--create-pr] [--commit-message M]
-    hubgen verify user/vae-digits        (or a local folder)
-    hubgen space create user/vae-digits --out space/ [--push] [--space_id user/vae-demo]
+    hubgen train FAMILY --dataset digits --output_dir out/model [--max_train_steps N] [--seed S] ...
+    hubgen eval out/model [--num_images 1000] [--num_samples 1000] [--split test] [--seed 0] [family options]
+    hubgen sample out/model --num_images 16 --seed 0 --out grid.png [family options]
+    hubgen card out/model
+    hubgen demo out/model               (a folder of model folders: the gallery over it)
+    hubgen push out/model user/model-digits [--private] [--revision BRANCH] [--create-pr] [--commit-message M]
+    hubgen verify user/model-digits     (or a local folder)
+    hubgen space create user/model-digits --out space/ [--push] [--space_id user/model-demo]
 
 The options of `train`, `eval` and `sample` after the family or folder are the family's own (its training
 script's parser, its `EvalRequest` fields, its `SampleOption`s: hubgen.registry); `hubgen eval FOLDER --help`
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .errors import UserInputError
 
-__all__ = ["main", "build_parser", "sample_arguments"]
+__all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, metavar="DIR", help="where to write app.py, requirements.txt, README.md")
     sc.add_argument("--push", action="store_true", help="upload it as a Space repo")
     sc.add_argument("--space_id", default=None, metavar="ID", help="the Space repo id (default: REPO_ID)")
+
+    q = sub.add_parser("quickstart", help="train a small model of every family on the bundled digits (offline)")
+    q.add_argument("--models", default="models", help="where to write <family>-digits model folders")
+    q.add_argument("--families", nargs="+", default=None, metavar="FAMILY", help="default: every registered one")
 
     m = sub.add_parser("metrics", help="the evaluation toolkit: hubgen metrics train-classifier --help", add_help=False)
     m.add_argument("action", choices=("train-classifier",))
@@ -177,26 +181,11 @@ def _sample(args) -> int:
     if options.num_images < 1:
         raise UserInputError(f"`--num_images` must be >= 1, got {options.num_images}.")
     pipe = load_pipeline(folder)
-    kwargs = sample_arguments(family, options.num_images, vars(options))
+    kwargs = family.sample_call(options.num_images, vars(options))
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(options.seed), output_type="pt").images
     make_grid(images).save(options.out)
     print(f"wrote {options.out} ({options.num_images} samples, seed {options.seed})")
     return 0
-
-
-def sample_arguments(family, num_images: int, values: dict) -> dict:
-    """The pipeline call for `num_images` images with the family's declared sample options set from `values`
-    (unset ones keep the pipeline's defaults). A prompt takes the count as `num_images_per_prompt` (diffusers'
-    convention); otherwise it is `batch_size`."""
-    kwargs = {"batch_size": num_images}
-    for option in family.sample_options:
-        value = values.get(option.name)
-        if value is None or (option.kind == "prompt" and not str(value).strip()):
-            continue
-        kwargs[option.name] = value
-        if option.kind == "prompt":
-            kwargs["num_images_per_prompt"] = kwargs.pop("batch_size")
-    return kwargs
 
 
 def _card(args) -> int:
@@ -258,11 +247,31 @@ def _space(args) -> int:
     return 0
 
 
+def _quickstart(args) -> int:
+    """The README's main job: each family's declared quickstart run on the bundled digits, one after another,
+    into MODELS/<family>-digits (an earlier quickstart folder is overwritten, nothing else)."""
+    import shlex
+
+    from .registry import get_family, list_families
+
+    families = [get_family(name) for name in args.families] if args.families else list_families()
+    for family in families:
+        out = Path(args.models) / f"{family.name}-digits"
+        argv = ["--dataset", "digits", "--output_dir", str(out), "--overwrite_output_dir"]
+        argv += shlex.split(family.quickstart)
+        print(f"hubgen train {family.name} {shlex.join(argv)}", flush=True)
+        code = _train(family.name, argv)
+        if code:
+            return code
+    print(f"Model folders: {', '.join(f'{args.models}/{f.name}-digits' for f in families)}")
+    return 0
+
+
 def _families() -> int:
     from .registry import list_families
 
     for f in list_families():
-        print(f"{f.name:10s} {f.description}")
+        print(f"{f.name:10s} {f.description}\n{'':10s} model {f.model_class}, pipeline {f.pipeline_class}")
     return 0
 
 
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(train_classifier(args.action_args) or 0)
         handlers = {"eval": _eval, "sample": _sample, "card": _card, "demo": _demo}
-        handlers.update(push=_push, verify=_verify, space=_space)
+        handlers.update(push=_push, verify=_verify, space=_space, quickstart=_quickstart)
         return _families() if args.command == "families" else handlers[args.command](args)
     except UserInputError as e:
         print(f"hubgen: error: {e}", file=sys.stderr)

@@ -94,9 +94,10 @@ def _format(template: str, fields: dict) -> str:
 def card_data_for(folder: Path, family: Family, info: dict, results: dict, model_name: str | None = None):
     """ModelCardData: library, family tag, pipeline tag, license, datasets and the model-index results.
 
-    Each figure of `results["metrics"]` is labelled by the family's declared `Metric` (its key goes to
-    `metric_config`, so the gallery reads the unit and bound back from the registry, not from the label), then
-    the shared sample-quality figures. `model_name` names the model-index entry (default: the folder's name;
+    Each figure of `results["metrics"]` is labelled by the family's declared `Metric`: its key goes to
+    `metric_config` and its unit, direction and bound type (formatted from its declared template) to `metric_args`, so
+    the gallery and leaderboard read them as data, never by parsing labels. Then the shared sample-quality
+    figures. `model_name` names the model-index entry (default: the folder's name;
     the repo id when pushing).
     """
     from huggingface_hub import EvalResult, ModelCardData
@@ -119,10 +120,13 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
             label += f", {results.get('pixel_mode')} pixels, seed {results.get('seed')}"
         else:
             where = f"{dataset_label} {results.get('split', 'test')}"
+        declared = {"unit": spec.unit, "higher_is_better": spec.higher_is_better}
+        if spec.bound:
+            declared["bound"] = _format(spec.bound, results)
         eval_results.append(
             EvalResult(task_type=task, dataset_type=dataset_id or dataset_label, dataset_name=where,
                        dataset_split=results.get("split"), metric_type=spec.metric_type, metric_name=label,
-                       metric_config=key, metric_value=round(value["mean"], 4))  # fmt: skip
+                       metric_config=key, metric_args=declared, metric_value=round(value["mean"], 4))  # fmt: skip
         )
     quality = results.get("sample_quality")
     if quality:

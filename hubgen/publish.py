@@ -1,8 +1,8 @@
 """Publish to the Hugging Face Hub: push a saved model folder, verify a published card, make a Space.
 
-    hubgen push out/vae me/vae-digits            # validate, create the repo, one upload commit
-    hubgen verify me/vae-digits                  # re-run the card's evaluation, figure by figure
-    hubgen space create me/vae-digits --out space/ --push
+    hubgen push out/model me/model-digits            # validate, create the repo, one upload commit
+    hubgen verify me/model-digits                    # re-run the card's evaluation, figure by figure
+    hubgen space create me/model-digits --out space/ --push
 
 `push` never uploads from a temporary copy: the local folder is the lasting record of what is on the Hub.
 It runs in two phases:
@@ -47,10 +47,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".sh", ".ipynb", ".exe")
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".txt", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".gif", ".webp")
 ALLOWED_NAMES = (".gitattributes", "LICENSE")
-# Count-based figures (fractions of N samples) must be reproduced exactly; floating-point estimates
-# (likelihoods, bounds, Frechet distances) within VERIFY_RTOL, which covers summation order and BLAS differences
-# between machines. The card rounds to 4 decimals, so both compare the re-run figure rounded the same way.
-EXACT_METRICS = ("precision", "recall", "coverage", "density", "classes_covered", "accuracy")
+# Count-based figures (fractions of N samples; `Metric.count_based`) must be reproduced exactly; floating-point
+# estimates (likelihoods, bounds, Frechet distances) within VERIFY_RTOL, which covers summation order and BLAS
+# differences between machines. The card rounds to 4 decimals, so both compare the re-run figure rounded the same
+# way.
 VERIFY_RTOL = 1e-4
 
 
@@ -370,7 +370,8 @@ def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, to
     for figure in figures:
         value = by_key.get((figure.metric_type, figure.metric_name))
         claimed = float(figure.metric_value)
-        if figure.metric_type in EXACT_METRICS:
+        spec = family.metric(figure.metric_config or "")
+        if spec is not None and spec.count_based:
             tolerance, ok = "exact", value is not None and round(value, 4) == claimed
         else:
             tolerance = f"rel {VERIFY_RTOL:.0e}"

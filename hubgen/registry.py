@@ -23,6 +23,10 @@ The contract, field by field:
 - `build_demo`: `build_demo(pipeline_or_path) -> gr.Blocks`.
 - `card_template`: a Jinja template, "package.module:file.md" (a package resource) or an absolute path.
 - `space`: the Space front matter that is the family's own (colours, emoji).
+- `quickstart`: the training options `hubgen quickstart` (the README's main job) uses for a small model of
+  this family on the bundled digits, a minute or two on a laptop CPU.
+- `smoke_test`: training options for a run of a few seconds on the digits, with a tiny evaluation: the
+  contract test (tests/test_family_contract.py) trains every registered family with them.
 """
 
 import dataclasses
@@ -62,7 +66,8 @@ class Metric:
     `metric_type` is the model-index type (nll, bits_per_dim, accuracy, ...); `unit` what the value counts;
     `bound` which likelihood it is ("exact", "IWAE-{k}", "ELBO", "variational bound", "" for none).
     `headline` marks the figure a gallery tile shows; `column` names its own leaderboard column when it is
-    neither a likelihood nor a sample-quality figure.
+    neither a likelihood nor a sample-quality figure; `count_based` figures (a fraction of N samples) must be
+    reproduced exactly by `hubgen verify`, the others within a relative tolerance.
     """
 
     key: str
@@ -73,6 +78,7 @@ class Metric:
     higher_is_better: bool = False
     headline: bool = False
     column: str | None = None
+    count_based: bool = False
 
     def matches(self, key: str) -> bool:
         return key.startswith(self.key[:-1]) if self.key.endswith("*") else key == self.key
@@ -81,9 +87,9 @@ class Metric:
 # The sample-quality figures every family with a sampler reports through hubgen.metrics.evaluate_samples.
 SAMPLE_QUALITY_METRICS = (
     Metric("frechet_distance", "classifier Frechet distance", "frechet_distance", "squared feature distance"),
-    Metric("precision", "precision", "precision", "fraction", higher_is_better=True),
-    Metric("recall", "recall", "recall", "fraction", higher_is_better=True),
-    Metric("coverage", "coverage", "coverage", "fraction", higher_is_better=True),
+    Metric("precision", "precision", "precision", "fraction", higher_is_better=True, count_based=True),
+    Metric("recall", "recall", "recall", "fraction", higher_is_better=True, count_based=True),
+    Metric("coverage", "coverage", "coverage", "fraction", higher_is_better=True, count_based=True),
 )
 
 
@@ -205,6 +211,8 @@ class Family:
     sample_options: tuple[SampleOption, ...] = ()
     pipeline_tag: str = "unconditional-image-generation"
     space: SpaceStyle = SpaceStyle()
+    quickstart: str = ""
+    smoke_test: str = ""
 
     def load(self, attribute: str):
         """Import what `attribute` (one of the "module:name" fields) points at."""
@@ -222,6 +230,20 @@ class Family:
             if spec.matches(key):
                 return spec
         return None
+
+    def sample_call(self, num_images: int, values: dict) -> dict:
+        """The pipeline's keyword arguments for `num_images` images with the declared sample options set from
+        `values` (None or an empty prompt keep the pipeline's default). With a prompt the count goes to
+        `num_images_per_prompt` (diffusers' convention), otherwise to `batch_size`."""
+        kwargs = {"batch_size": num_images}
+        for option in self.sample_options:
+            value = values.get(option.name)
+            if value is None or (option.kind == "prompt" and not str(value).strip()):
+                continue
+            kwargs[option.name] = value
+            if option.kind == "prompt":
+                kwargs["num_images_per_prompt"] = kwargs.pop("batch_size")
+        return kwargs
 
     def card_template_path(self):
         """The card template as a path (a package resource, or an absolute path)."""

@@ -31,6 +31,25 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_NPZ = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 
 
+def _install_plugin_family() -> Path:
+    """Install tests/plugin_family (the third-party family `pixels`) the way pip would, for the whole session:
+    its package on sys.path (and PYTHONPATH, for the CLI in subprocesses) and a dist-info that declares its
+    `hubgen.families` entry point. hubgen's core knows nothing else about it."""
+    site = Path(_TMP) / "plugin-site"
+    dist = site / "hubgen_pixels-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hubgen-pixels\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[hubgen.families]\npixels = hubgen_pixels.family:FAMILY\n")
+    source = Path(__file__).with_name("plugin_family")
+    sys.path.insert(0, str(source))
+    sys.path.insert(0, str(site))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(site), str(source), os.environ.get("PYTHONPATH", "")])
+    return site
+
+
+PLUGIN_SITE = _install_plugin_family()
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (for the loopback Hub, a launched app, or torch.distributed's rendezvous)."""
     with socket.socket() as sock:
@@ -79,44 +98,38 @@ def vae_pipeline():
     return VAEPipeline(tiny_vae(), pixel_levels=17)
 
 
-@pytest.fixture(scope="session")
-def trained_vae_dir(tmp_path_factory):
-    """A VAE trained for a few steps on `digits` through the real CLI (shared by several tests)."""
-    from hubgen.cli import main
+class TinyModels:
+    """Every registered family (the plugin included) trained once per session through the real CLI with the
+    options its record declares for a smoke test (`Family.smoke_test`), on demand: a test asks for the families
+    it needs, and a family is trained the first time one does. Folders are read-only for tests: copy first."""
 
-    out = tmp_path_factory.mktemp("vae-run") / "model"
-    code = main(
-        [
-            "train",
-            "vae",
-            "--dataset",
-            "digits",
-            "--output_dir",
-            str(out),
-            "--max_train_steps",
-            "6",
-            "--train_batch_size",
-            "32",
-            "--latent_dim",
-            "2",
-            "--hidden_dims",
-            "32",
-            "--seed",
-            "0",
-            "--checkpointing_steps",
-            "3",
-            "--sample_steps",
-            "3",
-            "--eval_k",
-            "8",
-            "--eval_num_images",
-            "16",
-            "--eval_num_samples",
-            "50",
-        ]
-    )
-    assert code == 0
-    return out
+    def __init__(self, root: Path):
+        self.root, self.folders = root, {}
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self.folders:
+            import shlex
+
+            from hubgen.cli import main
+            from hubgen.registry import get_family
+
+            family = get_family(name)
+            out = self.root / f"{name}-digits"
+            argv = ["train", name, "--dataset", "digits", "--output_dir", str(out), "--seed", "0"]
+            assert main([*argv, *shlex.split(family.smoke_test)]) == 0, f"the {name} smoke run failed"
+            self.folders[name] = out
+        return self.folders[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    return TinyModels(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def trained_vae_dir(tiny_models):
+    """A VAE trained for a few steps on `digits` through the real CLI (shared by several tests)."""
+    return tiny_models["vae"]
 
 
 @pytest.fixture

@@ -16,9 +16,11 @@ from safetensors.torch import load_file
 
 import hubgen
 from hubgen.cli import main
+from hubgen.data import to_signed_range
 from hubgen.ddpm import DDPMPipeline
+from hubgen.ddpm.evaluation import DDPMEvalRequest, evaluate, parse_sampler
 from hubgen.ddpm.pipeline_ddpm import make_scheduler, trajectory_strip
-from hubgen.ddpm.train_ddpm import evaluate, parse_sampler, to_model_range, unet_config
+from hubgen.ddpm.train_ddpm import unet_config
 from hubgen.diffusion.scheduling import eps_to_x0
 from hubgen.pipeline_utils import PICKLE_SUFFIXES
 
@@ -75,7 +77,7 @@ def test_unet_configurations():
 def test_to_model_range_maps_levels_to_the_grid():
     levels = torch.arange(17, dtype=torch.float64)
     u8 = torch.round(levels * 255 / 16)  # how hubgen.data stores digits' 17 levels
-    torch.testing.assert_close(to_model_range(u8 / 255, 17), 2 * levels / 16 - 1, rtol=0, atol=1e-12)
+    torch.testing.assert_close(to_signed_range(u8 / 255, 17), 2 * levels / 16 - 1, rtol=0, atol=1e-12)
     assert parse_sampler("ddim:50") == ("ddim", 50) and parse_sampler("ddpm") == ("ddpm", None)
     for bad in ("euler:10", "ddim:x", "ddim:0"):
         with pytest.raises(ValueError, match="ddim|steps"):
@@ -266,7 +268,7 @@ def test_resume_continues_exactly(trained, tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}.{key}")
-    state_a, state_b = (json.loads((p / "state.json").read_text())["state"] for p in (straight, resumed))
+    state_a, state_b = (json.loads((p / "state.json").read_text())["state"]["script"] for p in (straight, resumed))
     assert state_a["ema_optimization_step"] == state_b["ema_optimization_step"] == 6
 
 
@@ -322,8 +324,8 @@ def test_eval_and_sample_commands(trained, tmp_path, capsys):
     assert main(["sample", str(trained), "--num_images", "4", "--seed", "2", "--out", str(tmp_path / "g.png")]) == 0
     with Image.open(tmp_path / "g.png") as grid:
         assert grid.size == (2 * 10 + 2, 2 * 10 + 2)
-    # an earlier results["samplers"] repeats its protocol, figure for figure
-    again = evaluate(trained, num_images=8, num_timesteps=3, num_samples=20, seed=1, samplers=results["samplers"])
+    # the recorded request repeats its protocol, samplers included, figure for figure
+    again = evaluate(trained, DDPMEvalRequest.from_record(results)).to_json()  # what `hubgen verify` re-runs
     assert again["metrics"] == results["metrics"] and again["headline_sampler"] == "DDPM-50"
     assert again["sample_quality"]["frechet_distance"] == results["sample_quality"]["frechet_distance"]
     assert main(["eval", str(trained), "--samplers", "ddim:500"]) == 2  # more steps than T
@@ -332,7 +334,7 @@ def test_eval_and_sample_commands(trained, tmp_path, capsys):
 
 def test_ddpm_family_is_registered(trained):
     family = hubgen.get_family("ddpm")
-    assert family.load("pipeline_class") is DDPMPipeline and family.card_template == "ddpm.md"
+    assert family.load("pipeline_class") is DDPMPipeline and family.card_template == "hubgen.ddpm:card.md"
     from hubgen.hub import family_of
 
     assert family_of(trained).name == "ddpm"
@@ -342,6 +344,6 @@ def test_public_names_exist():
     import importlib
 
     for name in ("hubgen.diffusion", "hubgen.diffusion.scheduling", "hubgen.ddpm", "hubgen.ddpm.pipeline_ddpm",
-                 "hubgen.ddpm.train_ddpm", "hubgen.ddpm.demo"):  # fmt: skip
+                 "hubgen.ddpm.train_ddpm", "hubgen.ddpm.evaluation", "hubgen.ddpm.demo"):  # fmt: skip
         module = importlib.import_module(name)
         assert all(hasattr(module, attr) for attr in module.__all__), module.__name__

@@ -169,7 +169,7 @@ def test_evaluate_skips_sample_quality_without_a_classifier_for_the_size(tmp_pat
     import numpy as np
 
     from hubgen.flow import FlowModel
-    from hubgen.flow.train_flow import evaluate
+    from hubgen.flow.evaluation import FlowEvalRequest, evaluate
 
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny16.npz"
@@ -177,12 +177,12 @@ def test_evaluate_skips_sample_quality_without_a_classifier_for_the_size(tmp_pat
              x_test=rng.integers(0, 256, (12, 16, 16), dtype=np.uint8))  # fmt: skip
     torch.manual_seed(0)
     FlowPipeline(FlowModel(sample_size=16, steps_per_level=1, hidden_channels=4)).save_pretrained(tmp_path / "m")
-    results = evaluate(tmp_path / "m", dataset=str(data), num_images=0, num_samples=20)
+    results = evaluate(tmp_path / "m", FlowEvalRequest(dataset=str(data), num_images=None, num_samples=20)).to_json()
     assert results["num_images"] == 12 and results["sample_quality"] is None
     assert "no frozen classifier for 16x16" in results["sample_quality_note"]
     assert math.isfinite(results["metrics"]["exact_bits_per_dim"]["mean"])
     with pytest.raises(ValueError, match="17"):  # a 256-level model scored on 17-level data
-        evaluate(tmp_path / "m", dataset="digits", num_samples=0)
+        evaluate(tmp_path / "m", FlowEvalRequest(dataset="digits", num_samples=0))
 
 
 @pytest.mark.slow

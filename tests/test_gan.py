@@ -308,7 +308,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
 
 def test_gan_family_is_registered_and_loads_in_a_fresh_process(trained_gan_dir):
     family = hubgen.get_family("gan")
-    assert family.load("pipeline_class") is GANPipeline and family.card_template == "gan.md"
+    assert family.load("pipeline_class") is GANPipeline and family.card_template == "hubgen.gan:card.md"
     code = f"import hubgen; p = hubgen.load_pipeline({str(trained_gan_dir)!r}); print(type(p).__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().endswith("GANPipeline"), out.stderr[-2000:]

@@ -15,15 +15,32 @@ FAMILY = Family(
     build_demo="hubgen.ddpm.demo:build_demo",
     card_template="hubgen.ddpm:card.md",
     metrics=(
-        Metric("vlb_nats", "variational bound on the NLL (nats, {num_timesteps} timesteps)", "nll", "nats/image",
-               _BOUND),  # fmt: skip
-        Metric("vlb_bits_per_dim", "variational bound bits/dim ({num_timesteps} timesteps)", "bits_per_dim",
-               "bits/dim", _BOUND, headline=True),  # fmt: skip
+        Metric(
+            "vlb_nats", "variational bound on the NLL (nats, {num_timesteps} timesteps)", "nll", "nats/image", _BOUND
+        ),  # fmt: skip
+        Metric(
+            "vlb_bits_per_dim",
+            "variational bound bits/dim ({num_timesteps} timesteps)",
+            "bits_per_dim",
+            "bits/dim",
+            _BOUND,
+            headline=True,
+        ),  # fmt: skip
     ),
     sample_options=(
         SampleOption("sampler", "choice", "ddpm", "the sampler", choices=("ddpm", "ddim", "dpmsolver++")),
-        SampleOption("num_inference_steps", "int", None, "denoising steps (default: the sampler's)", minimum=1,
-                     maximum=1000),  # fmt: skip
+        SampleOption(
+            "num_inference_steps", "int", None, "denoising steps (default: the sampler's)", minimum=1, maximum=1000
+        ),  # fmt: skip
     ),
     space=SpaceStyle("yellow", "red"),
+    quickstart=(
+        "--num_epochs 100000 --checkpointing_steps 100000 --sample_steps 100000 --max_train_time 90 "
+        "--eval_num_images 100 --eval_num_samples 200"
+    ),
+    smoke_test=(
+        "--max_train_steps 2 --block_out_channels 8 16 --attention none --norm_num_groups 4 "
+        "--num_train_timesteps 50 --train_batch_size 16 --eval_num_images 2 --eval_num_samples 20 "
+        "--eval_samplers dpmsolver++:5"
+    ),
 )

@@ -1,6 +1,5 @@
 """DDPMPipeline: diffusers' DDPMPipeline with a choice of sampler, a denoising trajectory and input checks.
 
-from ..errors import UserInputError
 from hubgen.ddpm import DDPMPipeline
 pipe = DDPMPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), sampler="dpmsolver++").images
@@ -27,6 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from ..diffusion.scheduling import eps_to_x0
+from ..errors import UserInputError
 from ..pipeline_utils import SafetensorsLoadingMixin, check_sampling_inputs, convert_images, make_grid
 
 __all__ = [

@@ -14,11 +14,23 @@ FAMILY = Family(
     card_template="hubgen.flow:card.md",
     metrics=(
         Metric("exact_nll_nats", "exact NLL (nats, change of variables)", "nll", "nats/image", "exact"),
-        Metric("exact_bits_per_dim", "exact bits/dim (change of variables)", "bits_per_dim", "bits/dim", "exact",
-               headline=True),  # fmt: skip
+        Metric(
+            "exact_bits_per_dim",
+            "exact bits/dim (change of variables)",
+            "bits_per_dim",
+            "bits/dim",
+            "exact",
+            headline=True,
+        ),  # fmt: skip
     ),
-    sample_options=(
-        SampleOption("temperature", "float", 1.0, "z ~ N(0, T^2 I)", minimum=0.0, maximum=2.0),
-    ),
+    sample_options=(SampleOption("temperature", "float", 1.0, "z ~ N(0, T^2 I)", minimum=0.0, maximum=2.0),),
     space=SpaceStyle("purple", "pink"),
+    quickstart=(
+        "--num_epochs 100000 --checkpointing_steps 100000 --sample_steps 100000 --max_train_time 60 "
+        "--eval_num_samples 1000"
+    ),
+    smoke_test=(
+        "--max_train_steps 2 --steps_per_level 1 --hidden_channels 8 --init_batch_size 64 "
+        "--eval_num_images 8 --eval_num_samples 30"
+    ),
 )

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..errors import UserInputError
 from ..metrics.units import nats_to_bits_per_dim
+from . import losses
 from .transforms import (
     ActNorm,
     AffineCoupling,
@@ -46,7 +47,6 @@ from .transforms import (
     UniformDequantization,
     VariationalDequantization,
     squeeze,
-    standard_normal_log_prob,
     unsqueeze,
 )
 
@@ -208,8 +208,7 @@ class FlowModel(ModelMixin, ConfigMixin):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) = log N(f(x); 0, I) + log |det df/dx|, nats per image (B,), for x in [0, 1)^D."""
-        z, log_det = self(x)
-        return standard_normal_log_prob(z) + log_det
+        return losses.log_prob(self, x)
 
     def bits_per_dim(self, x: torch.Tensor, log_q: torch.Tensor | float = 0.0) -> torch.Tensor:
         """Bits/dim of the L-level data behind dequantized x (hubgen.metrics.units' convention):
@@ -228,7 +227,9 @@ class FlowModel(ModelMixin, ConfigMixin):
         cfg = self.config
         expected = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise UserInputError(f"`{name}` must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}.")
+            raise UserInputError(
+                f"`{name}` must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}."
+            )
 
     def quantize(self, intensities: torch.Tensor) -> torch.Tensor:
         """Intensities in [0, 1] -> grey levels k = round(p (L - 1)) in {0..L-1} (as floats)."""
@@ -250,7 +251,7 @@ class FlowModel(ModelMixin, ConfigMixin):
     def nll(self, intensities: torch.Tensor, generator=None) -> torch.Tensor:
         """-log p(x) + log q(u|k) + D log L, nats per image (B,): one-draw estimate of the bound on -log P(k)."""
         x, log_q = self.dequantize(intensities, generator)
-        return -self.log_prob(x) + log_q + self.num_dims * math.log(self.config.pixel_levels)
+        return losses.dequantized_nll(self.log_prob(x), log_q, self.num_dims, self.config.pixel_levels)
 
     # -- sampling -----------------------------------------------------------------------------------------
 

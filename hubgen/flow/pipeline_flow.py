@@ -1,6 +1,5 @@
 """FlowPipeline: sample with a temperature, score images in bits/dim, and run the image -> z -> image round trip.
 
-from ..errors import UserInputError
 from hubgen.flow import FlowPipeline
 pipe = FlowPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), temperature=0.7).images
@@ -17,6 +16,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils import BaseOutput
 
+from ..errors import UserInputError
 from ..pipeline_utils import (
     SafetensorsLoadingMixin,
     check_output_type,

@@ -9,7 +9,6 @@ lazily into a bounded cache. Besides the family demos, the app has its own API: 
 `sample` (seeds for any family; a prompt for text-to-image families) and `leaderboard`.
 """
 
-import inspect
 import os
 
 import torch
@@ -17,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, show_grid, show_value_errors
 from ..errors import UserInputError
-from .catalog import LEADERBOARD_COLUMNS, Catalog, ModelEntry, PipelineCache, card_markdown, leaderboard_rows
+from .catalog import Catalog, ModelEntry, PipelineCache, card_markdown, leaderboard_columns, leaderboard_rows
 
 __all__ = ["build_gallery", "gallery_from_env", "tiles", "open_model", "sample", "leaderboard"]
 
@@ -79,25 +78,27 @@ def open_model(catalog: Catalog, model_id: str) -> tuple[str, list[list]]:
 
 
 def sample(catalog: Catalog, cache: PipelineCache, model_id: str, seed, num_images, prompt: str = "", steps=20):
-    """A grid of `num_images` samples of any family from `seed`; a prompt for text-to-image pipelines.
+    """A grid of `num_images` samples of any family from `seed`.
 
-    Multi-step samplers (diffusion) run `steps` steps when the pipeline takes `num_inference_steps`.
+    The gallery's prompt and steps controls go to the family's declared sample options of those names
+    (`prompt`, `num_inference_steps`); a family that declares neither ignores them. An option the family marks
+    `required` (a text-to-image prompt) must be given.
     """
     seed = check_int(seed, "seed", 0, MAX_SEED)
     num_images = check_int(num_images, "num_images", 1, MAX_IMAGES)
     steps = check_int(steps, "steps", 1, MAX_STEPS)
-    pipe = cache.get(catalog.get(model_id))
-    accepted = inspect.signature(pipe.__call__).parameters
-    kwargs = {"generator": torch.Generator().manual_seed(seed), "output_type": "pt"}
-    if "prompt" in accepted:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise UserInputError(f"Model {model_id!r} is text-to-image: `prompt` must be a non-empty text, got {prompt!r}.")
-        kwargs.update(prompt=prompt, num_images_per_prompt=num_images)
-    else:
-        kwargs["batch_size"] = num_images
-    if "num_inference_steps" in accepted:
-        kwargs["num_inference_steps"] = steps
-    images = pipe(**kwargs).images
+    entry = catalog.get(model_id)
+    family = entry.family
+    values = {"prompt": prompt, "num_inference_steps": steps}
+    if family is not None:
+        for option in family.sample_options:
+            value = values.get(option.name)
+            if option.required and (not isinstance(value, str) or not value.strip()):
+                raise UserInputError(f"Model {model_id!r} is {family.pipeline_tag}: `{option.name}` must be a "
+                                     f"non-empty text, got {value!r}.")  # fmt: skip
+    pipe = cache.get(entry)
+    kwargs = family.sample_call(num_images, values) if family is not None else {"batch_size": num_images}
+    images = pipe(**kwargs, generator=torch.Generator().manual_seed(seed), output_type="pt").images
     images = images if isinstance(images, torch.Tensor) else torch.as_tensor(images)
     nrow = max(1, int(num_images**0.5))
     return show_grid(images.float().clamp(0, 1), nrow=nrow)
@@ -152,7 +153,7 @@ def build_gallery(
 
     with gr.Blocks(title="hubgen model gallery") as demo:
         gr.Markdown(
-            "# hubgen model gallery\nVAEs, GANs, flows, diffusion and text-to-image models trained with hubgen. "
+            "# hubgen model gallery\nModels of every registered family, trained with hubgen. "
             "Open a model to read its card and try it; the leaderboard compares what the cards report."
         )
         for warning in catalog.warnings:
@@ -198,12 +199,11 @@ def build_gallery(
             with gr.Tab("Leaderboard", id="leaderboard"):
                 gr.Markdown(
                     "Figures as each card states them. Likelihoods: bits/dim and nats per image, with the bound "
-                    "they are (exact for flows, IWAE-k for VAEs, the variational bound for diffusion); lower is "
-                    "better. The Frechet distance is computed in a digit classifier's features (not Inception FID) "
+                    "each card declares (exact, or which bound); lower is better. The Frechet distance is computed in a digit classifier's features (not Inception FID) "
                     "and is comparable only at the same features and N. Click a column header to sort."
                 )
                 lb_family = gr.Dropdown(families, value="All", label="Family")
-                board = gr.Dataframe(headers=LEADERBOARD_COLUMNS, value=leaderboard(catalog), interactive=False)
+                board = gr.Dataframe(headers=leaderboard_columns(), value=leaderboard(catalog), interactive=False)
 
         filters = [family_dd, dataset_dd, query]
         for component in filters:

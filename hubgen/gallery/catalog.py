@@ -9,7 +9,6 @@ exception that takes the app down.
 """
 
 import collections
-import json
 import os
 import re
 import threading
@@ -24,12 +23,13 @@ __all__ = [
     "Catalog",
     "PipelineCache",
     "leaderboard_rows",
-    "LEADERBOARD_COLUMNS",
+    "leaderboard_columns",
     "bound_type",
     "card_markdown",
 ]
 
-LEADERBOARD_COLUMNS = [
+# The columns every family shares; each registered family's figures with a declared `column` follow them.
+BASE_COLUMNS = [
     "model",
     "family",
     "dataset",
@@ -41,7 +41,6 @@ LEADERBOARD_COLUMNS = [
     "precision",
     "recall",
     "coverage",
-    "prompt accuracy (guidance 3)",
 ]
 
 
@@ -64,27 +63,25 @@ class ModelEntry:
     def family_name(self) -> str:
         return self.family.name if self.family else "unknown"
 
+    def declared(self, result):
+        """The family's `Metric` for a card figure (found by the key the card stores in `metric_config`)."""
+        if self.family is None or not result.metric_config:
+            return None
+        return self.family.metric(result.metric_config)
+
     def headline(self) -> str:
-        """The figure for the tile: a likelihood with its bound type, else the prompt accuracy of a text-to-image
-        model, else the Frechet distance."""
+        """The figure for the tile: the one the family declares as its headline (a likelihood with its bound
+        type, a prompt accuracy, ...), else the classifier Frechet distance."""
         for r in self.results:
-            if r.metric_type == "bits_per_dim":
-                return f"{r.metric_value:.3f} bits/dim ({bound_type(r.metric_name)})"
-        accuracy = reference_accuracy(self)
-        if accuracy is not None:
-            return f"prompt accuracy {accuracy.metric_value:.3f} (guidance 3)"
+            spec = self.declared(r)
+            if spec is not None and spec.headline:
+                if spec.unit == "bits/dim":
+                    return f"{r.metric_value:.3f} bits/dim ({bound_type(r)})"
+                return f"{spec.column or spec.metric_type} {r.metric_value:.3f}"
         for r in self.results:
             if r.metric_type == "frechet_distance":
                 return f"classifier FD {r.metric_value:.1f}"
         return "not evaluated"
-
-
-def reference_accuracy(entry: "ModelEntry"):
-    """The prompt accuracy a text-to-image card reports at its reference point (training templates, guidance 3),
-    else its first accuracy figure, else None."""
-    accuracies = [r for r in entry.results if "accuracy" in r.metric_type]
-    reference = [r for r in accuracies if "training templates, guidance 3," in (r.metric_name or "")]
-    return (reference or accuracies or [None])[0]
 
 
 def card_markdown(entry: ModelEntry) -> str:
@@ -112,20 +109,11 @@ def card_markdown(entry: ModelEntry) -> str:
     return re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", replace, entry.card_text)
 
 
-def bound_type(metric_name: str) -> str:
-    """Which likelihood a card's metric name reports: exact, IWAE-k, a variational bound, or an ELBO."""
-    name = metric_name or ""
-    if "exact" in name.lower():
-        return "exact"
-    if "IWAE" in name:
-        k = re.search(r"k=(\d+)", name)
-        return f"IWAE-{k.group(1)}" if k else "IWAE"
-    if "variational bound" in name.lower():
-        t = re.search(r"\((?:[^()]*?)(\d+) timesteps", name)
-        return f"variational bound ({t.group(1)} timesteps)" if t else "variational bound"
-    if "elbo" in name.lower():
-        return "ELBO"
-    return "unstated"
+def bound_type(result) -> str:
+    """Which likelihood a card figure reports (an exact one, or which bound), as the card's
+    model-index states it in the figure's `args` (written from the family's declared `Metric.bound`)."""
+    args = result.metric_args or {}
+    return str(args.get("bound") or "unstated")
 
 
 def _read_card(entry: ModelEntry, text: str) -> None:
@@ -147,20 +135,19 @@ def _dataset_of(metadata: dict, info: dict) -> str:
 
 def read_local_entry(folder: Path) -> ModelEntry:
     """A model folder -> its entry; any failure to read it becomes `entry.error`."""
+    from .. import model_folder as mf
     from ..hub import family_of
 
     entry = ModelEntry(model_id=folder.name, source="local", location=str(folder))
     try:
         entry.family = family_of(folder)
-        card = folder / "README.md"
+        card = folder / mf.CARD
         if card.is_file():
             _read_card(entry, card.read_text(encoding="utf-8"))
-        info_path = folder / "hubgen_training.json"
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        entry.dataset = _dataset_of(entry.card_metadata, info)
-        if (folder / "samples.png").is_file():
-            entry.samples_path = str(folder / "samples.png")
-    except (ValueError, OSError, json.JSONDecodeError) as e:
+        entry.dataset = _dataset_of(entry.card_metadata, mf.training_record(folder))
+        if (folder / mf.SAMPLES).is_file():
+            entry.samples_path = str(folder / mf.SAMPLES)
+    except (ValueError, OSError) as e:
         entry.error = f"{type(e).__name__}: {e}"
     return entry
 
@@ -270,23 +257,43 @@ def _value(entry: ModelEntry, metric_type: str):
     return None
 
 
-def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
-    """One row per evaluated model, in LEADERBOARD_COLUMNS order; figures as the cards state them.
+def _declared_columns() -> dict:
+    """{column title: (family name, Metric)} for every registered family's figure that has its own column."""
+    from ..registry import list_families
 
-    Likelihoods are shown in both units (bits/dim and nats per image) with the bound they are (exact for flows,
-    IWAE-k for VAEs, the variational bound for diffusion); an empty cell means the card does not report it.
+    return {spec.column: (f.name, spec) for f in list_families() for spec in f.metrics if spec.column}
+
+
+def leaderboard_columns() -> list[str]:
+    return BASE_COLUMNS + list(_declared_columns())
+
+
+def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
+    """One row per evaluated model, in `leaderboard_columns()` order; figures as the cards state them.
+
+    Likelihoods are shown in both units (bits/dim and nats per image) with the bound the card declares for them;
+    an empty cell means the card does not report it.
     """
+    columns = _declared_columns()
     rows = []
     for e in entries:
         if e.error:
             continue
-        bpd, nll, fd = _value(e, "bits_per_dim"), _value(e, "nll"), _value(e, "frechet_distance")
-        accuracy = reference_accuracy(e)
+        units = {}
+        for r in e.results:
+            spec = e.declared(r)
+            if spec is not None and spec.unit in ("bits/dim", "nats/image"):
+                units.setdefault(spec.unit, r)
+        bpd, nll, fd = units.get("bits/dim"), units.get("nats/image"), _value(e, "frechet_distance")
         fd_where = ""
         if fd is not None:
             n = re.search(r"N=(\d+)", fd.metric_name)
             net = re.search(r"features (\S+)", fd.metric_name)
             fd_where = f"{net.group(1) if net else '?'}, N={n.group(1) if n else '?'}"
+        own = []
+        for family_name, spec in columns.values():
+            match = [r for r in e.results if e.family_name == family_name and r.metric_config == spec.key]
+            own.append(round(match[0].metric_value, 3) if match else None)
         rows.append(
             [
                 e.model_id,
@@ -294,12 +301,12 @@ def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
                 e.dataset,
                 round(bpd.metric_value, 4) if bpd else None,
                 round(nll.metric_value, 2) if nll else None,
-                bound_type((bpd or nll).metric_name) if (bpd or nll) else "",
+                bound_type(bpd or nll) if (bpd or nll) else "",
                 round(fd.metric_value, 2) if fd else None,
                 fd_where,
                 *(round(r.metric_value, 3) if r else None for r in (_value(e, t) for t in ("precision", "recall"))),
                 round(_value(e, "coverage").metric_value, 3) if _value(e, "coverage") else None,
-                round(accuracy.metric_value, 3) if accuracy else None,
+                *own,
             ]
         )
     return rows

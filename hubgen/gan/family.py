@@ -15,8 +15,14 @@ FAMILY = Family(
     build_demo="hubgen.gan.demo:build_demo",
     card_template="hubgen.gan:card.md",
     sample_options=(
-        SampleOption("truncation", "float", None, "truncate z to [-t, t] (none: the full prior)", minimum=0.0,
-                     maximum=3.0),  # fmt: skip
+        SampleOption(
+            "truncation", "float", None, "truncate z to [-t, t] (none: the full prior)", minimum=0.0, maximum=3.0
+        ),  # fmt: skip
     ),
     space=SpaceStyle("green", "blue"),
+    quickstart=(
+        "--num_epochs 100000 --checkpointing_steps 100000 --sample_steps 100000 --latent_dim 32 "
+        "--base_channels 32 --train_batch_size 64 --max_train_time 60 --eval_num_samples 1000"
+    ),
+    smoke_test=("--max_train_steps 4 --train_batch_size 32 --latent_dim 8 --base_channels 4 --eval_num_samples 40"),
 )

@@ -1,6 +1,5 @@
 """GANPipeline: sample, interpolate and truncate with a trained DCGAN generator.
 
-from ..errors import UserInputError
 from hubgen.gan import GANPipeline
 pipe = GANPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), truncation=0.7).images
@@ -12,6 +11,8 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
+from ..data import to_intensities
+from ..errors import UserInputError
 from ..pipeline_utils import (
     SafetensorsLoadingMixin,
     check_output_type,
@@ -74,7 +75,7 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         images = self.generator(z.to(self.device, self.generator.dtype))
-        return ((images.float() + 1) / 2).clamp(0, 1)  # [-1, 1] -> [0, 1]
+        return to_intensities(images.float())  # [-1, 1] -> [0, 1]
 
     @torch.no_grad()
     def __call__(

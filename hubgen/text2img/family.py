@@ -17,9 +17,17 @@ FAMILY = Family(
     build_demo="hubgen.text2img.demo:build_demo",
     card_template="hubgen.text2img:card.md",
     metrics=(
-        Metric("prompt_accuracy_train_w3", "{label}", "accuracy", "fraction", higher_is_better=True, headline=True,
-               column="prompt accuracy (training templates, guidance 3)"),  # fmt: skip
-        Metric("prompt_accuracy_*", "{label}", "accuracy", "fraction", higher_is_better=True),
+        Metric(
+            "prompt_accuracy_train_w3",
+            "{label}",
+            "accuracy",
+            "fraction",
+            higher_is_better=True,
+            headline=True,
+            column="prompt accuracy (training templates, guidance 3)",
+            count_based=True,
+        ),  # fmt: skip
+        Metric("prompt_accuracy_*", "{label}", "accuracy", "fraction", higher_is_better=True, count_based=True),
     ),
     sample_options=(
         SampleOption("prompt", "prompt", None, "what to draw, e.g. 'a handwritten seven'", required=True),
@@ -28,4 +36,13 @@ FAMILY = Family(
         SampleOption("sampler", "choice", "dpmsolver++", "the sampler", choices=("ddpm", "ddim", "dpmsolver++")),
     ),
     pipeline_tag="text-to-image",
+    quickstart=(
+        "--num_epochs 100000 --checkpointing_steps 100000 --sample_steps 100000 --max_train_time 90 "
+        "--eval_num_samples 200"
+    ),
+    smoke_test=(
+        "--max_train_steps 2 --train_batch_size 32 --block_out_channels 8 16 --attention_heads 2 "
+        "--text_hidden_size 16 --text_layers 1 --text_heads 2 --num_inference_steps 2 --eval_num_samples "
+        "20"
+    ),
 )

@@ -18,4 +18,13 @@ FAMILY = Family(
         Metric("bits_per_dim", "IWAE bits/dim (k={k})", "bits_per_dim", "bits/dim", "IWAE-{k}", headline=True),
     ),
     space=SpaceStyle("blue", "indigo"),
+    quickstart=(
+        "--latent_dim 2 --hidden_dims 256 128 --num_epochs 1000 --max_train_time 75 --train_batch_size "
+        "64 --learning_rate 2e-3 --checkpointing_steps 5000 --sample_steps 5000 --eval_k 1000 "
+        "--eval_num_images 1000"
+    ),
+    smoke_test=(
+        "--max_train_steps 6 --train_batch_size 32 --latent_dim 2 --hidden_dims 32 --checkpointing_steps "
+        "3 --sample_steps 3 --eval_k 8 --eval_num_images 16 --eval_num_samples 50"
+    ),
 )

@@ -1,6 +1,5 @@
 """VAEPipeline: sample, reconstruct, interpolate and score images with a trained VAEModel.
 
-from ..errors import UserInputError
 from hubgen.vae import VAEPipeline
 pipe = VAEPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
@@ -14,6 +13,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils import BaseOutput
 
 from ..data import binarize, dequantize
+from ..errors import UserInputError
 from ..pipeline_utils import (
     SafetensorsLoadingMixin,
     check_output_type,

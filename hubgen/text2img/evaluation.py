@@ -1,0 +1,200 @@
+"""The text-to-image evaluation: prompt accuracy per guidance scale on training and held-out templates, sample
+quality per guidance scale, and the pictures of the card (the digit grid, the guidance sweep).
+
+    hubgen eval out/t2i --num_samples 200 --guidance_scales 1 2 3 5 --sampler dpmsolver++
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserInputError
+from ..model_folder import recorded_dataset
+from ..registry import EvalRequest, EvalResult
+from . import captions as cap
+
+__all__ = [
+    "Text2ImageEvalRequest",
+    "evaluate",
+    "digit_grid",
+    "guidance_sweep",
+    "EVAL_GUIDANCE_SCALES",
+    "REFERENCE_GUIDANCE",
+    "SWEEP_GUIDANCE_SCALES",
+]
+
+EVAL_GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0)
+REFERENCE_GUIDANCE = 3.0  # the card's headline figures and the sample grid
+SWEEP_GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+PIXEL_MODE = "continuous intensities scaled to [-1, 1]"
+
+
+@dataclass
+class Text2ImageEvalRequest(EvalRequest):
+    """`num_samples` counts the images per template set and guidance scale (num_samples // 10 per digit); 0 skips
+    the figures (the guidance sweep is still drawn), None (`all`) takes as many as the split has images.
+    `num_images` does not apply: no figure is computed on test images alone (no likelihood), so it stays 0."""
+
+    num_images: int | None = field(default=0, metadata={"help": "does not apply to text-to-image (no likelihood)"})
+    num_samples: int | None = field(default=200, metadata={
+        "help": "samples per template set and guidance scale, num_samples // 10 per digit (0: skip)"})  # fmt: skip
+    guidance_scales: tuple[float, ...] = field(default=EVAL_GUIDANCE_SCALES, metadata={
+        "help": "classifier-free guidance scales w to evaluate (Ho & Salimans 2022)"})  # fmt: skip
+    num_inference_steps: int | None = field(default=None, metadata={
+        "help": "sampler steps; all (None): those of the training record, else 20"})  # fmt: skip
+    sampler: str = field(default="dpmsolver++", metadata={"help": "the sampler, a name the pipeline's `sampler` takes"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_images not in (0, None):
+            raise UserInputError(
+                f"`num_images` does not apply to text-to-image models (no likelihood), got {self.num_images!r}: "
+                "`num_samples` sets the number of samples."
+            )
+        self.num_images = 0
+        if self.num_samples is not None and 0 < self.num_samples < 10:
+            raise UserInputError(f"`num_samples` must be >= 10 (one per digit at least), got {self.num_samples!r}.")
+        scales = self.guidance_scales
+        scales = (scales,) if isinstance(scales, (int, float)) and not isinstance(scales, bool) else tuple(scales)
+        if not scales or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in scales):
+            raise UserInputError(f"`guidance_scales` must be non-negative numbers, got {list(scales)}.")
+        self.guidance_scales = tuple(float(w) for w in scales)
+        if any(not (math.isfinite(w) and w >= 0) for w in self.guidance_scales):
+            raise UserInputError(f"`guidance_scales` must be non-negative numbers, got {list(scales)}.")
+        steps = self.num_inference_steps
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+            raise UserInputError(f"`num_inference_steps` must be an integer >= 1 or None, got {steps!r}.")
+        if not isinstance(self.sampler, str) or not self.sampler:
+            raise UserInputError(f"`sampler` must be a sampler name, got {self.sampler!r}.")
+
+
+# -- pictures ------------------------------------------------------------------------------------------------------
+
+
+def digit_grid(pipe, per_digit: int = 8, guidance_scale: float = REFERENCE_GUIDANCE, seed: int = 0,
+               num_inference_steps: int = 20):  # fmt: skip
+    """A 10 x `per_digit` grid: row d holds `per_digit` samples for the prompt "a handwritten digit <d>"."""
+    from ..pipeline_utils import make_grid
+
+    prompts = [cap.digit_prompt(d) for d in range(10)]
+    images = pipe(prompts, num_images_per_prompt=per_digit, guidance_scale=guidance_scale,
+                  num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(seed),
+                  output_type="pt").images  # fmt: skip
+    return make_grid(images, nrow=per_digit)
+
+
+def guidance_sweep(pipe, scales=SWEEP_GUIDANCE_SCALES, seed: int = 0, num_inference_steps: int = 20, sampler=None):
+    """Rows: the ten digit prompts; columns: guidance scales, every column from the same initial noise."""
+    from ..pipeline_utils import make_grid
+
+    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    noise = torch.randn((10, c, s, s), generator=torch.Generator().manual_seed(seed))
+    prompts = [cap.digit_prompt(d) for d in range(10)]
+    columns = [pipe(prompts, guidance_scale=w, num_inference_steps=num_inference_steps, sampler=sampler,
+                    latents=noise, output_type="pt").images for w in scales]  # fmt: skip
+    return make_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(scales))  # (10 * S, C, H, W), row-major
+
+
+# -- figures -------------------------------------------------------------------------------------------------------
+
+
+def _prompt_accuracy(pipe, classifier, templates, n: int, w: float, seed: int, steps: int, sampler: str, batch: int):
+    """Sample n images (n // 10 per digit, templates cycling) at guidance w; classify them.
+    Returns (images (n', C, H, W), requested labels (n',), predicted labels (n',))."""
+    from ..metrics import extract
+
+    per_digit = n // 10
+    requested = np.repeat(np.arange(10), per_digit)  # (n',)
+    prompts = [cap.caption(templates[i % len(templates)], d) for d in range(10) for i in range(per_digit)]
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for i in range(0, len(prompts), batch):
+        images.append(pipe(prompts[i : i + batch], guidance_scale=w, num_inference_steps=steps, sampler=sampler,
+                           generator=generator, output_type="pt").images.cpu())  # fmt: skip
+    images = torch.cat(images)
+    _, probs = extract(classifier, images)
+    return images, requested, probs.argmax(axis=1)
+
+
+@torch.no_grad()
+def evaluate(folder, request: Text2ImageEvalRequest, pipeline=None, batch_size: int = 250) -> EvalResult:
+    """Prompt accuracy and sample quality per guidance scale, and the guidance sweep.
+
+    For each guidance scale w of `request.guidance_scales` and each template set (training, held-out),
+    n = 10 * (num_samples // 10) images are drawn (n / 10 per digit, the set's templates cycling; `sampler` with
+    `num_inference_steps` steps, by default those of the training record, else 20; seed `seed`, `seed` + 1 for
+    the held-out templates) and labelled by the frozen digit classifier (hubgen.metrics.load_classifier for the
+    image size). Prompt accuracy is the share labelled with the prompt's digit, overall and per digit, with its
+    binomial standard error sqrt(a (1 - a) / n). The training-template samples of each w are also compared with
+    the `split` of the dataset (hubgen.metrics.evaluate_samples): classifier Frechet distance,
+    precision/recall/density/coverage, classes covered; the report at the reference w (3 when evaluated) is the
+    result's sample quality, with its nearest-neighbour grid as a picture.
+    """
+    from .pipeline_text2img import Text2ImagePipeline
+
+    folder = Path(folder)
+    dataset, info = recorded_dataset(folder, request.dataset)
+    steps = request.num_inference_steps or int(info.get("num_inference_steps", 20))
+    pipe = pipeline or Text2ImagePipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    num_samples = request.num_samples
+    if num_samples is None:
+        from ..data import load_dataset
+
+        num_samples = len(load_dataset(dataset, request.split))
+    n_per_set = 10 * (num_samples // 10)
+    scales = list(request.guidance_scales)
+    reference = REFERENCE_GUIDANCE if REFERENCE_GUIDANCE in scales else scales[0]
+    result = EvalResult("text2img", request, str(dataset), request.split, n_per_set, request.seed,
+                        info.get("pixel_mode", PIXEL_MODE))  # fmt: skip
+    result.details = {"sampler": request.sampler, "num_inference_steps": steps, "guidance_scales": scales,
+                      "reference_guidance_scale": reference, "num_samples_per_set": n_per_set,
+                      "sweep_guidance_scales": list(SWEEP_GUIDANCE_SCALES)}  # fmt: skip
+    result.pictures["guidance_sweep.png"] = guidance_sweep(pipe, seed=request.seed, num_inference_steps=steps,
+                                                           sampler=request.sampler)  # fmt: skip
+    if n_per_set:
+        _prompt_accuracy_and_quality(pipe, result, dataset, steps, reference, batch_size)
+    return result
+
+
+def _prompt_accuracy_and_quality(pipe, result: EvalResult, dataset: str, steps: int, reference: float, batch: int):
+    """The figures of `evaluate`, per guidance scale and template set, into `result`."""
+    from ..metrics import evaluate_samples, label_accuracy, load_classifier
+
+    request, n = result.request, result.num_images
+    classifier = load_classifier(pipe.unet.config.sample_size)
+    template_sets = {"train": (cap.TRAIN_TEMPLATES, request.seed, "training"),
+                     "heldout": (cap.HELDOUT_TEMPLATES, request.seed + 1, "held-out")}  # fmt: skip
+    accuracy, sweep = {"train": {}, "heldout": {}}, []
+    for w in result.details["guidance_scales"]:
+        row = {"guidance_scale": w}
+        for set_name, (templates, set_seed, which) in template_sets.items():
+            images, requested, predicted = _prompt_accuracy(pipe, classifier, templates, n, w, set_seed, steps,
+                                                            request.sampler, batch)  # fmt: skip
+            acc = label_accuracy(predicted, requested)
+            key = f"prompt_accuracy_{set_name}_w{w:g}"
+            result.metrics[key] = {"mean": acc, "stderr": math.sqrt(acc * (1 - acc) / n)}  # binomial standard error
+            result.metric_labels[key] = (f"prompt accuracy, {which} templates, guidance {w:g}, {request.sampler} "
+                                         f"{steps} steps, {n} samples, seed {set_seed}")  # fmt: skip
+            per_digit = [float(np.mean(predicted[requested == d] == d)) for d in range(10)]
+            accuracy[set_name][f"{w:g}"] = {"overall": acc, "per_digit": per_digit}
+            row[f"prompt_accuracy_{set_name}"] = acc
+            if set_name != "train":
+                continue
+            # fidelity and diversity of the training-template samples at this w
+            quality = evaluate_samples(images, dataset, seed=request.seed, reference_split=request.split)
+            pictures = quality.pop("pictures", {})
+            quality["samples"] = f"prompted with the training templates, guidance {w:g}, {request.sampler} {steps} steps"
+            if w == reference:
+                result.sample_quality = quality
+                result.pictures.update(pictures)  # the nearest-neighbour grid
+            fd, prdc = quality["frechet_distance"], quality["prdc"]
+            row.update({"frechet_distance": fd["value"], "floor": fd["floor_train_vs_test"]})
+            row.update({name: prdc[name] for name in ("precision", "recall", "density", "coverage")})
+            row["classes_covered"] = (quality.get("modes") or {}).get("classes_covered")
+        sweep.append(row)
+    result.details.update(prompt_accuracy=accuracy, guidance_sweep=sweep,
+                          classifier=result.sample_quality["feature_network"])  # fmt: skip
