@@ -38,7 +38,8 @@ import torch
 
 from hubgen import data as hdata
 from hubgen.cli import main as hubgen
-from hubgen.ddpm.train_ddpm import evaluate, to_model_range, unet_config
+from hubgen.ddpm.evaluation import DDPMEvalRequest, evaluate
+from hubgen.ddpm.train_ddpm import unet_config
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
@@ -190,7 +191,7 @@ def per_pixel_baseline(dataset: str = "digits") -> float:
     levels = train.levels
 
     def codes(ds):
-        return torch.round(to_model_range(ds.images.float() / 255, levels) * (levels - 1) / 2 + (levels - 1) / 2)
+        return torch.round(hdata.to_signed_range(ds.images.float() / 255, levels) * (levels - 1) / 2 + (levels - 1) / 2)
 
     k_train, k_test = codes(train).long().flatten(1), codes(test).long().flatten(1)  # (N, D)
     counts = torch.stack([(k_train == k).sum(0) for k in range(levels)]).double() + 1  # (L, D), add-one smoothing
@@ -245,8 +246,9 @@ def main() -> int:
         record["budget_minutes"] = args.minutes
 
     if "samplers" not in args.skip:
-        results = evaluate(folder, dataset="digits", split="test", num_images=None, num_samples=args.num_samples,
-                           seed=0, samplers=args.samplers)  # fmt: skip
+        request = DDPMEvalRequest(dataset="digits", split="test", num_images=0, num_samples=args.num_samples, seed=0,
+                                  samplers=tuple(args.samplers))  # fmt: skip
+        results = evaluate(folder, request).to_json()
         record["samplers"] = results["samplers"]
         by_name = {r["sampler"]: (label, r) for label, r in results["samplers"].items()}
         for label, r in sorted(results["samplers"].items(), key=lambda kv: kv[1]["order"]):
@@ -277,8 +279,9 @@ def main() -> int:
             print(rows[-1], flush=True)
 
     if "bound" not in args.skip:
-        results = evaluate(folder, dataset="digits", split="test", num_images=args.bound_images,
-                           num_timesteps=args.bound_timesteps, num_samples=0, seed=0)  # fmt: skip
+        request = DDPMEvalRequest(dataset="digits", split="test", num_images=args.bound_images or None,
+                                  num_timesteps=args.bound_timesteps, num_samples=0, seed=0)  # fmt: skip
+        results = evaluate(folder, request).to_json()
         m = results["metrics"]["vlb_bits_per_dim"]
         record["bound"] = {k: results[k] for k in ("num_images", "num_timesteps", "num_train_timesteps",
                                                    "vlb_terms_nats", "bound_protocol", "vlb_seconds")}  # fmt: skip

@@ -4,7 +4,7 @@
 
 In one run, with torch's intra-op threads fixed (`--threads`, stated in the output):
 1. hubgen: `hubgen train flow` through the real CLI on the 50k training images for `--minutes` of training, then
-   the exact test bits/dim (hubgen.flow.train_flow.evaluate: every test image dequantized once from seed 0) and
+   the exact test bits/dim (hubgen.flow.evaluation.evaluate: every test image dequantized once from seed 0) and
    the sample quality at temperatures 1 and 0.7.
 2. normflows 1.7 (`pip install hubgen[bench]`): the same architecture size built from its Glow blocks as in its
    multi-scale Glow example (`nf.flows.GlowBlock`, `nf.flows.Squeeze`, `nf.flows.Merge`, an unconditional
@@ -159,7 +159,8 @@ def main() -> int:
     rows = []
 
     if not args.skip_hubgen:
-        from hubgen.flow.train_flow import evaluate
+        from hubgen.flow.evaluation import FlowEvalRequest, evaluate
+        from hubgen.model_folder import write_evaluation
 
         folder = out_root / f"flow-mnist-L{args.num_levels}-K{args.steps_per_level}-h{args.hidden_channels}"
         train = [
@@ -178,9 +179,9 @@ def main() -> int:
             print(f"hubgen training failed with exit code {code}", file=sys.stderr)
             return code
         info = json.loads((folder / "hubgen_training.json").read_text())
-        results = evaluate(folder, dataset=args.data, num_images=args.eval_num_images, num_samples=args.num_samples,
-                           seed=0)  # fmt: skip
-        (folder / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        request = FlowEvalRequest(dataset=args.data, num_images=args.eval_num_images or None,
+                                  num_samples=args.num_samples, seed=0)  # fmt: skip
+        results = write_evaluation(folder, evaluate(folder, request))  # eval_results.json and its pictures
         from hubgen.hub import render_card
 
         render_card(folder)

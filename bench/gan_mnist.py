@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from hubgen.cli import main as hubgen
 from hubgen import model_folder as mf
+from hubgen.cli import main as hubgen
 from hubgen.gan.evaluation import GANEvalRequest, evaluate
 
 

@@ -26,8 +26,8 @@ import torch
 
 from hubgen.cli import main as hubgen
 from hubgen.hub import render_card
-from hubgen.text2img.train_text2img import evaluate
-from hubgen.training import write_json_atomic
+from hubgen.model_folder import write_evaluation
+from hubgen.text2img.evaluation import Text2ImageEvalRequest, evaluate
 
 GOALS = {"train": 0.95, "heldout": 0.85}
 GUIDANCE = 3.0
@@ -64,10 +64,17 @@ def main() -> int:
             return code
     info = json.loads((out / "hubgen_training.json").read_text())
     start = time.perf_counter()
-    results = evaluate(out, dataset=args.data, num_samples=args.num_samples, seed=0, guidance_scales=(GUIDANCE,),
-                       num_inference_steps=STEPS, sampler="dpmsolver++")  # fmt: skip
+    request = Text2ImageEvalRequest(
+        dataset=args.data,
+        num_samples=args.num_samples,
+        seed=0,
+        guidance_scales=(GUIDANCE,),
+        num_inference_steps=STEPS,
+        sampler="dpmsolver++",
+    )
+    result = evaluate(out, request)
     eval_seconds = time.perf_counter() - start
-    write_json_atomic(out / "eval_results.json", results)
+    results = write_evaluation(out, result)  # the JSON record of eval_results.json
     render_card(out)
 
     key = f"{GUIDANCE:g}"

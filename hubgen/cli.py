@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model folder and update its card: hubgen eval FOLDER --help",
                        add_help=False)  # fmt: skip
+    e.add_argument("-h", "--help", action="store_true", dest="show_help")
     e.add_argument("folder_and_options", nargs=argparse.REMAINDER, metavar="FOLDER [OPTIONS]")
 
     s = sub.add_parser("sample", help="write a grid of samples: hubgen sample FOLDER --help", add_help=False)
+    s.add_argument("-h", "--help", action="store_true", dest="show_help")
     s.add_argument("folder_and_options", nargs=argparse.REMAINDER, metavar="FOLDER [OPTIONS]")
 
     c = sub.add_parser("card", help="re-render README.md from the folder's config, metrics and samples")
@@ -134,7 +136,7 @@ def _eval(args) -> int:
     from . import model_folder as mf
     from .hub import render_card
 
-    folder, family, rest = _folder_and_family("eval", args.folder_and_options)
+    folder, family, rest = _folder_and_family("eval", ["--help"] if args.show_help else args.folder_and_options)
     request_class = family.load("eval_request")
     parser = argparse.ArgumentParser(prog=f"hubgen eval {folder}",
                                      description=f"Evaluate a {family.name} model and update its card.")  # fmt: skip
@@ -146,13 +148,20 @@ def _eval(args) -> int:
     result = family.load("evaluate")(folder, request)
     record = mf.write_evaluation(folder, result)
     render_card(folder)
-    print(f"{folder}: {result.dataset} {result.split}, N={result.num_images}, seed={result.seed}")
+    import dataclasses
+
+    from .registry import EvalRequest
+
+    common = {f.name for f in dataclasses.fields(EvalRequest)}
+    own = "".join(f"{f.name}={getattr(request, f.name)}, " for f in dataclasses.fields(request) if f.name not in common)
+    scored = f"N={result.num_images}, " if result.num_images is not None else ""
+    print(f"{folder}: {result.dataset} {result.split}, {scored}{own}seed={result.seed}")
     for key, value in result.metrics.items():
         spec = family.metric(key)
-        label = (result.metric_labels.get(key) or key) if spec is None or "{label}" in spec.label else spec.label
+        label = (result.metric_labels.get(key) or "") if spec is None or "{label}" in spec.label else spec.label
         label = label.format_map(collections.defaultdict(lambda: "?", record))
         err = f" ± {value['stderr']:.3g}" if value.get("stderr") else ""
-        print(f"  {label:48s} {value['mean']:.4f}{err}")
+        print(f"  {key:24s} {value['mean']:.4f}{err}   {label}")
     if result.sample_quality:
         from .metrics import format_sample_quality
 
@@ -168,7 +177,7 @@ def _sample(args) -> int:
     from .hub import load_pipeline
     from .pipeline_utils import make_grid
 
-    folder, family, rest = _folder_and_family("sample", args.folder_and_options)
+    folder, family, rest = _folder_and_family("sample", ["--help"] if args.show_help else args.folder_and_options)
     parser = argparse.ArgumentParser(prog=f"hubgen sample {folder}", description=f"Samples of a {family.name} model.")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNet2DModel
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -145,7 +146,7 @@ def test_every_sampler_runs_from_the_saved_config(saved):
         torch.testing.assert_close(scheduler.alphas_cumprod, pipe.scheduler.alphas_cumprod, rtol=0, atol=0)
         seen = []
         out = pipe(2, generator=_g(1), sampler=sampler, num_inference_steps=5 if sampler != "ddpm" else None,
-                   output_type="pt", callback=lambda i, t, xt, x0, seen=seen: seen.append(t))  # fmt: skip
+                   output_type="pt", callback_on_step_end=lambda p, i, t, k, s=seen: s.append(int(t)))  # fmt: skip
         assert len(seen) == (T if sampler == "ddpm" else 5) and seen == sorted(seen, reverse=True)
         assert seen[0] == T - 1  # "trailing" spacing: every sampler starts from pure noise at t = T
         assert out.images.shape == (2, 1, 8, 8) and 0 <= out.images.min() and out.images.max() <= 1
@@ -166,7 +167,8 @@ def test_every_sampler_runs_from_the_saved_config(saved):
 def test_callback_and_trajectory(pipe):
     calls = []
     out = pipe(2, generator=_g(4), sampler="ddim", num_inference_steps=6, output_type="np", return_trajectory=True,
-               callback=lambda i, t, xt, x0: calls.append((i, t, xt.clone(), x0.clone())))  # fmt: skip
+               callback_on_step_end=lambda p, i, t, k: calls.append((i, int(t), k["xt"].clone(), k["x0_pred"].clone())),
+               callback_on_step_end_tensor_inputs=["xt", "x0_pred"])  # fmt: skip
     traj = out.trajectory
     assert [c[0] for c in calls] == list(range(6)) and traj.timesteps.tolist() == [c[1] for c in calls]
     assert traj.xt.shape == traj.x0_pred.shape == (6, 2, 1, 8, 8)
@@ -194,11 +196,83 @@ def test_callback_and_trajectory(pipe):
         (dict(sampler="ddim", eta=2.0), "`eta`"),
         (dict(latents=torch.zeros(2, 1, 4, 4)), r"`latents` must have shape \(2, 1, 8, 8\)"),
         (dict(callback="print"), "`callback`"),
+        (dict(callback=print, callback_on_step_end=print), "Pass `callback_on_step_end` only"),
+        (dict(callback_on_step_end="print"), "`callback_on_step_end` must be callable"),
+        (dict(callback_on_step_end=print, callback_on_step_end_tensor_inputs=["x0"]), "tensor_inputs` must be"),
+        (dict(sampler=3), "`sampler` must be None, a name"),
     ],
 )
 def test_call_validates_inputs(pipe, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the deprecated `callback`
         pipe(**{"batch_size": 2, **kwargs})
+
+
+def test_default_sampler_is_the_pipeline_scheduler_and_a_swap_takes_effect(pipe):
+    # the saved DDPMScheduler: ancestral sampling over every timestep, as sampler="ddpm" (and plain diffusers)
+    default = pipe(2, generator=_g(3), output_type="pt").images
+    torch.testing.assert_close(default, pipe(2, generator=_g(3), sampler="ddpm", output_type="pt").images, rtol=0,
+                               atol=0)  # fmt: skip
+    swapped = tiny_pipeline()  # the same weights
+    swapped.scheduler = DDIMScheduler.from_config(swapped.scheduler.config)
+    for steps in (6, None):  # None: DDIM's default, 50 steps (T = 50)
+        ddim = pipe(2, generator=_g(3), sampler="ddim", num_inference_steps=steps, output_type="pt").images
+        got = swapped(2, generator=_g(3), num_inference_steps=steps, output_type="pt").images
+        torch.testing.assert_close(got, ddim, rtol=0, atol=0)
+        ancestral = pipe(2, generator=_g(3), num_inference_steps=steps, output_type="pt").images
+        assert (got - ancestral).abs().max() > 1e-3  # not the saved DDPMScheduler's ancestral samples
+    assert isinstance(swapped.scheduler, DDIMScheduler)  # a call builds its own copy and never replaces it
+    # a name still builds that sampler from the saved config, whatever the pipeline's scheduler
+    torch.testing.assert_close(swapped(2, generator=_g(3), sampler="ddpm", output_type="pt").images, default, rtol=0,
+                               atol=0)  # fmt: skip
+    # any diffusers scheduler: one the family does not name, as pipe.scheduler or as a class
+    swapped.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    euler = swapped(2, generator=_g(3), num_inference_steps=5, output_type="pt", return_trajectory=True)
+    assert torch.isfinite(euler.images).all() and euler.trajectory.xt.shape == (5, 2, 1, 8, 8)
+    torch.testing.assert_close(pipe(2, generator=_g(3), num_inference_steps=5, output_type="pt",
+                                    sampler=EulerDiscreteScheduler).images, euler.images, rtol=0, atol=0)  # fmt: skip
+
+
+def test_callback_on_step_end_gets_the_latents_and_may_replace_them(pipe):
+    seen = []
+
+    def record(p, i, t, tensors):
+        assert p is pipe and set(tensors) == {"latents"}
+        seen.append((i, int(t), tensors["latents"].clone()))
+
+    out = pipe(2, generator=_g(4), sampler="ddim", num_inference_steps=6, output_type="pt", return_trajectory=True,
+               callback_on_step_end=record)  # fmt: skip
+    assert [i for i, _, _ in seen] == list(range(6)) and [t for _, t, _ in seen] == out.trajectory.timesteps.tolist()
+    for i, _, latents in seen[:-1]:  # the sample after step i is the x_t entering step i + 1
+        torch.testing.assert_close(latents, out.trajectory.xt[i + 1], rtol=0, atol=0)
+    torch.testing.assert_close(out.images, (seen[-1][2] / 2 + 0.5).clamp(0, 1), rtol=0, atol=0)
+
+    def replace(p, i, t, tensors):  # a returned "latents" replaces the sample the loop goes on from
+        return {"latents": torch.zeros_like(tensors["latents"])} if i == 2 else tensors
+
+    replaced = pipe(2, generator=_g(4), sampler="ddim", num_inference_steps=6, output_type="pt",
+                    return_trajectory=True, callback_on_step_end=replace)  # fmt: skip
+    assert torch.equal(replaced.trajectory.xt[3], torch.zeros(2, 1, 8, 8))
+    torch.testing.assert_close(replaced.trajectory.xt[:3], out.trajectory.xt[:3], rtol=0, atol=0)
+    assert (replaced.images - out.images).abs().max() > 1e-3
+    final = pipe(2, generator=_g(4), sampler="ddim", num_inference_steps=6, output_type="pt",
+                 callback_on_step_end=lambda p, i, t, k: {"latents": 0 * k["latents"]}).images  # fmt: skip
+    assert torch.equal(final, torch.full((2, 1, 8, 8), 0.5))  # x_0 = 0 is mid-grey
+
+
+def test_deprecated_callback_still_works_and_warns(pipe):
+    old, new = [], []
+    with pytest.warns(FutureWarning, match="callback_on_step_end") as warned:
+        a = pipe(2, generator=_g(4), sampler="ddim", num_inference_steps=4, output_type="pt",
+                 callback=lambda i, t, xt, x0: old.append((i, t, xt, x0))).images  # fmt: skip
+    assert warned[0].filename == __file__  # the warning points at the caller
+    b = pipe(2, generator=_g(4), sampler="ddim", num_inference_steps=4, output_type="pt",
+             callback_on_step_end=lambda p, i, t, k: new.append((i, int(t), k["xt"], k["x0_pred"])),
+             callback_on_step_end_tensor_inputs=["xt", "x0_pred"]).images  # fmt: skip
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [(i, t) for i, t, _, _ in old] == [(i, t) for i, t, _, _ in new] and isinstance(old[0][1], int)
+    for (_, _, xt, x0), (_, _, xt2, x02) in zip(old, new, strict=True):
+        assert torch.equal(xt, xt2) and torch.equal(x0, x02)
 
 
 # -- training through the CLI -------------------------------------------------------------------------------------
@@ -343,7 +417,8 @@ def test_ddpm_family_is_registered(trained):
 def test_public_names_exist():
     import importlib
 
-    for name in ("hubgen.diffusion", "hubgen.diffusion.scheduling", "hubgen.ddpm", "hubgen.ddpm.pipeline_ddpm",
+    for name in ("hubgen.diffusion", "hubgen.diffusion.scheduling", "hubgen.diffusion.samplers", "hubgen.ddpm",
+                 "hubgen.ddpm.pipeline_ddpm",
                  "hubgen.ddpm.train_ddpm", "hubgen.ddpm.evaluation", "hubgen.ddpm.demo"):  # fmt: skip
         module = importlib.import_module(name)
         assert all(hasattr(module, attr) for attr in module.__all__), module.__name__

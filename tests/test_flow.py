@@ -9,7 +9,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 import hubgen
-from hubgen.flow import FlowModel, FlowPipeline
+from hubgen.flow import FlowModel, FlowPipeline, losses
 from hubgen.flow.modeling_flow import FlowStep
 from hubgen.flow.transforms import (
     ActNorm,
@@ -338,6 +338,38 @@ def test_bits_per_dim_of_a_known_density_has_its_closed_form(logit_alpha):
     expected_bits = -log_p / (d * math.log(2)) + math.log2(levels)  # Theis et al.: NLL / (D ln 2) + log2 L
     torch.testing.assert_close(model.bits_per_dim(x, log_q), expected_bits, rtol=0, atol=1e-12)
     torch.testing.assert_close(model.nll(images, generator=_g(1)), expected_bits * d * math.log(2), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dequantization", ["uniform", "variational"])
+def test_training_objective_is_the_dequantized_nll_by_the_change_of_variables(dequantization):
+    """hubgen.flow.losses against an independent computation: log N(z; 0, I) by torch.distributions, log |det df/dx|
+    and log |det du/deps| by autograd's Jacobian, log q(u|k) = log N(eps; 0, I) - log |det du/deps| (Flow++)."""
+    model = _initialized(tiny_flow(dequantization=dequantization, dequant_hidden_channels=4))
+    d, levels = 16, 17
+    images = torch.rand(2, 1, 4, 4, generator=_g(4), dtype=F64)
+    x, log_q = model.dequantize(images, generator=_g(5))
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64))
+    k = model.quantize(images)
+    eps = torch.randn(k.shape, generator=_g(5), dtype=F64)  # the dequantizer's own draw (variational)
+    expected_nll = []
+    for i in range(2):
+        jac = jacobian(lambda v: model(v.reshape(1, 1, 4, 4))[0].reshape(-1), x[i].reshape(-1))  # (16, 16)
+        log_px = normal.log_prob(model(x[i : i + 1])[0]).sum() + torch.linalg.slogdet(jac)[1]
+        if dequantization == "variational":
+            k_i = k[i : i + 1]
+            noise = lambda v, k_i=k_i: model.dequantizer.noise(v.reshape(1, 1, 4, 4), k_i)[0].reshape(-1)  # noqa: E731
+            log_q_i = normal.log_prob(eps[i]).sum() - torch.linalg.slogdet(jacobian(noise, eps[i].reshape(-1)))[1]
+        else:
+            log_q_i = torch.zeros((), dtype=F64)  # q = U[0, 1)^D
+        torch.testing.assert_close(log_q[i], log_q_i, rtol=0, atol=1e-9)
+        expected_nll.append(-log_px + log_q_i + d * math.log(levels))  # -log p(x) + log q(u|k) + D ln L
+    expected_nll = torch.stack(expected_nll)
+    nll = losses.dequantized_nll(losses.log_prob(model, x), log_q, d, levels)
+    torch.testing.assert_close(nll, expected_nll, rtol=0, atol=1e-9)
+    bits = losses.bits_per_dim(nll, d)
+    torch.testing.assert_close(bits, expected_nll / (d * math.log(2)), rtol=0, atol=1e-12)
+    # training and evaluation agree: the loss is the mean of what FlowModel.bits_per_dim (hubgen.metrics.units) reports
+    torch.testing.assert_close(bits, model.bits_per_dim(x, log_q), rtol=0, atol=1e-12)
 
 
 # -- ActNorm's initialization and saving ----------------------------------------------------------------

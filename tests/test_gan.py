@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 
 import hubgen
 from hubgen.cli import main
+from hubgen.errors import UserInputError
 from hubgen.gan import Discriminator, GANPipeline, Generator
+from hubgen.gan.evaluation import GANEvalRequest, evaluate
 from hubgen.gan.losses import (
     LOG_4,
     discriminator_loss,
@@ -239,6 +241,19 @@ def test_gan_eval_command(trained_gan_dir, capsys):
     assert main(["eval", str(trained_gan_dir), "--num_samples", "30", "--seed", "2"]) == 0
     printed = capsys.readouterr().out
     assert "N=30 samples (seed 2)" in printed and "FD-digits" in printed and "k=None" not in printed
+
+
+def test_evaluate_returns_its_figures_and_pictures_and_writes_nothing(trained_gan_dir):
+    before = (trained_gan_dir / "eval_results.json").read_text()
+    result = evaluate(trained_gan_dir, GANEvalRequest(num_samples=20, seed=1, truncation=0.5))
+    assert result.num_images is None and result.metrics == {}  # no likelihood: no test image is scored
+    assert set(result.pictures) == {"nearest_neighbours.png"}
+    quality = result.sample_quality
+    assert quality["num_samples"] == 20 and "truncated to |z_i| <= 0.5" in quality["samples"]
+    assert (trained_gan_dir / "eval_results.json").read_text() == before
+    for bad in (dict(num_samples=0), dict(truncation=0.0), dict(truncation=-1.0)):
+        with pytest.raises(UserInputError):
+            GANEvalRequest(**bad)
 
 
 def _train(out, steps, *extra):

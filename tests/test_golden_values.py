@@ -25,6 +25,7 @@ file exists to catch.
 import copy
 import math
 import sys
+import textwrap
 
 import conftest  # noqa: F401  (offline, telemetry-free environment, set before diffusers is imported)
 import pytest
@@ -108,17 +109,24 @@ def _gan_case(extra_layers: int) -> dict[str, torch.Tensor]:
     disc = Discriminator(sample_size=8, in_channels=1, base_channels=4, batch_norm=True, extra_layers=extra_layers)
     gen.apply(init_dcgan_weights)
     disc.apply(init_dcgan_weights)
-    fresh_gen = copy.deepcopy(gen)  # for the pipeline: a train-mode pass below updates batch norm's running stats
     z = torch.randn(2, 8, generator=_g(1))
     x = torch.rand(2, 1, 8, 8, generator=_g(1)) * 2 - 1  # images in [-1, 1]
+    results = {}
     with torch.no_grad():
-        results = {
-            "generator_eval": gen.eval()(z),  # batch norm on running statistics (fresh: mean 0, variance 1)
-            "discriminator_eval": disc.eval()(x),
-            "generator_train": gen.train()(z),  # batch statistics, as in a training step
-            "discriminator_train": disc.train()(x),
-        }
-    pipe = GANPipeline(fresh_gen)
+        # A training step's pass: batch norm on the batch's statistics (on copies: it updates running stats).
+        results["generator_train_at_init"] = copy.deepcopy(gen).train()(z)
+        results["discriminator_train_at_init"] = copy.deepcopy(disc).train()(x)
+        if extra_layers == 0:
+            # In eval mode a fresh network (running mean 0, variance 1, weights ~ N(0, 0.02)) outputs about 1e-4,
+            # below the tolerance; scaled by 1e3 the numbers pin the initialization's scale.
+            results["generator_eval_at_init_x1e3"] = 1e3 * gen.eval()(z)
+            results["discriminator_eval_at_init_x1e3"] = 1e3 * disc.eval()(x)
+        # Perturbed off the initialization, eval mode outputs are of order 1: these pin the layers themselves.
+        _perturb(gen, 0.1, seed=3)
+        _perturb(disc, 0.1, seed=4)
+        results["generator_eval_perturbed"] = gen.eval()(z)
+        results["discriminator_eval_perturbed"] = disc.eval()(x)
+    pipe = GANPipeline(gen)
     results["pipeline_samples"] = pipe(2, generator=_g(1), output_type="pt").images
     results["pipeline_samples_truncation_0.7"] = pipe(2, generator=_g(1), truncation=0.7, output_type="pt").images
     return results
@@ -278,17 +286,304 @@ def summarize(t: torch.Tensor) -> tuple[tuple[int, ...], list[float], float]:
 
 
 def _format_case(name: str, outputs: dict[str, torch.Tensor]) -> str:
-    lines = [f"    {name!r}: {{"]
+    """The EXPECTED entry of one case, as Python source (lines within 120 characters)."""
+    lines = [f'    "{name}": {{']
     for key, tensor in outputs.items():
         shape, first, total = summarize(tensor)
-        values = ", ".join(f"{v:.8g}" for v in first)
-        lines.append(f"        {key!r}: ({shape}, [{values}], {total:.10g}),")
+        values = textwrap.fill(", ".join(f"{v:.8g}" for v in first), width=117, initial_indent=" " * 13,
+                               subsequent_indent=" " * 13).strip()  # fmt: skip
+        one_line = f'        "{key}": ({shape}, [{values}], {total:.10g}),'
+        if len(one_line) <= 120:
+            lines.append(one_line)
+        else:
+            pad = " " * 12
+            lines += [f'        "{key}": (', f"{pad}{shape},", f"{pad}[{values}],", f"{pad}{total:.10g},", "        ),"]
     lines.append("    },")
     return "\n".join(lines)
 
 
 # fmt: off
 EXPECTED: dict[str, dict[str, tuple[tuple[int, ...], list[float], float]]] = {
+    "vae_mlp": {
+        "posterior_mean": ((2, 2), [-0.034346938, 0.34255946, -0.064410672, 0.31180423], 0.5556060821),
+        "posterior_logvar": ((2, 2), [-0.093534537, -0.194056, -0.12590596, -0.15982567], -0.5733221695),
+        "decoder_output": (
+            (2, 1, 8, 8),
+            [0.069594361, -0.029521026, 0.36141807, -0.32484314, 0.042774796, 0.15206796, 0.052880883, 0.16899715],
+            -2.112195626,
+        ),
+        "reparameterized_latents": ((2, 2), [0.34002563, 0.13966827, -0.36441749, -0.80068213], -0.6854057163),
+        "elbo": ((2,), [-45.280025, -44.590725], -89.87075043),
+        "elbo_log_px_z": ((2,), [-45.209808, -44.530178], -89.73998642),
+        "elbo_kl": ((2,), [0.070217803, 0.060546197], 0.1307640001),
+        "iwae_bound_k8": ((2,), [-45.175911, -44.839733], -90.01564407),
+        "pipeline_nll_nats_k8": ((2,), [45.985477, 44.732445], 90.71792221),
+        "pipeline_bits_per_dim_k8": ((2,), [1.0366096, 1.0083637], 2.044973373),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.49818781, 0.51027274, 0.59304374, 0.39753249, 0.51214659, 0.5334807, 0.55718994, 0.52574635],
+            63.53064713,
+        ),
+    },
+    "vae_conv": {
+        "posterior_mean": (
+            (2, 3),
+            [-0.14201015, 0.069725171, 0.026671626, -0.1384282, 0.080290496, 0.01317565],
+            -0.0905754054,
+        ),
+        "posterior_logvar": (
+            (2, 3),
+            [-0.012144173, -0.082484663, -0.055488646, -0.010618325, -0.089599758, -0.043598868],
+            -0.2939344328,
+        ),
+        "decoder_output": (
+            (2, 1, 8, 8),
+            [-0.1168057, -0.088546693, -0.11824578, -0.08949215, -0.1708422, -0.09268102, -0.13541621, -0.11342233],
+            -18.91858282,
+        ),
+        "reparameterized_latents": (
+            (2, 3),
+            [0.24791184, -0.14480609, -0.28408617, -1.3370845, 1.0789948, -0.60639739],
+            -1.045467585,
+        ),
+        "elbo": ((2,), [-44.783085, -44.839138], -89.6222229),
+        "elbo_log_px_z": ((2,), [-44.767769, -44.823803], -89.59157181),
+        "elbo_kl": ((2,), [0.015317482, 0.015336128], 0.03065360989),
+        "iwae_bound_k8": ((2,), [-44.983341, -44.902531], -89.88587189),
+        "pipeline_nll_nats_k8": ((2,), [44.237408, 44.207306], 88.44471359),
+        "pipeline_bits_per_dim_k8": ((2,), [0.99720448, 0.99652594], 1.993730426),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.47021392, 0.47994548, 0.47387531, 0.47511178, 0.45335999, 0.47345984, 0.4664652, 0.47237355],
+            59.2412782,
+        ),
+    },
+    "vae_conv_gaussian": {
+        "posterior_mean": (
+            (2, 3),
+            [-0.2454696, 0.090782955, 0.025127996, -0.21531568, 0.1633732, -0.011894014],
+            -0.1933951452,
+        ),
+        "posterior_logvar": (
+            (2, 3),
+            [-0.02032307, -0.064773142, -0.023656812, -0.0026555359, -0.10429817, -0.060847815],
+            -0.2765545491,
+        ),
+        "decoder_output": (
+            (2, 1, 8, 8),
+            [0.4749462, 0.47039896, 0.46885735, 0.46614337, 0.46902511, 0.46164334, 0.45709732, 0.45438161],
+            58.47686034,
+        ),
+        "reparameterized_latents": (
+            (2, 3),
+            [0.14286107, -0.12565657, -0.29061535, -1.4187539, 1.1547648, -0.62614655],
+            -1.163546503,
+        ),
+        "elbo": ((2,), [-14.216176, -15.195203], -29.41137886),
+        "elbo_log_px_z": ((2,), [-14.180344, -15.15507], -29.33541393),
+        "elbo_kl": ((2,), [0.035832107, 0.040132806], 0.07596491277),
+        "iwae_bound_k8": ((2,), [-14.599909, -15.124302], -29.72421074),
+        "pipeline_nll_nats_k8": ((2,), [11.793993, 12.966848], 24.76084137),
+        "pipeline_bits_per_dim_k8": ((2,), [4.3533244, 4.3797631], 8.73308754),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.46953493, 0.47162345, 0.47955987, 0.4579401, 0.45941588, 0.45549515, 0.45135638, 0.45723495],
+            58.52809846,
+        ),
+        "decoder_logvar": ((2, 1, 8, 8), [-2, -2, -2, -2, -2, -2, -2, -2], -256),
+    },
+    "gan": {
+        "generator_train_at_init": (
+            (2, 1, 8, 8),
+            [0.0078546088, 0.0099271471, 0.018352112, -0.017964628, 0.027091328, 0.016752614, 0.061702337,
+             -0.017395349],
+            -2.828389383,
+        ),
+        "discriminator_train_at_init": ((2,), [0.0031143769, -0.11713768], -0.1140233011),
+        "generator_eval_at_init_x1e3": (
+            (2, 1, 8, 8),
+            [-0.030661587, -0.021778634, -0.0032417721, -0.062419552, 0.13945116, -0.015994817, 0.093903057,
+             -0.093389586],
+            -15.48526923,
+        ),
+        "discriminator_eval_at_init_x1e3": ((2,), [-0.16240762, -0.581568], -0.7439756244),
+        "generator_eval_perturbed": (
+            (2, 1, 8, 8),
+            [0.0011080946, 0.086276568, -0.016014984, 0.098900639, -0.027714727, 0.099487588, -0.023629185,
+             0.060757354],
+            2.417123397,
+        ),
+        "discriminator_eval_perturbed": ((2,), [0.073166668, 0.09496624], 0.1681329086),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.50055403, 0.54313827, 0.4919925, 0.54945034, 0.48614264, 0.54974377, 0.48818541, 0.5303787],
+            65.20856148,
+        ),
+        "pipeline_samples_truncation_0.7": (
+            (2, 1, 8, 8),
+            [0.49634799, 0.54635745, 0.49023393, 0.54564083, 0.49096414, 0.5463903, 0.48973033, 0.53040576],
+            65.1739094,
+        ),
+    },
+    "gan_extra_layers": {
+        "generator_train_at_init": (
+            (2, 1, 8, 8),
+            [0.029246772, 0.009391373, 0.030798582, -0.05600914, -0.022486277, -0.045482572, 0.0057123951,
+             -0.005797246],
+            -1.500771562,
+        ),
+        "discriminator_train_at_init": ((2,), [-0.078891836, -0.1633202], -0.2422120348),
+        "generator_eval_perturbed": (
+            (2, 1, 8, 8),
+            [0.0029798117, 0.022770131, -0.037031852, 0.018552648, -0.039640602, 0.019810939, -0.043614425,
+             0.010736112],
+            -0.4732801473,
+        ),
+        "discriminator_eval_perturbed": ((2,), [-0.14155565, -0.13878438], -0.2803400308),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.50148988, 0.51138508, 0.48148409, 0.50927633, 0.4801797, 0.50990546, 0.47819278, 0.50536805],
+            63.76335987,
+        ),
+        "pipeline_samples_truncation_0.7": (
+            (2, 1, 8, 8),
+            [0.50183123, 0.51020116, 0.48155597, 0.5085004, 0.47931579, 0.50847089, 0.47817886, 0.50539297],
+            63.75894472,
+        ),
+    },
+    "flow_at_init": {
+        "z": (
+            (2, 64),
+            [0.12593347, 0.29301688, 0.62098718, 0.11817515, -0.2985808, 0.30465132, -1.9335008, -0.91844416],
+            -13.29702875,
+        ),
+        "log_det": ((2,), [77.320709, 77.44706], 154.7677689),
+        "log_prob": ((2,), [-4.0427704, -3.0916595], -7.134429932),
+        "dequantized": (
+            (2, 1, 8, 8),
+            [0.74204087, 0.25770664, 0.3904185, 0.73379183, 0.041976109, 0.8011198, 0.3789725, 0.71151584],
+            65.78920543,
+        ),
+        "dequantization_log_q": ((2,), [-0, -0], 0),
+        "nll_nats": ((2,), [185.336, 184.66248], 369.9984741),
+        "sample_model_space_t0.7": (
+            (2, 1, 8, 8),
+            [0.16261783, 0.22788195, 0.71405864, 0.5151968, 0.35537732, 0.67142993, 0.38345501, 0.27118781],
+            64.18823076,
+        ),
+        "pipeline_bits_per_dim": ((2,), [4.1778646, 4.1626821], 8.340546608),
+        "pipeline_samples": ((2, 1, 8, 8), [0.0625, 0.125, 0.8125, 0.5, 0.3125, 0.75, 0.3125, 0.1875], 63.875),
+    },
+    "flow_perturbed": {
+        "z": (
+            (2, 64),
+            [0.25340483, 0.29755831, 0.53833783, 0.20026593, -0.46119913, 0.05496794, -1.8906046, -1.2206053],
+            -15.05602963,
+        ),
+        "log_det": ((2,), [76.196083, 76.595413], 152.7914963),
+        "log_prob": ((2,), [-7.0278244, -2.9375305], -9.965354919),
+        "dequantized": (
+            (2, 1, 8, 8),
+            [0.74204087, 0.25770664, 0.3904185, 0.73379183, 0.041976109, 0.8011198, 0.3789725, 0.71151584],
+            65.78920543,
+        ),
+        "dequantization_log_q": ((2,), [-0, -0], 0),
+        "nll_nats": ((2,), [188.21649, 184.48117], 372.6976624),
+        "sample_model_space_t0.7": (
+            (2, 1, 8, 8),
+            [0.138163, 0.15649405, 0.71867412, 0.54117662, 0.42550105, 0.6870904, 0.31827042, 0.30224276],
+            64.14488919,
+        ),
+        "pipeline_bits_per_dim": ((2,), [4.2427969, 4.1585946], 8.401391506),
+        "pipeline_samples": ((2, 1, 8, 8), [0.0625, 0, 0.8125, 0.5625, 0.375, 0.75, 0.25, 0.1875], 63.625),
+    },
+    "flow_variational_perturbed": {
+        "z": (
+            (2, 64),
+            [0.20230201, -0.12581494, -1.254689, -0.22126967, 0.38492215, 0.49072054, 1.2616454, 0.40578997],
+            -8.819234991,
+        ),
+        "log_det": ((2,), [72.309013, 72.607712], 144.9167252),
+        "log_prob": ((2,), [-16.240639, -17.463127], -33.70376587),
+        "dequantized": (
+            (2, 1, 8, 8),
+            [0.72131562, 0.26865312, 0.37252691, 0.73200661, 0.040122248, 0.78499866, 0.37702155, 0.7298547],
+            65.69840327,
+        ),
+        "dequantization_log_q": ((2,), [14.731056, 16.017868], 30.74892426),
+        "nll_nats": ((2,), [210.13205, 212.13837], 422.2704163),
+        "sample_model_space_t0.7": (
+            (2, 1, 8, 8),
+            [0.48405451, 0.49755412, 0.48418745, 0.48803425, 0.31856003, 0.67216426, 0.25527602, 0.62806833],
+            58.17363945,
+        ),
+        "pipeline_bits_per_dim": ((2,), [4.7368202, 4.7820463], 9.518866539),
+        "pipeline_samples": ((2, 1, 8, 8), [0.4375, 0.5, 0.5, 0.4375, 0.1875, 0.8125, 0.125, 0.6875], 54.625),
+    },
+    "ddpm_unet": {
+        "unet_eps": (
+            (2, 1, 8, 8),
+            [0.11298256, 0.33681387, 0.26482454, 0.24904779, -0.05321968, 0.19513011, 0.051401719, -0.45375922],
+            18.97717725,
+        ),
+    },
+    "ddpm_sampler_ddpm": {
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.0087706745, 0.019241452, 0.18690714, 0, 0.6869362, 0.0009740591, 0.0011407435, 0],
+            57.7650106,
+        ),
+    },
+    "ddpm_sampler_ddim": {
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.0069690645, 0.061419964, 0.11255044, 0.012074918, 0.42868805, 0.13598302, 0.013661444, 0],
+            57.05907178,
+        ),
+    },
+    "ddpm_sampler_dpmsolver++": {
+        "pipeline_samples": ((2, 1, 8, 8), [0, 0.052362472, 0.11313871, 0, 0.45800471, 0.14790532, 0, 0], 56.34134376),
+    },
+    "text2img_forward": {
+        "text_encoder_hidden_states": (
+            (2, 16, 16),
+            [-1.8587037, -0.86873716, 1.2232511, 0.075195208, 0.24876253, 0.4005968, -1.7603445, -0.90730178],
+            -5.229667295e-07,
+        ),
+        "unet_eps": (
+            (2, 1, 8, 8),
+            [-0.040725909, -0.25539404, -0.24938865, -0.27739742, -0.13890924, -0.35636252, -0.078887254, -0.11791167],
+            -10.81470546,
+        ),
+    },
+    "text2img_sampler_saved": {
+        "final_latents": ((2, 1, 8, 8), [-1, -1, -1, -1, -0.42697063, -1, -1, -1], -10.83759263),
+        "pipeline_samples": ((2, 1, 8, 8), [0, 0, 0, 0, 0.2865147, 0, 0, 0], 58.5812037),
+    },
+    "text2img_sampler_ddim": {
+        "final_latents": (
+            (2, 1, 8, 8),
+            [-0.93873638, -0.77555972, -0.81874782, -0.99844027, -0.7361021, -0.97007442, -0.7372821, -0.52666283],
+            -8.129477738,
+        ),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.03063181, 0.11222014, 0.090626091, 0.00077986717, 0.13194895, 0.014962792, 0.13135895, 0.23666859],
+            59.93526101,
+        ),
+    },
+    "text2img_sampler_ddpm": {
+        "final_latents": (
+            (2, 1, 8, 8),
+            [-0.29089251, -0.18804163, 0.79328734, 0.98763382, 1, -0.35808477, 0.37490258, -0.99319834],
+            21.19956738,
+        ),
+        "pipeline_samples": (
+            (2, 1, 8, 8),
+            [0.35455376, 0.40597919, 0.89664364, 0.99381691, 1, 0.3209576, 0.6874513, 0.0034008324],
+            74.59978372,
+        ),
+    },
 }
 # fmt: on
 
@@ -308,12 +603,12 @@ def test_golden_values(case):
         got_shape, got_first, got_total = summarize(tensor)
         assert all(math.isfinite(v) for v in got_first) and math.isfinite(got_total), f"{case}/{key} not finite"
         for what, got, want in [
-            ("first values", torch.tensor(got_first), torch.tensor(first)),
+            ("first values", torch.tensor(got_first), torch.tensor(first, dtype=torch.float32)),
             ("sum", torch.tensor(got_total, dtype=torch.float64), torch.tensor(total, dtype=torch.float64)),
         ]:
             torch.testing.assert_close(
                 got, want, rtol=RTOL, atol=ATOL,
-                msg=lambda m, key=key, what=what: f"{case}/{key} ({what}) moved:\n{m}\nFresh values of the case:\n{fresh}",
+                msg=lambda m, key=key, what=what: f"{case}/{key} ({what}) moved:\n{m}\nFresh values:\n{fresh}",
             )  # fmt: skip
 
 

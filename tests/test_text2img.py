@@ -11,7 +11,8 @@ from hubgen.diffusion.scheduling import guided_eps
 from hubgen.pipeline_utils import PICKLE_SUFFIXES
 from hubgen.text2img import SAMPLERS, Text2ImagePipeline
 from hubgen.text2img import captions as cap
-from hubgen.text2img.train_text2img import _make_pipeline, build_text_encoder, build_unet, draw_captions
+from hubgen.text2img.modeling_text2img import build_text_encoder, build_unet, make_pipeline
+from hubgen.text2img.train_text2img import draw_captions
 
 PROMPTS = ["a handwritten digit seven", "the number 3"]
 
@@ -29,7 +30,7 @@ def tiny_pipeline(seed: int = 0, tokenizer=None, text_encoder=None) -> Text2Imag
     torch.manual_seed(seed)
     text_encoder = text_encoder or build_text_encoder(len(tokenizer), hidden_size=16, layers=1, heads=2)
     unet = build_unet(8, 1, text_encoder.config.hidden_size, (8, 16), attention_heads=2)
-    return _make_pipeline(unet.eval(), text_encoder.eval(), tokenizer, DDPMScheduler())
+    return make_pipeline(unet.eval(), text_encoder.eval(), tokenizer, DDPMScheduler())
 
 
 @pytest.fixture(scope="module")
@@ -330,6 +331,44 @@ def test_callback_on_step_end_sees_every_step(pipe):
     assert [i for i, _ in calls] == [0, 1, 2] and calls[0][1] > calls[-1][1]
 
 
+def test_callback_on_step_end_gets_the_latents_and_may_replace_them(pipe):
+    seen = []
+
+    def record(p, i, t, tensors):
+        assert p is pipe and set(tensors) == {"latents", "noise_pred"}
+        seen.append({k: v.clone() for k, v in tensors.items()})
+
+    images = run(pipe, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["latents", "noise_pred"])
+    assert len(seen) == 4 and seen[0]["noise_pred"].shape == seen[0]["latents"].shape == (2, 1, 8, 8)
+    torch.testing.assert_close(images, ((seen[-1]["latents"] + 1) / 2).clamp(0, 1), rtol=0, atol=0)
+    plain = final_latents(pipe)
+    torch.testing.assert_close(seen[-1]["latents"], plain, rtol=0, atol=0)  # watching changes nothing
+
+    def replace(p, i, t, tensors):  # a returned "latents" replaces the sample the loop goes on from
+        return {"latents": torch.zeros_like(tensors["latents"])} if i == 1 else tensors
+
+    assert (final_latents(pipe, callback_on_step_end=replace) - plain).abs().max() > 1e-3
+    zeros = run(pipe, callback_on_step_end=lambda p, i, t, k: {"latents": torch.zeros_like(k["latents"])})
+    assert torch.equal(zeros, torch.full((2, 1, 8, 8), 0.5))  # the last step's replacement is the image: 0 is grey
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
+        run(pipe, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+    with pytest.raises(ValueError, match="`callback_on_step_end` must be callable"):
+        run(pipe, callback_on_step_end="print")
+
+
+def test_a_swapped_scheduler_takes_effect():
+    pipe, swapped = tiny_pipeline(), tiny_pipeline()  # the same weights
+    swapped.scheduler = DDIMScheduler.from_config(swapped.scheduler.config)
+    for steps in (4, 7):
+        ddim = run(pipe, sampler="ddim", num_inference_steps=steps)
+        torch.testing.assert_close(run(swapped, num_inference_steps=steps), ddim, rtol=0, atol=0)
+        other = final_latents(swapped, num_inference_steps=steps) - final_latents(pipe, num_inference_steps=steps)
+        assert other.abs().max() > 1e-3  # not the saved DPM-Solver++'s samples
+    assert isinstance(swapped.scheduler, DDIMScheduler)  # a call builds its own copy and never replaces it
+    # a name builds that sampler from the saved config, whatever the pipeline's scheduler
+    torch.testing.assert_close(run(swapped, sampler="dpmsolver++"), run(pipe), rtol=0, atol=0)
+
+
 def test_save_and_load_in_the_diffusers_layout_give_identical_images(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "t2i")
     files = sorted(p.relative_to(tmp_path / "t2i").as_posix() for p in (tmp_path / "t2i").rglob("*") if p.is_file())
@@ -383,7 +422,7 @@ def test_unet_configurations_for_28_and_8_pixels():
 def test_family_is_registered():
     family = hubgen.get_family("text2img")
     assert family.load("pipeline_class") is Text2ImagePipeline
-    assert family.model_class == "diffusers:UNet2DConditionModel" and family.card_template == "text2img.md"
+    assert family.model_class == "diffusers:UNet2DConditionModel" and family.card_template == "hubgen.text2img:card.md"
     assert family.load("train").__module__ == "hubgen.text2img.train_text2img"
     assert family.load("build_demo").__module__ == "hubgen.text2img.demo"
     import hubgen.text2img as family_module

@@ -166,7 +166,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
             ["train", "vae", "--output_dir", "{tmp}/o", "--architecture", "conv", "--hidden_dims", "8"],
             "two --hidden_dims",
         ),
-        (["eval", "{tmp}", "--k", "0"], "`--k` must be >= 1"),
+        (["eval", "{tmp}", "--k", "0"], "is not a hubgen model folder"),
         (["sample", "{tmp}/nothing-here"], "does not exist"),
         (["sample", "someone/uncached-model"], "Cannot fetch model_index.json"),
     ],

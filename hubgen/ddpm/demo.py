@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..demo_utils import MAX_SEED, check_int, image_out, load_family_pipeline, seed_box, show_grid, show_value_errors
 from ..errors import UserInputError
-from .pipeline_ddpm import DEFAULT_STEPS, SAMPLER_NAMES, SAMPLERS, DDPMPipeline, frame_indices
+from .pipeline_ddpm import SAMPLERS, DDPMPipeline, frame_indices
 
 __all__ = ["build_demo", "load_pipeline", "describe", "check_sampler", "run_sampler", "compare_samplers"]
 
@@ -71,19 +71,24 @@ def run_sampler(pipe: DDPMPipeline, sampler: str, steps: int, seed: int, num_ima
     keep = set(frame_indices(steps, num_frames))
     frames = []
 
-    def callback(i, t, xt, x0_pred):
+    name = SAMPLERS[sampler].display_name
+
+    def on_step_end(pipe, i, t, tensors):
         if i in keep:
-            frames.append((_frame(xt, x0_pred), f"step {i + 1}/{steps} · t = {t}: x_t (top), predicted x_0 (bottom)"))
+            caption = f"step {i + 1}/{steps} · t = {int(t)}: x_t (top), predicted x_0 (bottom)"
+            frames.append((_frame(tensors["xt"], tensors["x0_pred"]), caption))
         if progress is not None:
-            progress((i + 1) / steps, desc=f"{SAMPLER_NAMES[sampler]}: step {i + 1} of {steps}")
+            progress((i + 1) / steps, desc=f"{name}: step {i + 1} of {steps}")
+        return {}
 
     start = time.perf_counter()
     images = pipe(num_images, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
-                  sampler=sampler, output_type="pt", callback=callback).images  # fmt: skip
+                  sampler=sampler, output_type="pt", callback_on_step_end=on_step_end,
+                  callback_on_step_end_tensor_inputs=["xt", "x0_pred"]).images  # fmt: skip
     seconds = time.perf_counter() - start
     grid = show_grid(images, nrow=math.ceil(math.sqrt(num_images)))
     text = (
-        f"{num_images} image(s) from seed {seed} with **{SAMPLER_NAMES[sampler]}** in {steps} steps: "
+        f"{num_images} image(s) from seed {seed} with **{name}** in {steps} steps: "
         f"{seconds:.2f} s ({seconds / num_images:.3f} s per image)."
     )
     return grid, frames, text
@@ -97,24 +102,24 @@ def compare_samplers(pipe: DDPMPipeline, seed: int, num_images: int = 4, progres
     T = pipe.scheduler.config.num_train_timesteps
     c, size = pipe.unet.config.in_channels, pipe.unet.config.sample_size
     noise = torch.randn((num_images, c, size, size), generator=torch.Generator().manual_seed(seed))
-    plan = [(name, min(DEFAULT_STEPS[name] or T, T)) for name in SAMPLERS]
+    plan = [(s, s.steps(T)) for s in SAMPLERS.values()]
     total, done, gallery = sum(steps for _, steps in plan), 0, []
     rows = ["| sampler | steps | seconds | seconds per image |", "|---|---|---|---|"]
-    for name, steps in plan:
+    for s, steps in plan:
 
-        def callback(i, t, xt, x0_pred, name=name, steps=steps, offset=done):
+        def on_step_end(pipe, i, t, tensors, name=s.display_name, steps=steps, offset=done):
             if progress is not None:
-                progress((offset + i + 1) / total, desc=f"{SAMPLER_NAMES[name]}: step {i + 1} of {steps}")
+                progress((offset + i + 1) / total, desc=f"{name}: step {i + 1} of {steps}")
+            return {}
 
         start = time.perf_counter()
-        images = pipe(num_images, generator=torch.Generator().manual_seed(seed + 1), latents=noise, sampler=name,
-                      num_inference_steps=steps, output_type="pt", callback=callback).images  # fmt: skip
+        images = pipe(num_images, generator=torch.Generator().manual_seed(seed + 1), latents=noise, sampler=s.name,
+                      num_inference_steps=steps, output_type="pt", callback_on_step_end=on_step_end,
+                      callback_on_step_end_tensor_inputs=[]).images  # fmt: skip
         seconds = time.perf_counter() - start
         done += steps
-        gallery.append(
-            (show_grid(images, nrow=math.ceil(math.sqrt(num_images))), f"{SAMPLER_NAMES[name]}, {steps} steps")
-        )
-        rows.append(f"| {SAMPLER_NAMES[name]} | {steps} | {seconds:.2f} | {seconds / num_images:.3f} |")
+        gallery.append((show_grid(images, nrow=math.ceil(math.sqrt(num_images))), f"{s.display_name}, {steps} steps"))
+        rows.append(f"| {s.display_name} | {steps} | {seconds:.2f} | {seconds / num_images:.3f} |")
     return gallery, f"The same {num_images} initial noise(s) x_T (seed {seed}):\n\n" + "\n".join(rows)
 
 
@@ -133,7 +138,7 @@ def build_demo(pipeline_or_path):
     @show_value_errors
     def default_steps(sampler):
         """The sampler's usual step count (DDPM: every training step), when the sampler changes."""
-        return min(DEFAULT_STEPS[check_sampler(sampler, 1, pipe)[0]] or T, T)
+        return SAMPLERS[check_sampler(sampler, 1, pipe)[0]].steps(T)
 
     @show_value_errors
     def compare(seed, num_images, progress=gr.Progress()):  # noqa: B008 (gradio's API)

@@ -184,6 +184,14 @@ def denoising_strip(pipe, steps: int):
     return upscale(trajectory_strip(trajectory, num_frames=10), pipe.unet.config.sample_size)
 
 
+def _denoiser_config(args, image_shape) -> dict:
+    """unet_config for the dataset's (square) images and the options."""
+    c, h, w = image_shape
+    if h != w:
+        raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet here needs square images.")
+    return unet_config(h, c, args.block_out_channels, args.layers_per_block, args.attention, args.norm_num_groups)
+
+
 def _record_fields(args, run, pipe, strip_steps: int) -> dict:
     """The DDPM's own fields of the training record (the card's tables read them)."""
     T, levels = pipe.scheduler.config.num_train_timesteps, run.train_set.levels
@@ -214,10 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline_ddpm import DDPMPipeline
 
     resume, train_set = tr.prepare_run(args, PIPELINE_CLASS)
-    c, h, w = train_set.image_shape
-    if h != w:
-        raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet here needs square images.")
-    cfg = unet_config(h, c, args.block_out_channels, args.layers_per_block, args.attention, args.norm_num_groups)
+    cfg = _denoiser_config(args, train_set.image_shape)  # checked before start_run writes anything
     run = tr.start_run(args, "ddpm", resume, train_set, gradient_accumulation_steps=args.gradient_accumulation_steps)
     accelerator = run.accelerator
 
@@ -238,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                    power=args.ema_power, foreach=True)  # fmt: skip
     ema.optimization_step = saved["ema_optimization_step"] if saved else 0
     ema_state = lambda: {"ema_optimization_step": ema.optimization_step}  # noqa: E731
-    copy_ema = lambda: ema.copy_to(unet_ema.parameters())  # noqa: E731  # before grids, checkpoints, the final save
+    copy_ema = lambda: ema.copy_to(unet_ema.parameters())  # noqa: E731 (before grids, checkpoints, the final save)
+    grid = lambda: sample_grid(pipe)  # noqa: E731
     pipe = DDPMPipeline(unet=unet_ema, scheduler=noise_scheduler)
     pipe.set_progress_bar_config(disable=True)
 
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         run.step += 1
         if tr.log_due(run, max_steps):
             tr.record(run, {"loss": tr.gather_mean(run, window)[0], "lr": lr})
-        if tr.end_of_step(run, max_steps, models, optimizers, ema_state, lambda: sample_grid(pipe), copy_ema):
+        if tr.end_of_step(run, max_steps, models, optimizers, state=ema_state, sample_grid=grid, before_save=copy_ema):
             break
     if run.diverged:
         return tr.stop_diverged(run, "Lower --learning_rate, keep --max_grad_norm on, use --mixed_precision no (or "
@@ -288,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     samples, pictures = None, None
     if accelerator.is_main_process:
         samples, pictures = sample_grid(pipe), {"denoising.png": denoising_strip(pipe, strip_steps)}
-    request = DDPMEvalRequest(num_images=args.eval_num_images, num_samples=args.eval_num_samples, samplers=tuple(
-        args.eval_samplers), num_timesteps=args.eval_num_timesteps or None)  # fmt: skip
+    request = DDPMEvalRequest(num_images=args.eval_num_images, num_samples=args.eval_num_samples,
+                              num_timesteps=args.eval_num_timesteps or None,  # --eval_num_timesteps 0: all T
+                              samplers=tuple(args.eval_samplers))  # fmt: skip
     panels = [("|| eps - eps_theta ||^2 per pixel", {"loss": "training loss (batch mean)"}, "log")]
+    record = _record_fields(args, run, pipe, strip_steps)
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
-    return tr.finish_run(run, pipe, samples, panels, _record_fields(args, run, pipe, strip_steps), evaluation
-                         if request.num_images or request.num_samples else None, pictures=pictures)  # fmt: skip
+    evaluation = evaluation if request.num_images or request.num_samples else None
+    return tr.finish_run(run, pipe, samples, panels, record, evaluation, pictures=pictures)

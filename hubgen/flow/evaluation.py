@@ -33,8 +33,8 @@ class FlowEvalRequest(EvalRequest):
         super().__post_init__()
         from .pipeline_flow import check_temperature
 
-        if not self.temperatures:
-            raise UserInputError("`temperatures` must name at least one temperature.")
+        if not isinstance(self.temperatures, (tuple, list)) or not self.temperatures:
+            raise UserInputError(f"`temperatures` must be a non-empty tuple of numbers, got {self.temperatures!r}.")
         self.temperatures = tuple(check_temperature(t) for t in self.temperatures)
 
 

@@ -1,6 +1,6 @@
 """The GAN's evaluation: the sample-quality figures of its EMA generator. A GAN defines no likelihood.
 
-    hubgen eval out/gan --num_samples 1000 --seed 0 [--truncation 0.7]
+hubgen eval out/gan --num_samples 1000 --seed 0 [--truncation 0.7]
 """
 
 import math
@@ -22,12 +22,14 @@ class GANEvalRequest(EvalRequest):
     """`num_samples` samples G(z) (seed `seed`) against `split` of the training dataset.
 
     A GAN has no likelihood, so the inherited `num_images` (test images scored for a likelihood) does not
-    apply: it is ignored, and the result records `num_images=None` (no test image is scored). `num_samples`
+    apply: the field stays (with its help saying so) but is ignored, and the result records `num_images=None`
+    (no test image is scored). `num_samples`
     must be >= 1 (or None: as many samples as the split has images): the samples are all a GAN is judged by.
     """
 
+    num_images: int | None = field(default=1000, metadata={"help": "does not apply: a GAN has no likelihood (ignored)"})
     truncation: float | None = field(
-        default=None, metadata={"help": "truncate z to [-t, t] for the samples (default: the full prior N(0, I))"}
+        default=None, metadata={"help": "truncate z to [-t, t] for the samples (None: the full prior N(0, I))"}
     )
 
     def __post_init__(self):

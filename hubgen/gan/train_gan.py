@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--adam_beta2", type=float, default=0.999)
     opt.add_argument("--ema_decay", type=float, default=0.999)
     out.add_argument("--divergence_steps", type=int, default=500,
-                     help="stop when the discriminator loss stays below 1e-3 for this many generator steps")  # fmt: skip
+                     help="stop when D's loss stays below 1e-3 for this many generator steps")  # fmt: skip
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
     for name in ("latent_dim", "base_channels", "d_steps", "divergence_steps"):
@@ -127,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 fake = gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))
             real_logits, fake_logits = disc(x), disc(fake)
-            d_loss = d_loss_fn(real_logits, fake_logits)
+            d_loss = d_loss_fn(real_logits, fake_logits)  # -[log D(x) + log(1 - D(G(z)))] for the minimax forms
             opt_d.zero_grad(set_to_none=True)
             accelerator.backward(d_loss)
             opt_d.step()
+        # one generator step on fresh z: non-saturating -log D(G(z)), or log(1 - D(G(z))), or hinge -l(G(z))
         g_loss = g_loss_fn(disc(gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))))
         if tr.nonfinite(run, d_loss, g_loss):
             break

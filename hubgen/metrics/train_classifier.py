@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import data as hdata
-from ..training import config_dict, write_json_atomic
+from ..model_folder import write_json
+from ..training import config_dict
 
 __all__ = ["parse_args", "main", "random_translate", "accuracy", "defaults_for_size"]
 
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "torch_num_threads": torch.get_num_threads(),
     }
-    write_json_atomic(out / "training.json", info)
+    write_json(out / "training.json", info)
     print(f"test accuracy {test_accuracy:.4f} ({len(test_images)} images of {args.dataset})")
     print(f"weights {weights} sha256 {sha256}")
     return 0

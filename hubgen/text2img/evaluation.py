@@ -36,9 +36,11 @@ PIXEL_MODE = "continuous intensities scaled to [-1, 1]"
 class Text2ImageEvalRequest(EvalRequest):
     """`num_samples` counts the images per template set and guidance scale (num_samples // 10 per digit); 0 skips
     the figures (the guidance sweep is still drawn), None (`all`) takes as many as the split has images.
-    `num_images` does not apply: no figure is computed on test images alone (no likelihood), so it stays 0."""
 
-    num_images: int | None = field(default=0, metadata={"help": "does not apply to text-to-image (no likelihood)"})
+    The inherited `num_images` (test images scored for a likelihood) does not apply: a text-to-image model is
+    judged by its samples only, so it is ignored; the result's `num_images` is the number of samples per set.
+    """
+
     num_samples: int | None = field(default=200, metadata={
         "help": "samples per template set and guidance scale, num_samples // 10 per digit (0: skip)"})  # fmt: skip
     guidance_scales: tuple[float, ...] = field(default=EVAL_GUIDANCE_SCALES, metadata={
@@ -49,12 +51,6 @@ class Text2ImageEvalRequest(EvalRequest):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.num_images not in (0, None):
-            raise UserInputError(
-                f"`num_images` does not apply to text-to-image models (no likelihood), got {self.num_images!r}: "
-                "`num_samples` sets the number of samples."
-            )
-        self.num_images = 0
         if self.num_samples is not None and 0 < self.num_samples < 10:
             raise UserInputError(f"`num_samples` must be >= 10 (one per digit at least), got {self.num_samples!r}.")
         scales = self.guidance_scales
@@ -187,7 +183,8 @@ def _prompt_accuracy_and_quality(pipe, result: EvalResult, dataset: str, steps: 
             # fidelity and diversity of the training-template samples at this w
             quality = evaluate_samples(images, dataset, seed=request.seed, reference_split=request.split)
             pictures = quality.pop("pictures", {})
-            quality["samples"] = f"prompted with the training templates, guidance {w:g}, {request.sampler} {steps} steps"
+            quality["samples"] = (f"prompted with the training templates, guidance {w:g}, {request.sampler} {steps} "
+                                  "steps")  # fmt: skip
             if w == reference:
                 result.sample_quality = quality
                 result.pictures.update(pictures)  # the nearest-neighbour grid
@@ -196,5 +193,7 @@ def _prompt_accuracy_and_quality(pipe, result: EvalResult, dataset: str, steps: 
             row.update({name: prdc[name] for name in ("precision", "recall", "density", "coverage")})
             row["classes_covered"] = (quality.get("modes") or {}).get("classes_covered")
         sweep.append(row)
+        line = [f"{key} {value['mean']:.3f}" for key, value in result.metrics.items() if key.endswith(f"_w{w:g}")]
+        result.notes.append("   ".join([*line, f"{fd['name']} {fd['value']:.3f}", f"coverage {prdc['coverage']:.3f}"]))
     result.details.update(prompt_accuracy=accuracy, guidance_sweep=sweep,
                           classifier=result.sample_quality["feature_network"])  # fmt: skip

@@ -20,66 +20,28 @@ and eps(x_t, "") and sampling follows
 so w = 1 is the conditional model alone (computed without the unconditional branch) and w > 1 trades
 diversity for prompt fidelity. A negative prompt takes the place of "" in the unconditional branch.
 
-Any diffusers scheduler samples: the saved one by default, or `sampler=` a name in SAMPLERS, a scheduler
-class or a scheduler instance, built per call with `from_config` of the saved configuration.
+Any diffusers scheduler samples (hubgen.diffusion.samplers, the table both diffusion families share):
+`sampler=None` uses `pipe.scheduler` as it is (the saved DPM-Solver++, or one swapped in with
+`pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`), `sampler=` a name in SAMPLERS or a scheduler
+class builds one per call with `from_config` of the saved configuration, a scheduler instance is copied.
 """
 
-import inspect
 import math
 from collections.abc import Callable
 
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DiffusionPipeline,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    UNet2DConditionModel,
-    UniPCMultistepScheduler,
-)
+from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..diffusion import samplers
+from ..diffusion.samplers import SAMPLERS, make_scheduler
 from ..diffusion.scheduling import guided_eps
 from ..errors import UserInputError
 from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images
 
 __all__ = ["Text2ImagePipeline", "SAMPLERS", "make_scheduler", "guided_eps"]
-
-# Sampler names -> (scheduler class, config overrides): each is built from the saved scheduler's configuration.
-# "ddpm", "ddim" and "dpmsolver++" are the DDPM family's names (hubgen.ddpm.pipeline_ddpm) for the same samplers.
-SAMPLERS: dict[str, tuple[type, dict]] = {
-    "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "sde-dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "ddim": (DDIMScheduler, {}),
-    "ddpm": (DDPMScheduler, {}),
-    "euler": (EulerDiscreteScheduler, {}),
-    "euler_a": (EulerAncestralDiscreteScheduler, {}),
-    "unipc": (UniPCMultistepScheduler, {}),
-}
-
-
-def make_scheduler(sampler, config) -> SchedulerMixin:
-    """A fresh scheduler from `config`: `sampler` is a name in SAMPLERS, a scheduler class, or an instance
-    (whose class is used). A fresh one per call: schedulers keep per-run state (step index, solver history)."""
-    if isinstance(sampler, str):
-        if sampler not in SAMPLERS:
-            raise UserInputError(
-                f"`sampler` must be one of {sorted(SAMPLERS)} (or a diffusers scheduler), got {sampler!r}."
-            )
-        cls, overrides = SAMPLERS[sampler]
-        return cls.from_config(config, **overrides)
-    if isinstance(sampler, type) and issubclass(sampler, SchedulerMixin):
-        return sampler.from_config(config)
-    if isinstance(sampler, SchedulerMixin):
-        return type(sampler).from_config(sampler.config)
-    raise UserInputError(
-        f"`sampler` must be None, a name in {sorted(SAMPLERS)}, a diffusers scheduler class or instance, got "
-        f"{type(sampler).__name__}."
-    )
 
 
 def _as_prompt_list(value, name: str, allow_empty: bool) -> list[str]:
@@ -89,7 +51,9 @@ def _as_prompt_list(value, name: str, allow_empty: bool) -> list[str]:
         raise UserInputError(f"`{name}` must be a string or a non-empty list of strings, got {got}.")
     for p in prompts:
         if not isinstance(p, str):
-            raise UserInputError(f"`{name}` must be a string or a list of strings, got a list holding {type(p).__name__}.")
+            raise UserInputError(
+                f"`{name}` must be a string or a list of strings, got a list holding {type(p).__name__}."
+            )
     if not allow_empty:
         for p in prompts:
             if not p.strip():
@@ -112,6 +76,9 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
+    # what `callback_on_step_end` may ask for: the sample after the step (a returned "latents" replaces it) and
+    # the guided eps_w(x_t) of the step
+    _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(self, unet: UNet2DConditionModel, text_encoder, tokenizer, scheduler: SchedulerMixin):
         super().__init__()
@@ -183,6 +150,7 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         batch_size: int | None = None,
         callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
     ):
         r"""Generate images for `prompt`.
 
@@ -197,16 +165,22 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             generator: a torch.Generator, or one per image, making the draw deterministic.
             output_type: "pil", "np" (B, H, W, C) in [0, 1], or "pt" (B, C, H, W) in [0, 1].
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
-            sampler: None (the saved scheduler), a name in SAMPLERS, or a diffusers scheduler class or instance.
+            sampler: None (`self.scheduler` as it is: the saved one, or one swapped in), a name in SAMPLERS, or a
+                diffusers scheduler class or instance.
             latents: initial noise (B, C, H, W) for B = len(prompts) * num_images_per_prompt, instead of drawing it.
             batch_size: with `prompt=None` only, the number of unconditional samples.
-            callback_on_step_end: called as `fn(pipeline, step_index, timestep, {"latents": latents})` after each
-                step; a dict it returns may replace "latents".
+            callback_on_step_end: diffusers' convention: called after each step as
+                fn(pipeline, step_index, timestep, callback_kwargs), with callback_kwargs holding the tensors named in
+                `callback_on_step_end_tensor_inputs` ("latents": the sample after the step, "noise_pred": the guided
+                eps_w of the step). A "latents" in the dict it returns replaces the sample.
+            callback_on_step_end_tensor_inputs: the tensors the callback gets (default: "latents").
         """
         # 1. Check inputs
         if prompt is None:
             if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-                raise UserInputError(f"Pass `prompt`, or `batch_size` >= 1 for unconditional samples; got {batch_size!r}.")
+                raise UserInputError(
+                    f"Pass `prompt`, or `batch_size` >= 1 for unconditional samples; got {batch_size!r}."
+                )
             prompts, guidance_scale, negative_prompt = [""] * batch_size, 1.0, None
         else:
             if batch_size is not None:
@@ -241,7 +215,8 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
                 f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale!r}."
             )
         check_output_type(output_type)
-        scheduler = make_scheduler(self.scheduler if sampler is None else sampler, self.scheduler.config)
+        tensor_inputs = samplers.check_step_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        scheduler = make_scheduler(self.scheduler.config, self.scheduler if sampler is None else sampler)
         total = len(prompts) * num_images_per_prompt
         if isinstance(generator, list) and len(generator) != total:
             raise UserInputError(f"Got {len(generator)} generators for {total} images; pass one per image.")
@@ -267,15 +242,16 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.unet.device, dtype=self.unet.dtype)
         latents = latents.to(self.unet.device, self.unet.dtype) * scheduler.init_noise_sigma
-        step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+        step_kwargs = samplers.step_kwargs(scheduler, generator=generator)
 
         # 4. Denoise
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             model_input = scheduler.scale_model_input(latents, t)
-            eps = self.predict_noise(model_input, t, cond, cond_mask, uncond, uncond_mask, guidance_scale)
-            latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+            noise_pred = self.predict_noise(model_input, t, cond, cond_mask, uncond, uncond_mask, guidance_scale)
+            latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
-                returned = callback_on_step_end(self, i, t, {"latents": latents})
+                tensors = {"latents": latents, "noise_pred": noise_pred}
+                returned = callback_on_step_end(self, i, t, {k: tensors[k] for k in tensor_inputs})
                 latents = (returned or {}).get("latents", latents)
 
         # 5. [-1, 1] -> [0, 1], convert

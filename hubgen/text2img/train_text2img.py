@@ -36,6 +36,15 @@ from .. import training as tr
 from ..diffusion.scheduling import drop_condition, q_sample
 from ..errors import UserInputError
 from . import captions as cap
+from .modeling_text2img import (
+    build_text_encoder,
+    build_unet,
+    load_pretrained_text_encoder,
+    make_pipeline,
+    text_hidden_size,
+)
+
+_make_pipeline = make_pipeline  # the name tests/test_golden_values.py imports
 
 __all__ = ["parse_args", "main", "caption_tables", "draw_captions"]
 
@@ -53,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None,
                        help="UNet widths per level (default: 16 32 64 for 28x28, 32 64 for 8x8)")  # fmt: skip
     model.add_argument("--cross_attention_levels", type=int, nargs="*", default=None,
-                       help="UNet levels with cross-attention (default: the lowest; the middle block always)")  # fmt: skip
+                       help="UNet levels with cross-attention (default: the lowest; the middle block always)",
+                       )  # fmt: skip
     model.add_argument("--layers_per_block", type=int, default=1)
     model.add_argument("--attention_heads", type=int, default=4)
     model.add_argument("--no_pooled_text_embedding", action="store_true",
@@ -63,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--text_heads", type=int, default=4)
     model.add_argument("--max_prompt_tokens", type=int, default=16, help="prompt length limit, special tokens included")
     model.add_argument("--pretrained_text_encoder", default=None,
-                       help="a transformers text encoder (folder or repo id, with its tokenizer), kept frozen")  # fmt: skip
+                       help="a transformers text encoder (folder or repo id, with its tokenizer), kept frozen",
+                       )  # fmt: skip
     g = p.add_argument_group("diffusion and guidance")
     g.add_argument("--num_train_timesteps", type=int, default=1000)
     g.add_argument("--beta_schedule", choices=BETA_SCHEDULES, default="linear", help="beta_t from 1e-4 to 0.02 (DDPM)")
@@ -111,9 +122,9 @@ def caption_tables(tokenizer, train_text: bool):
     empty = tokenizer([""], padding="max_length", max_length=length, return_tensors="pt")
     empty = torch.stack([empty.input_ids[0], empty.attention_mask[0]])  # (2, L)
     # Words that may be hidden: everything but special tokens, digit names and numerals.
-    keep = set(tokenizer.all_special_ids) | set(tokenizer.convert_tokens_to_ids([*cap.DIGIT_NAMES, *map(str, range(10))]))
-    replaceable = ~torch.isin(caption_ids, torch.tensor(sorted(keep))) if train_text else torch.zeros_like(caption_ids,
-                                                                                                          dtype=bool)  # fmt: skip
+    digits = tokenizer.convert_tokens_to_ids([*cap.DIGIT_NAMES, *map(str, range(10))])
+    keep = torch.tensor(sorted({*tokenizer.all_special_ids, *digits}))
+    replaceable = torch.isin(caption_ids, keep, invert=True) & train_text  # (T, 10, L); none for a frozen encoder
     return caption_ids, caption_mask, replaceable, empty, tokenizer.unk_token_id
 
 
@@ -139,8 +150,6 @@ def draw_captions(labels, caption_ids, caption_mask, replaceable, empty, unk_id:
 def text_encoder_and_tokenizer(args):
     """tau and its tokenizer: a frozen pretrained encoder, or a new CLIPTextModel over the captions' vocabulary.
     Returns (encoder, tokenizer, whether the encoder is trained)."""
-    from .modeling_text2img import build_text_encoder, load_pretrained_text_encoder
-
     if args.pretrained_text_encoder:
         return (*load_pretrained_text_encoder(args.pretrained_text_encoder, args.max_prompt_tokens), False)
     tokenizer = cap.build_tokenizer(args.max_prompt_tokens)
@@ -157,15 +166,16 @@ def check_training_set(args, train_set) -> None:
     if train_set.labels is None or int(train_set.labels.min()) < 0 or int(train_set.labels.max()) > 9:
         raise UserInputError(f"Dataset {args.dataset!r} needs digit labels 0..9: captions are made from the labels.")
     if args.train_batch_size > len(train_set):
-        raise UserInputError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training images.")
+        raise UserInputError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training "
+                             "images.")  # fmt: skip
 
 
 def model_configs(args, unet, text_encoder, tokenizer) -> dict:
     """What a checkpoint must match to be resumed with these arguments (JSON types)."""
     vocabulary = hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()
-    found = {"unet": tr.config_dict(unet), "vocabulary_sha256": vocabulary, "text_encoder": text_encoder.config.to_dict(),
-             "pretrained_text_encoder": args.pretrained_text_encoder, "beta_schedule": args.beta_schedule,
-             "num_train_timesteps": args.num_train_timesteps}  # fmt: skip
+    found = {"unet": tr.config_dict(unet), "vocabulary_sha256": vocabulary,
+             "text_encoder": text_encoder.config.to_dict(), "pretrained_text_encoder": args.pretrained_text_encoder,
+             "beta_schedule": args.beta_schedule, "num_train_timesteps": args.num_train_timesteps}  # fmt: skip
     found["text_encoder"].pop("transformers_version", None)
     return json.loads(json.dumps(found, default=str))
 
@@ -184,7 +194,6 @@ def training_record(args, run, pipe) -> dict:
     import importlib.metadata as md
 
     from .evaluation import REFERENCE_GUIDANCE
-    from .modeling_text2img import text_hidden_size
 
     encoder = pipe.text_encoder
     return {
@@ -226,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers.training_utils import EMAModel
 
     from .evaluation import Text2ImageEvalRequest, digit_grid, evaluate
-    from .modeling_text2img import build_unet, make_pipeline, text_hidden_size
 
     resume, train_set = tr.prepare_run(args, PIPELINE_CLASS)
     check_training_set(args, train_set)
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Resume: weights and EMA copies, optimizer, RNG, step, history, the EMA's step count
     names = ["unet", "text_encoder"][: len(trained)]
-    models = {**dict(zip(names, trained, strict=True)), **{f"{n}_ema": m for n, m in zip(names, ema_models, strict=True)}}
+    models = {**dict(zip(names, trained, strict=True)),
+              **{f"{name}_ema": m for name, m in zip(names, ema_models, strict=True)}}  # fmt: skip
     optimizers = {"adamw": optimizer}
     configs = model_configs(args, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder), tokenizer)
     refuse_other_configs(run.resume, configs)
@@ -274,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. The loop: one denoising step per batch
     window = []
     grid = lambda: digit_grid(ema_pipeline(), num_inference_steps=args.num_inference_steps)  # noqa: E731
+    ema_state = lambda: {"ema_optimization_step": ema.optimization_step}  # noqa: E731
     for m in trained:
         m.train()
     for intensities, labels in tr.training_batches(run, loader, max_steps):
@@ -303,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         window.append(loss.detach().float().reshape(1))
         if tr.log_due(run, max_steps):
             tr.record(run, {"loss": tr.gather_mean(run, window)[0]})
-        if tr.end_of_step(run, max_steps, models, optimizers, state=lambda: {"ema_optimization_step": ema.optimization_step},
-                          sample_grid=grid, before_save=lambda: ema.copy_to(ema_params)):  # fmt: skip
+        if tr.end_of_step(run, max_steps, models, optimizers, state=ema_state, sample_grid=grid,
+                          before_save=lambda: ema.copy_to(ema_params)):  # fmt: skip
             break
     if run.diverged:
         return tr.stop_diverged(run, "Try a lower --learning_rate, a longer --lr_warmup_steps or --mixed_precision no.")

@@ -38,8 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--eval_k", type=int, default=1000, help="importance samples for the IWAE bound at the end")
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
-    if args.latent_dim < 1 or args.eval_k < 1:
-        p.error(f"--latent_dim and --eval_k must be >= 1, got {args.latent_dim} and {args.eval_k}")
+    for name in ("latent_dim", "eval_k"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.kl_warmup_steps < 0:
         p.error(f"--kl_warmup_steps must be >= 0, got {args.kl_warmup_steps}")
     if any(h < 1 for h in args.hidden_dims):
