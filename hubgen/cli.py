@@ -111,17 +111,21 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, request_class) -> No
     """One option per field of an EvalRequest dataclass: its type, default, choices and help. An `int | None`
     count takes `all` for None; a tuple takes one or more values."""
     import dataclasses
+    import types
     import typing
 
     def count_or_all(text: str):
         return None if text == "all" else int(text)
 
     for f in dataclasses.fields(request_class):
-        kinds = [t for t in typing.get_args(f.type) if t is not type(None)] or [f.type]
-        kind, kwargs = kinds[0], {"default": f.default, "help": f.metadata.get("help", "")}
+        optional = typing.get_origin(f.type) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
+            f.type
+        )
+        kind = next(t for t in typing.get_args(f.type) if t is not type(None)) if optional else f.type
+        kwargs = {"default": f.default, "help": f.metadata.get("help", "")}
         if typing.get_origin(kind) in (tuple, list):
             kwargs.update(nargs="+", type=typing.get_args(kind)[0])
-        elif kind is int and type(None) in typing.get_args(f.type):
+        elif kind is int and optional:
             kwargs["type"] = count_or_all
         elif kind in (int, float, str):
             kwargs["type"] = kind

@@ -31,6 +31,7 @@ A checkpoint is written to a temporary folder and renamed into place only when c
 leaves a partial checkpoint where a good one was.
 """
 
+import argparse
 import json
 import math
 import os
@@ -67,6 +68,7 @@ __all__ = [
     "stop_diverged",
     "finish_run",
     "plot_history",
+    "count_or_all",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -83,10 +85,30 @@ CHECKPOINTS = mf.CHECKPOINTS
 # -- arguments ---------------------------------------------------------------------------------------------------
 
 
-def add_common_arguments(parser, *, batch_size: int, learning_rate: float, num_epochs: int, accumulation: bool = True,
-                         num_images: int | None = 1000, num_samples: int = 1000, sample_steps: int = 500):  # fmt: skip
-    """The options every training script takes, in three groups; a family adds its own to the returned groups
-    (data, model, optimization, output) and passes its defaults here."""
+def count_or_all(text: str) -> int | None:
+    """An image count option: a whole number, or `all` (None: the whole split)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
+
+
+def add_common_arguments(
+    parser,
+    *,
+    batch_size: int,
+    learning_rate: float,
+    num_epochs: int,
+    accumulation: bool = True,
+    num_images: int | str | None = 1000,
+    num_samples: int = 1000,
+    sample_steps: int = 500,
+):
+    """The options every training script takes, in four groups; a family adds its own to the returned groups
+    (data, model, optimization, output) and passes its defaults here. `num_images=None`: the family scores no
+    test images (no likelihood), so there is no --eval_num_images; "all": the whole split by default."""
     data = parser.add_argument_group("data and output")
     data.add_argument("--dataset", default="digits", help="digits | mnist | a .npz file | an image folder")
     data.add_argument("--output_dir", required=True, help="the model folder to write (pipeline, card, checkpoints)")
@@ -111,8 +133,8 @@ def add_common_arguments(parser, *, batch_size: int, learning_rate: float, num_e
     out.add_argument("--logging_steps", type=int, default=10)
     out.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard")
     if num_images is not None:
-        out.add_argument("--eval_num_images", type=int, default=num_images,
-                         help="test images for the likelihood at the end (0: skip)")  # fmt: skip
+        out.add_argument("--eval_num_images", type=count_or_all, default=None if num_images == "all" else num_images,
+                         help="test images for the likelihood at the end (0: skip, all: the whole split)")  # fmt: skip
     out.add_argument("--eval_num_samples", type=int, default=num_samples,
                      help="generated samples for the sample-quality figures at the end (0: skip)")  # fmt: skip
     out.add_argument("--license", default="apache-2.0", help="license written in the model card")
@@ -129,7 +151,7 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in ("eval_num_images", "eval_num_samples"):
-        if getattr(args, name, 0) < 0:
+        if (getattr(args, name, 0) or 0) < 0:
             parser.error(f"--{name} must be >= 0 (0 skips), got {getattr(args, name)}")
     if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
         parser.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
@@ -210,11 +232,12 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
 
     run.configs, saved = configs, None
     if run.resume is not None:
-        full = load_checkpoint(run.accelerator, run.resume, models, optimizers)
-        run_state = full["state"].get("run", {})
-        if run_state.get("configs") != json.loads(json.dumps(configs)):
+        recorded = json.loads((run.resume / "state.json").read_text())["state"].get("run", {}).get("configs")
+        if recorded != json.loads(json.dumps(configs)):  # checked before any weight is loaded
             raise UserInputError(f"Checkpoint {run.resume} holds a model with another configuration than these "
                                  "arguments.")  # fmt: skip
+        full = load_checkpoint(run.accelerator, run.resume, models, optimizers)
+        run_state = full["state"]["run"]
         run.step = full["step"]
         run.batches_seen, run.images_seen = run_state["batches_seen"], run_state["images_seen"]
         run.history, run.trained_seconds = run_state["history"], run_state["trained_seconds"]
@@ -282,11 +305,14 @@ def end_of_step(
     state: Callable[[], dict] | None = None,
     sample_grid: Callable[[], object] | None = None,
     before_save: Callable[[], None] | None = None,
+    check: Callable[[], str | None] | None = None,
 ) -> bool:
     """After optimizer step `run.step`: the time budget (all processes take the main process's clock), a
     progress grid every --sample_steps (`sample_grid()` returns a PIL image), a checkpoint every
     --checkpointing_steps and at the last step. `before_save()` runs before either (e.g. copy EMA weights into
-    the model that is saved); `state()` is the script's own state to checkpoint. Returns True to stop."""
+    the model that is saved); `state()` is the script's own state to checkpoint. `check()` runs on every
+    process before a checkpoint is written: a message it returns (on any process) stops the run as diverged
+    and no checkpoint is written (e.g. a flow whose inverse no longer matches). Returns True to stop."""
     args, accelerator = run.args, run.accelerator
     run.progress.update(1)
     elapsed = run.elapsed
@@ -299,6 +325,12 @@ def end_of_step(
         before_save()
     if grid_due and accelerator.is_main_process:
         mf.write_image(run.out / mf.PROGRESS_SAMPLES / f"step-{run.step:06d}.png", sample_grid())
+    if checkpoint_due and check is not None:
+        problem = check()
+        failed = accelerator.gather(torch.tensor([float(problem is not None)], device=accelerator.device))
+        if failed.any():
+            run.diverged = problem or "a check failed on another process"
+            return True
     if checkpoint_due:
         run.trained_seconds, run._clock = elapsed, time.perf_counter()
         full = {"run": {"configs": run.configs, "history": run.history, "trained_seconds": run.trained_seconds,

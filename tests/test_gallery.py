@@ -7,37 +7,23 @@ import time
 
 import pytest
 
-from hubgen.cli import main
 from hubgen.gallery import Catalog, PipelineCache, build_gallery, leaderboard_rows
 from hubgen.gallery.app import open_model, sample, tiles
-from hubgen.gallery.catalog import bound_type
+from hubgen.gallery.catalog import bound_type, leaderboard_columns
+from hubgen.registry import list_families
 
-# Tiny runs of every family on the 8x8 digits, through the CLI (seconds each). A family whose module is not
-# importable yet is skipped by the fixture.
-TINY_RUNS = {
-    "gan": ["--max_train_steps", "4", "--train_batch_size", "32", "--latent_dim", "8", "--base_channels", "4",
-            "--eval_num_samples", "40"],
-    "flow": ["--max_train_steps", "2", "--steps_per_level", "1", "--hidden_channels", "8", "--init_batch_size", "64",
-             "--eval_num_samples", "30"],
-    "text2img": ["--max_train_steps", "2", "--train_batch_size", "32", "--block_out_channels", "8", "16",
-                 "--attention_heads", "2", "--text_hidden_size", "16", "--text_layers", "1", "--text_heads", "2",
-                 "--num_inference_steps", "2", "--eval_num_samples", "20"],
-    "ddpm": ["--max_train_steps", "2", "--block_out_channels", "8", "16", "--attention", "none", "--norm_num_groups",
-             "4", "--num_train_timesteps", "50", "--train_batch_size", "16", "--eval_num_images", "2",
-             "--eval_num_samples", "20", "--eval_samplers", "dpmsolver++:5"],
-}  # fmt: skip
-MODELS = {"vae-digits", *(f"{family}-digits" for family in TINY_RUNS)}
+# Every registered family (the five built-in ones and the test plugin `pixels`), trained once per session with
+# its declared smoke-test options (tests/conftest.py `tiny_models`).
+FAMILIES = [f.name for f in list_families()]
+MODELS = {f"{family}-digits" for family in FAMILIES}
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, trained_vae_dir):
+def models_dir(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("gallery") / "models"
     root.mkdir()
-    shutil.copytree(trained_vae_dir, root / "vae-digits", ignore=shutil.ignore_patterns("checkpoints", "logs"))
-    for family, args in TINY_RUNS.items():
-        out = root / f"{family}-digits"
-        argv = ["train", family, "--dataset", "digits", "--output_dir", str(out), "--report_to", "none", *args]
-        assert main(argv) == 0
+    for family in FAMILIES:
+        shutil.copytree(tiny_models[family], root / f"{family}-digits", ignore=shutil.ignore_patterns("checkpoints"))
     broken = root / "broken-model"
     broken.mkdir()
     (broken / "model_index.json").write_text(json.dumps({"_class_name": "NoSuchPipeline"}))
@@ -52,7 +38,7 @@ def catalog(models_dir):
 
 def test_catalog_reads_every_folder_and_marks_broken_ones(catalog):
     assert set(catalog.entries) == MODELS | {"broken-model", "not-a-model"}
-    assert {catalog.get(m).family_name for m in MODELS} == {"vae", *TINY_RUNS}
+    assert {catalog.get(m).family_name for m in MODELS} == set(FAMILIES)
     assert catalog.get("vae-digits").family_name == "vae" and catalog.get("gan-digits").family_name == "gan"
     assert catalog.get("vae-digits").dataset == "digits"
     assert "NoSuchPipeline" in catalog.get("broken-model").error
@@ -79,11 +65,15 @@ def test_filters_and_tiles(catalog):
     assert all(image.width == 192 for image, _ in items)
 
 
-def test_bound_types_are_read_from_metric_names():
-    assert bound_type("IWAE NLL (nats, k=1000), binary pixels, seed 0") == "IWAE-1000"
-    assert bound_type("exact bits/dim (change of variables), 256 levels") == "exact"
-    assert bound_type("variational bound bits/dim (50 timesteps)") == "variational bound (50 timesteps)"
-    assert bound_type("negative ELBO (nats)") == "ELBO"
+def test_bound_types_are_read_from_the_card_as_declared_not_parsed_from_labels(catalog):
+    def bounds(model_id):
+        return {r.metric_config: bound_type(r) for r in catalog.get(model_id).results if r.metric_args}
+
+    k = json.loads((catalog.local_dir / "vae-digits" / "eval_results.json").read_text())["request"]["k"]
+    assert bounds("vae-digits") == {"iwae_nll_nats": f"IWAE-{k}", "bits_per_dim": f"IWAE-{k}", "neg_elbo_nats": "ELBO"}
+    assert set(bounds("flow-digits").values()) == {"exact"} and set(bounds("pixels-digits").values()) == {"exact"}
+    t = json.loads((catalog.local_dir / "ddpm-digits" / "eval_results.json").read_text())["num_timesteps"]
+    assert set(bounds("ddpm-digits").values()) == {f"variational bound ({t} timesteps)"}
 
 
 def test_leaderboard_rows_match_the_cards(catalog):
@@ -92,13 +82,16 @@ def test_leaderboard_rows_match_the_cards(catalog):
     assert rows["flow-digits"][5] == "exact" and rows["vae-digits"][5].startswith("IWAE-")
     assert rows["ddpm-digits"][5].startswith("variational bound")
     t2i = json.loads((catalog.local_dir / "text2img-digits" / "eval_results.json").read_text())
-    assert rows["text2img-digits"][11] == pytest.approx(t2i["metrics"]["prompt_accuracy_train_w3"]["mean"], abs=1e-3)
+    column = leaderboard_columns().index("prompt accuracy (training templates, guidance 3)")
+    accuracy = t2i["metrics"]["prompt_accuracy_train_w3"]["mean"]
+    assert rows["text2img-digits"][column] == pytest.approx(accuracy, abs=1e-3)
     vae_results = json.loads((catalog.local_dir / "vae-digits" / "eval_results.json").read_text())
     assert rows["vae-digits"][3] == pytest.approx(vae_results["metrics"]["bits_per_dim"]["mean"], abs=1e-3)
     assert rows["vae-digits"][4] == pytest.approx(vae_results["metrics"]["iwae_nll_nats"]["mean"], abs=0.01)
     gan_fd = json.loads((catalog.local_dir / "gan-digits" / "eval_results.json").read_text())
     assert rows["gan-digits"][6] == pytest.approx(gan_fd["sample_quality"]["frechet_distance"]["value"], abs=0.01)
     assert rows["gan-digits"][3] is None and "N=40" in rows["gan-digits"][7]
+    assert rows["vae-digits"][column] is None and rows["pixels-digits"][5] == "exact"  # the plugin's row
 
 
 def test_open_model_shows_card_and_metadata(catalog):
@@ -137,18 +130,6 @@ def test_sample_every_family_and_text_needs_a_prompt(catalog):
         assert grid.width >= 64 and grid.width == grid.height
     with pytest.raises(ValueError, match="`prompt` must be a non-empty text"):
         sample(catalog, cache, "text2img-digits", 0, 1, "  ", 2)
-
-
-@pytest.mark.parametrize("model_id", sorted(MODELS))
-def test_family_demo_builds_inside_the_gallery(catalog, model_id):
-    """The registry's demo builder renders inside the gallery's Blocks for every family (as gr.render does)."""
-    import gradio as gr
-
-    entry = catalog.get(model_id)
-    pipe = PipelineCache().get(entry)
-    with gr.Blocks() as outer:
-        entry.family.load("build_demo")(pipe)
-    assert len(outer.fns) > 0
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ The values pin TODAY's behaviour; they are not "correct" values (the equation te
 check correctness). When a change is deliberate (a new layer, another initialization, a fixed sampler bug),
 regenerate them with
 
-    cd /work/main && OMP_WAIT_POLICY=PASSIVE .venv/bin/python tests/test_golden_values.py
+    cd /work/main && OMP_WAIT_POLICY=PASSIVE .venv/bin/python tests/test_golden_values.py [CASE ...]
 
-paste the printed EXPECTED dict over the one below, and say in the commit message which change moved them and
-why. Never widen the tolerances to make a failure go away: a failure that nobody meant is the regression this
-file exists to catch.
+(no CASE: every case; the names are the keys of CASES), paste the printed entries over those in EXPECTED
+below, and say in the commit message which change moved them and why. Never widen the tolerances to make a
+failure go away: a failure that nobody meant is the regression this file exists to catch.
 """
 
 import copy
@@ -27,10 +27,9 @@ import math
 import sys
 import textwrap
 
-import conftest  # noqa: F401  (offline, telemetry-free environment, set before diffusers is imported)
 import pytest
 import torch
-from conftest import tiny_vae
+from conftest import tiny_vae  # importing conftest first also sets the offline test environment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -600,7 +599,7 @@ def test_golden_values(case):
         shape, first, total = expected[key]
         assert tuple(tensor.shape) == shape, f"{case}/{key}: shape {tuple(tensor.shape)} != pinned {shape}"
         assert tensor.dtype == torch.float32, f"{case}/{key}: dtype {tensor.dtype}"
-        got_shape, got_first, got_total = summarize(tensor)
+        _, got_first, got_total = summarize(tensor)
         assert all(math.isfinite(v) for v in got_first) and math.isfinite(got_total), f"{case}/{key} not finite"
         for what, got, want in [
             ("first values", torch.tensor(got_first), torch.tensor(first, dtype=torch.float32)),

@@ -4,12 +4,16 @@ HF_HUB_OFFLINE=1), verify, Spaces, list_models, and the failure paths.
 huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, and this test session is
 offline (conftest.py), so every client runs in a subprocess with its own environment: light `hubgen push`
 processes (no torch), plus one online and one offline process (tests/publish_client.py) that serve every
-family. A family is one entry of FAMILIES: a builder of a tiny trained model folder and the sampling call.
+family. The families are the registry's (`hubgen.registry.list_families()`, the plugin `pixels` included), as
+in tests/test_family_contract.py: each one's model is the session's tiny smoke-test model (conftest.py
+`tiny_models`) and its sampling call is derived from its declared sample options, so a family registered
+through the entry point is pushed, loaded, verified and given a Space here without naming it. Tests of one
+special scenario (a branch, a pull request, a rejected card) use the VAE.
 """
 
+import dataclasses
 import functools
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -31,104 +35,47 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors.torch import load_file, save_file
 
 import hubgen
-from hubgen.cli import main
+from hubgen import model_folder as mf
 from hubgen.hub import render_card
-from hubgen.publish import EXACT_METRICS
+from hubgen.registry import list_families
 
 TOKEN = "hf_LoopbackTestToken_7c1e9a0d5b4f"  # searched for in every output and written file
 USER = "alice"
 CLIENT = Path(__file__).with_name("publish_client.py")
-SAMPLE = {"batch_size": 4, "seed": 3}
 
 
-# -- the families: one entry each --------------------------------------------------------------------------------
+# -- the families: every registered one -----------------------------------------------------------------------
+
+FAMILIES = [family.name for family in list_families()]  # the built-in families and the plugin `pixels`
+PROMPTS = ["a handwritten seven", "the number 3"]
 
 
-def _train(out: Path, family: str, *argv: str) -> Path:
-    assert main(["train", family, "--dataset", "digits", "--output_dir", str(out), "--seed", "0", *argv]) == 0
-    return out
+def _build(tiny_models, name: str, tmp: Path) -> Path:
+    """The session's tiny model of the family (conftest.py: its `smoke_test` run, with an evaluation), copied
+    without checkpoints/: pushing re-renders the copy's card for its repo id."""
+    folder = Path(shutil.copytree(tiny_models[name], tmp / name, ignore=_no_checkpoints))
+    if not (folder / "logs").is_dir():  # smoke runs log to tensorboard by default; every push must leave logs/
+        (folder / "logs").mkdir()
+        (folder / "logs" / "events.txt").write_text("a training log that stays local\n")
+    return folder
 
 
-def _build_vae(request, tmp: Path) -> Path:
-    # the session's tiny VAE (conftest.py), copied: pushing re-renders the copy's card for its repo id
-    return Path(shutil.copytree(request.getfixturevalue("trained_vae_dir"), tmp / "vae", ignore=_no_checkpoints))
-
-
-def _build_gan(request, tmp: Path) -> Path:
-    tiny = "--max_train_steps 2 --train_batch_size 32 --latent_dim 8 --base_channels 4 --eval_num_samples 40"
-    return _train(tmp / "gan", "gan", *tiny.split(), "--report_to", "none")
-
-
-def _build_by_cli(family: str, train_args: str, eval_args: str):
-    """Train a few steps through the CLI without the final evaluation, then `hubgen eval` with a tiny protocol."""
-
-    def build(request, tmp: Path) -> Path:
-        out = _train(tmp / family, family, "--max_train_steps", "2", "--report_to", "none", *train_args.split())
-        assert main(["eval", str(out), "--seed", "0", *eval_args.split()]) == 0
-        return out
-
-    return build
-
-
-@dataclass
-class Entry:
-    name: str
-    build: object  # (request, tmp) -> trained model folder with eval_results.json and a card
-    sample: dict = field(default_factory=lambda: dict(SAMPLE))  # pipe(**sample minus seed, generator=seed)
-
-
-FAMILIES = [
-    Entry("vae", _build_vae),
-    Entry("gan", _build_gan),
-    Entry(
-        "flow",
-        _build_by_cli(
-            "flow",
-            "--steps_per_level 1 --hidden_channels 8 --init_batch_size 64 --no_eval",
-            "--num_images 8 --num_samples 20",
-        ),
-    ),
-    # T = 50 (the default DDIM-50 evaluation sampler needs T >= 50); the bound on 2 images, no sample quality
-    Entry(
-        "ddpm",
-        _build_by_cli(
-            "ddpm",
-            "--block_out_channels 8 16 --attention none --norm_num_groups 4 "
-            "--num_train_timesteps 50 --train_batch_size 16 --eval_num_images 0 --eval_num_samples 0",
-            "--num_images 2 --num_samples 0",
-        ),
-        sample=dict(SAMPLE, num_inference_steps=5),
-    ),
-    # a prompt instead of a batch size; prompt accuracy and sample quality on 20 samples
-    Entry(
-        "text2img",
-        _build_by_cli(
-            "text2img",
-            "--block_out_channels 8 16 --attention_heads 2 --text_hidden_size 16 --text_layers 1 --text_heads 2 "
-            "--num_inference_steps 2 --train_batch_size 32 --eval_num_samples 0",
-            "--num_samples 20",
-        ),
-        sample={"prompt": ["a handwritten seven", "the number 3"], "num_inference_steps": 2, "seed": 3},
-    ),
-]
-NAMES = [e.name for e in FAMILIES]
-
-
-def _available(name: str) -> bool:
-    """Whether every module the family's registry record names imports (families being built are skipped)."""
+@functools.cache
+def _sample(name: str) -> dict:
+    """The sampling call of the family, from its declared sample options only: 4 images (a prompt option gets two
+    prompts with 2 images each, diffusers' num_images_per_prompt), 5 steps where it declares num_inference_steps,
+    every other option at the pipeline's default; `seed` seeds the generator."""
     family = hubgen.get_family(name)
-    try:
-        for attr in ("pipeline_class", "train", "evaluate", "build_demo"):
-            importlib.import_module(getattr(family, attr).partition(":")[0])
-    except Exception:
-        return False
-    return True
-
-
-def _entry(name: str) -> Entry:
-    if not _available(name):
-        pytest.skip(f"the {name} family does not import yet")
-    return next(e for e in FAMILIES if e.name == name)
+    values = {}
+    for option in family.sample_options:
+        if option.kind == "prompt":
+            values[option.name] = PROMPTS
+        elif option.kind == "int" and option.name == "num_inference_steps":
+            values[option.name] = 5
+    call = family.sample_call(4, values)
+    if "num_images_per_prompt" in call:
+        call["num_images_per_prompt"] = 4 // len(PROMPTS)
+    return {**call, "seed": 3}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -179,8 +126,8 @@ def _samples_of(folder: str, sample: str) -> torch.Tensor:
 
 
 def _local_samples(folder: Path, name: str = "vae") -> torch.Tensor:
-    """The samples of the local folder, drawn as the client draws them (the family's `sample` call)."""
-    return _samples_of(str(folder), json.dumps(next(e for e in FAMILIES if e.name == name).sample))
+    """The samples of the local folder, drawn as the client draws them (the family's `_sample` call)."""
+    return _samples_of(str(folder), json.dumps(_sample(name)))
 
 
 def _perturbed_copy(folder: Path, target: Path) -> Path:
@@ -215,38 +162,36 @@ class Published:
 
 
 @pytest.fixture(scope="module")
-def published(hub, request, tmp_path_factory):
-    """Every importable family pushed twice (inline files, then weights through the LFS batch path) and once
+def published(hub, tiny_models, tmp_path_factory):
+    """Every registered family pushed twice (inline files, then weights through the LFS batch path) and once
     more unchanged; the VAE also to a branch; then the online and the offline client runs."""
     tmp = tmp_path_factory.mktemp("publish")
     env = _env(hub, tmp / "hf_home_push")
     folders, pushes, spec, broken = {}, {}, {"families": {}}, {}
-    for entry in FAMILIES:
-        if not _available(entry.name):
-            continue
+    for name in FAMILIES:
         try:
-            folder = folders[entry.name] = entry.build(request, tmp / "models")
-        except Exception as e:  # one family's builder failing fails that family's tests only
-            broken[entry.name] = f"{type(e).__name__}: {e}"
+            folder = folders[name] = _build(tiny_models, name, tmp / "models")
+        except (Exception, SystemExit) as e:  # one family's smoke run failing fails that family's tests only
+            broken[name] = f"{type(e).__name__}: {e}"
             continue
         for kind, patterns in (("inline", ()), ("lfs", ("*.safetensors",)), ("repush", ("*.safetensors",))):
-            repo = f"{USER}/{entry.name}-{'inline' if kind == 'inline' else 'lfs'}"
+            repo = f"{USER}/{name}-{'inline' if kind == 'inline' else 'lfs'}"
             hub.lfs_patterns = patterns
             start, before = len(hub.requests), hub.history(repo) if kind == "repush" else None
             out = _hubgen(env, "push", folder, repo)
             assert out.returncode == 0, out.stderr
-            pushes[(entry.name, kind)] = (out, hub.requests[start:], before)
-        tampered = Path(shutil.copytree(folder, tmp / "tampered" / entry.name, ignore=_no_checkpoints))
+            pushes[(name, kind)] = (out, hub.requests[start:], before)
+        tampered = Path(shutil.copytree(folder, tmp / "tampered" / name, ignore=_no_checkpoints))
         card = ModelCard.load(tampered / "README.md")
         card.data.eval_results[0].metric_value = round(card.data.eval_results[0].metric_value * 1.02 + 0.5, 4)
         card.save(tampered / "README.md")
-        spec["families"][entry.name] = {
-            "inline": f"{USER}/{entry.name}-inline",
-            "lfs": f"{USER}/{entry.name}-lfs",
-            "sample": entry.sample,
+        spec["families"][name] = {
+            "inline": f"{USER}/{name}-inline",
+            "lfs": f"{USER}/{name}-lfs",
+            "sample": _sample(name),
             "tampered": str(tampered),
-            "space_out": str(tmp / "spaces" / entry.name),
-            "space_id": f"{USER}/{entry.name}-demo",
+            "space_out": str(tmp / "spaces" / name),
+            "space_id": f"{USER}/{name}-demo",
             "revision": None,
         }
     extra = {}
@@ -272,8 +217,7 @@ def published(hub, request, tmp_path_factory):
 
 
 def _published(published, name) -> Path:
-    """The family's pushed folder; skips a family still being built, fails on an error in its own part."""
-    _entry(name)
+    """The family's pushed folder; fails on an error in its own part (its smoke run or its client run)."""
     if name in published.extra["broken"]:
         pytest.fail(f"building a tiny {name} model failed: {published.extra['broken'][name]}")
     for run in (published.online, published.offline):
@@ -285,7 +229,7 @@ def _published(published, name) -> Path:
 # -- push and load ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_push_then_load_by_repo_id_gives_identical_samples(published, hub, name):
     folder = _published(published, name)
     out, requests, _ = published.pushes[(name, "inline")]
@@ -303,13 +247,13 @@ def test_push_then_load_by_repo_id_gives_identical_samples(published, hub, name)
     assert on_hub == {
         p: h for p, h in local.items() if p != "README.md" and not p.startswith(("checkpoints/", "logs/"))
     }
-    assert any(p.startswith("logs/") for p in local) or name != "vae"  # the VAE fixture logs to tensorboard
+    assert any(p.startswith("logs/") for p in local)  # the training logs stay local
     expected = _local_samples(folder, name)
     got = load_file(published.client_out / f"{name}-inline.safetensors")["x"]
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_weights_go_through_the_lfs_batch_path(published, hub, name):
     folder = _published(published, name)
     _, requests, _ = published.pushes[(name, "lfs")]
@@ -326,7 +270,7 @@ def test_weights_go_through_the_lfs_batch_path(published, hub, name):
     torch.testing.assert_close(got, _local_samples(folder, name), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_pushing_the_same_folder_again_makes_no_commit(published, hub, name):
     _published(published, name)
     out, requests, before = published.pushes[(name, "repush")]
@@ -335,7 +279,7 @@ def test_pushing_the_same_folder_again_makes_no_commit(published, hub, name):
     assert "up to date" in out.stdout and "no new commit" in out.stdout
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_loads_offline_from_the_hub_cache(published, name):
     folder = _published(published, name)
     expected = _local_samples(folder, name)
@@ -376,7 +320,7 @@ def test_create_pr_opens_a_pull_request_and_leaves_main(published, hub, tmp_path
 # -- what the Hub shows ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_the_card_on_the_hub_names_the_repo_and_carries_its_figures(published, hub, name):
     _published(published, name)
     repo = f"{USER}/{name}-lfs"
@@ -384,7 +328,7 @@ def test_the_card_on_the_hub_names_the_repo_and_carries_its_figures(published, h
     card = ModelCard(files["README.md"].decode())
     data = card.data.to_dict()
     assert data["library_name"] == "hubgen" and data["license"] == "apache-2.0"
-    assert data["pipeline_tag"] in ("unconditional-image-generation", "text-to-image")
+    assert data["pipeline_tag"] == hubgen.get_family(name).pipeline_tag
     assert {"hubgen", name} <= set(data["tags"])
     assert f'.from_pretrained("{repo}")' in card.text
     model_name, evals = model_index_to_eval_results(data["model-index"])
@@ -405,22 +349,31 @@ def test_list_models_finds_the_pushed_models_with_their_family_tags(published):
             assert {"hubgen", name} <= set(listed[repo])
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_verify_passes_on_the_published_model_and_fails_on_a_tampered_card(published, name):
-    _published(published, name)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_verify_passes_on_the_published_model_and_fails_on_a_tampered_card(published, hub, name):
+    folder, family = _published(published, name), hubgen.get_family(name)
     good, bad = published.online[name]["verify"], published.online[name]["verify_tampered"]
     assert good["code"] == 0, good["stdout"] + good["stderr"]
     lines = good["stdout"].splitlines()
-    assert "seed=0" in lines[0] and lines[-1].endswith("passed, 0 failed")
-    for line in lines[2:-1]:  # one per card figure: count-based ones exact, estimates within a relative 1e-4
-        tolerance = "exact" if line.split(":")[0].strip() in EXACT_METRICS else "rel 1e-04"
+    # the request eval_results.json recorded is re-run field for field: the same dataset, split, N, k, seeds
+    recorded = mf.eval_results(folder)["request"]
+    assert recorded["seed"] == 0 and {"dataset", "split", "num_images", "num_samples"} <= set(recorded)
+    rerun = dataclasses.asdict(family.load("eval_request").from_record({"request": recorded}))
+    assert json.loads(json.dumps(rerun)) == recorded
+    assert all(f"{k}={v}" in lines[0] for k, v in rerun.items() if v is not None), lines[0]
+    assert lines[-1].endswith("passed, 0 failed")
+    # one line per card figure: count-based ones (as the family declares them) exact, estimates within rel 1e-4
+    figures = ModelCard(hub.files(f"{USER}/{name}-lfs")["README.md"].decode()).data.eval_results
+    assert len(lines[2:-1]) == len(figures)
+    for line, figure in zip(lines[2:-1], figures):
+        tolerance = "exact" if family.metric(figure.metric_config).count_based else "rel 1e-04"
         assert tolerance in line and line.endswith("pass"), line
     assert bad["code"] == 1
     fails = [x for x in bad["stdout"].splitlines() if x.endswith("FAIL")]
     assert len(fails) == 1 and bad["stdout"].splitlines()[-1].endswith("1 failed")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_space_create_push_gives_a_space_whose_app_builds_the_demo(published, hub, name):
     _published(published, name)
     result, model = published.online[name], f"{USER}/{name}-inline"
@@ -442,7 +395,7 @@ def test_space_create_push_gives_a_space_whose_app_builds_the_demo(published, hu
 # -- failures --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_an_unreachable_hub_fails_cleanly_and_leaves_the_folder(published, tmp_path, name):
     folder = Path(shutil.copytree(_published(published, name), tmp_path / "model"))
     before = _snapshot(folder)
@@ -457,7 +410,7 @@ def test_an_unreachable_hub_fails_cleanly_and_leaves_the_folder(published, tmp_p
     assert _snapshot(folder) == before
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_pickle_files_are_refused_before_any_request(published, hub, tmp_path, name):
     folder = Path(shutil.copytree(_published(published, name), tmp_path / "model"))
     for bad in ("extra/weights.bin", "model.pt", "state.pkl"):

@@ -23,11 +23,11 @@ from ..registry import EvalRequest, EvalResult
 __all__ = ["DDPMEvalRequest", "evaluate", "parse_sampler", "sampler_label", "image_grid", "DEFAULT_EVAL_SAMPLERS"]
 
 DEFAULT_EVAL_SAMPLERS = ("ddpm", "ddim:50", "dpmsolver++:20")  # "ddpm": every training timestep
-SAMPLER_LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmsolver++": "DPM-Solver++"}
 
 
 def parse_sampler(spec: str, num_train_timesteps: int | None = None) -> tuple[str, int | None]:
-    """A sampler spec NAME[:STEPS] -> (name, steps): "ddim:50" -> ("ddim", 50), "ddpm" -> ("ddpm", None: all T)."""
+    """A sampler spec NAME[:STEPS] -> (name, steps): "ddim:50" -> ("ddim", 50), "ddpm" -> ("ddpm", None: all T).
+    NAME is one of the family's samplers (pipeline_ddpm.SAMPLERS, from the table of hubgen.diffusion.samplers)."""
     from .pipeline_ddpm import DEFAULT_STEPS, SAMPLERS
 
     name, _, steps = str(spec).partition(":")
@@ -43,7 +43,9 @@ def parse_sampler(spec: str, num_train_timesteps: int | None = None) -> tuple[st
 
 def sampler_label(name: str, steps: int) -> str:
     """How the card and `hubgen eval` name a sampler run: "DDIM-50"."""
-    return f"{SAMPLER_LABELS[name]}-{steps}"
+    from .pipeline_ddpm import SAMPLERS
+
+    return f"{SAMPLERS[name].label}-{steps}"
 
 
 def image_grid(images: torch.Tensor, nrow: int):
@@ -129,7 +131,7 @@ def evaluate(folder, request: DDPMEvalRequest, pipeline=None, batch_size: int = 
     sampler is the headline: its report is `sample_quality`, its nearest-neighbour grid a picture.
     """
     from ..metrics import evaluate_samples
-    from .pipeline_ddpm import DDPMPipeline
+    from .pipeline_ddpm import SAMPLERS, DDPMPipeline
 
     folder = Path(folder)
     dataset, _ = recorded_dataset(folder, request.dataset)
@@ -172,7 +174,7 @@ def evaluate(folder, request: DDPMEvalRequest, pipeline=None, batch_size: int = 
             label, grid_name = sampler_label(name, steps), f"samples_{name.replace('+', 'p')}_{steps}.png"
             report = evaluate_samples(images, dataset, seed=request.seed, reference_split=request.split)
             nearest_neighbours = report.pop("pictures", {})
-            report["samples"] = f"{label} ({SAMPLER_LABELS[name]} sampler, {steps} steps) of the EMA UNet"
+            report["samples"] = f"{label} ({SAMPLERS[name].label} sampler, {steps} steps) of the EMA UNet"
             result.pictures[grid_name] = image_grid(images[:64], nrow=8)
             result.details["samplers"][label] = {"order": j, "sampler": name, "steps": steps,
                                                  "num_samples": num_samples, "seconds_per_image": seconds / num_samples,

@@ -139,6 +139,8 @@ class DDPMPipeline(SafetensorsLoadingMixin, DiffusersDDPMPipeline):
     @staticmethod
     def _legacy_callback(callback, callback_on_step_end):
         """The deprecated `callback(step, t, x_t, x0_pred)` as a callback_on_step_end (one release more)."""
+        # diffusers' `deprecate` helper words it the same way but checks the removal version against diffusers' own
+        # version (0.42 >= hubgen's 0.2.0 raises ValueError), so the FutureWarning is issued here directly
         warnings.warn(
             "`callback` is deprecated and will be removed in hubgen 0.2.0: pass `callback_on_step_end=fn`, called "
             "as fn(pipeline, step_index, timestep, callback_kwargs), with callback_on_step_end_tensor_inputs="

@@ -35,18 +35,10 @@ NOT_INVERTIBLE = ("Its checkpoint was not written. Lower --learning_rate or --ma
                   "--mixed_precision no (float32 keeps the 1x1 convolutions well conditioned).")  # fmt: skip
 
 
-def _count_or_all(text: str) -> int | None:
-    if text == "all":
-        return None
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: skip) or all, got {text!r}")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train flow", description="Train a multi-scale Glow/RealNVP flow.")
     data, model, opt, out = tr.add_common_arguments(p, batch_size=32, learning_rate=2e-3, num_epochs=20,
-                                                    accumulation=False, num_images=None, sample_steps=1000)  # fmt: skip
+                                                    accumulation=False, num_images="all", sample_steps=1000)  # fmt: skip
     p.set_defaults(checkpointing_steps=1000, logging_steps=20)
     model.add_argument("--num_levels", type=int, default=2, help="scales (one squeeze each); 2 for 28x28 and 8x8")
     model.add_argument("--steps_per_level", type=int, default=6, help="flow steps K per scale")
@@ -65,13 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--init_batch_size", type=int, default=512, help="images for ActNorm's data-dependent init")
     out.add_argument("--invertibility_tolerance", type=float, default=1e-3,
                      help="largest |x - f^-1(f(x))| allowed at a checkpoint, for x in [0, 1)")  # fmt: skip
-    out.add_argument("--eval_num_images", type=_count_or_all, default=None, metavar="N",
-                     help="test images for the exact bits/dim at the end (0: skip; default: all)")  # fmt: skip
     out.add_argument("--no_eval", action="store_true", help="skip the final evaluation")
     args = p.parse_args(argv)
-    eval_num_images = vars(args).pop("eval_num_images")  # None (all) is checked by its type, not by the common check
     tr.check_common_arguments(p, args, argv)
-    args.eval_num_images = eval_num_images
     for name in ("num_levels", "steps_per_level", "hidden_channels", "dequant_hidden_channels", "init_batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -120,19 +108,16 @@ def invertibility_error(model, intensities: torch.Tensor, seed: int = 0) -> dict
     }
 
 
-class _NotInvertible(Exception):
-    """Raised from the checkpoint's state (every process, before anything is written): the run stops there."""
-
-
-def _check_invertible(models: list, check_batch: torch.Tensor, args, step: int) -> None:
-    """The worst invertibility error over `models` (live and EMA weights); _NotInvertible beyond the tolerance."""
+def not_invertible(models: list, check_batch: torch.Tensor, args, step: int) -> str | None:
+    """The worst invertibility error over `models` (live and EMA weights): a message beyond the tolerance."""
     check = max((invertibility_error(m, check_batch, seed=args.seed) for m in models),
                 key=lambda c: (not c["finite"], c["max_abs_error"]))  # fmt: skip
     if not check["finite"] or check["max_abs_error"] > args.invertibility_tolerance:
-        raise _NotInvertible(
+        return (
             f"at step {step} the flow no longer inverts: max |x - f^-1(f(x))| = {check['max_abs_error']:.3g} > "
             f"{args.invertibility_tolerance:g} on a fixed batch (log-det mismatch {check['max_log_det_error']:.3g})"
         )
+    return None
 
 
 def _optimizer(model, args, device):
@@ -206,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         ema.copy_to(ema_model.parameters())
         return ema_model
 
-    def state():  # before each checkpoint, on every process: a flow that no longer inverts is not saved
-        _check_invertible([flow] + ([saved_model()] if ema else []), check_batch, args, run.step)
+    def state():
         return {"ema_optimization_step": ema.optimization_step} if ema else {}
+
+    def check():  # before each checkpoint, on every process: a flow that no longer inverts is not saved
+        return not_invertible([flow] + ([saved_model()] if ema else []), check_batch, args, run.step)
 
     # 2. The loop: one maximum-likelihood step per batch
     window, advice, num_dims, levels = [], DIVERGED, flow.num_dims, train_set.levels
@@ -235,12 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         if tr.log_due(run, max_steps):
             bpd, norm = tr.gather_mean(run, window)
             tr.record(run, {"bits_per_dim": bpd, "grad_norm": norm, "lr": lr})
-        try:
-            if tr.end_of_step(run, max_steps, models, optimizers, state=state,
-                              sample_grid=lambda: sample_grid(saved_model())):  # fmt: skip
-                break
-        except _NotInvertible as e:
-            run.diverged, advice = str(e), NOT_INVERTIBLE
+        if tr.end_of_step(run, max_steps, models, optimizers, state=state, check=check,
+                          sample_grid=lambda: sample_grid(saved_model())):  # fmt: skip
+            advice = NOT_INVERTIBLE if run.diverged else advice
             break
     if run.diverged:
         return tr.stop_diverged(run, advice)

@@ -54,12 +54,10 @@ class Text2ImageEvalRequest(EvalRequest):
         if self.num_samples is not None and 0 < self.num_samples < 10:
             raise UserInputError(f"`num_samples` must be >= 10 (one per digit at least), got {self.num_samples!r}.")
         scales = self.guidance_scales
-        scales = (scales,) if isinstance(scales, (int, float)) and not isinstance(scales, bool) else tuple(scales)
-        if not scales or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in scales):
-            raise UserInputError(f"`guidance_scales` must be non-negative numbers, got {list(scales)}.")
+        numbers = isinstance(scales, (tuple, list)) and all(isinstance(w, (int, float)) for w in scales)
+        if not numbers or not scales or any(isinstance(w, bool) or not (math.isfinite(w) and w >= 0) for w in scales):
+            raise UserInputError(f"`guidance_scales` must be a non-empty sequence of numbers >= 0, got {scales!r}.")
         self.guidance_scales = tuple(float(w) for w in scales)
-        if any(not (math.isfinite(w) and w >= 0) for w in self.guidance_scales):
-            raise UserInputError(f"`guidance_scales` must be non-negative numbers, got {list(scales)}.")
         steps = self.num_inference_steps
         if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
             raise UserInputError(f"`num_inference_steps` must be an integer >= 1 or None, got {steps!r}.")

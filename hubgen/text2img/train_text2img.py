@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                                     prediction_type="epsilon")  # fmt: skip
     alphas_cumprod = train_scheduler.alphas_cumprod.to(accelerator.device)  # abar_t, (T,)
     trained = [unet, text_encoder] if train_text else [unet]
-    ema_models = [copy.deepcopy(m).requires_grad_(False).to(accelerator.device) for m in trained]
+    ema_models = [copy.deepcopy(m).requires_grad_(False).eval().to(accelerator.device) for m in trained]
     ema_params = [p for m in ema_models for p in m.parameters()]
     params = [p for m in trained for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.adam_weight_decay)
@@ -288,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         m.train()
     for intensities, labels in tr.training_batches(run, loader, max_steps):
         x0 = hdata.to_signed_range(intensities)  # (B, C, H, W) in [-1, 1]
-        # y: a random training template per image, [UNK] for some words, the empty prompt for some images (CFG)
+        # y: a random training template per image, [UNK] for some words, and the empty prompt with probability
+        # --caption_dropout (condition dropout: classifier-free guidance, Ho & Salimans 2022)
         ids, mask = draw_captions(labels, *tables, args.unk_word_prob, args.caption_dropout)  # (B, L) each
-        # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t ~ U{0..T-1}, eps ~ N(0, I)
+        # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t ~ U{0..T-1}, eps ~ N(0, I)  (Ho et al. 2020, eq. 4)
         t = torch.randint(0, args.num_train_timesteps, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         xt = q_sample(x0, t, eps, alphas_cumprod)
@@ -321,8 +322,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. The model folder: the EMA pipeline, samples, curve, training record, evaluation (guidance sweep) and card
     pipe = ema_pipeline()
-    pipe.unet.eval()
-    pipe.text_encoder.eval()
     samples = digit_grid(pipe, num_inference_steps=args.num_inference_steps) if accelerator.is_main_process else None
     request = Text2ImageEvalRequest(num_samples=args.eval_num_samples, num_inference_steps=args.num_inference_steps)
     panels = [("mean squared error", {"loss": "||eps - eps_theta||^2 (train batch)"}, "log")]

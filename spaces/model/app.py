@@ -1,0 +1,17 @@
+"""Gradio Space for one hubgen model, of any family.
+
+The model comes from the environment variable HUBGEN_MODEL (a Hub repo id or a local folder), so the same
+app runs on Spaces and offline: `HUBGEN_MODEL=./models/vae-digits python app.py`. Its family (found through
+hubgen's registry from the model's model_index.json) builds the UI; this file only picks the model.
+`hubgen space create REPO_ID --out DIR` writes the same app with the repo filled in.
+"""
+
+import os
+
+from hubgen.hub import family_of
+
+model = os.environ.get("HUBGEN_MODEL", "hubgen/vae-digits")
+demo = family_of(model).load("build_demo")(model)
+
+if __name__ == "__main__":
+    demo.launch()
