@@ -90,7 +90,9 @@ def images_to_tensor(images, name: str = "images") -> torch.Tensor:
         arrays = [np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im) for im in images]
         images = np.stack(arrays)
     if not isinstance(images, np.ndarray):
-        raise UserInputError(f"`{name}` must be PIL images, a numpy array or a torch tensor, got {type(images).__name__}.")
+        raise UserInputError(
+            f"`{name}` must be PIL images, a numpy array or a torch tensor, got {type(images).__name__}."
+        )
     x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
     if x.ndim == 2:
         x = x[None]

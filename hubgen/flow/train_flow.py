@@ -37,8 +37,9 @@ NOT_INVERTIBLE = ("Its checkpoint was not written. Lower --learning_rate or --ma
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train flow", description="Train a multi-scale Glow/RealNVP flow.")
-    data, model, opt, out = tr.add_common_arguments(p, batch_size=32, learning_rate=2e-3, num_epochs=20,
-                                                    accumulation=False, num_images="all", sample_steps=1000)  # fmt: skip
+    data, model, opt, out = tr.add_common_arguments(
+        p, batch_size=32, learning_rate=2e-3, num_epochs=20, accumulation=False, num_images="all", sample_steps=1000
+    )
     p.set_defaults(checkpointing_steps=1000, logging_steps=20)
     model.add_argument("--num_levels", type=int, default=2, help="scales (one squeeze each); 2 for 28x28 and 8x8")
     model.add_argument("--steps_per_level", type=int, default=6, help="flow steps K per scale")

@@ -199,7 +199,8 @@ def build_gallery(
             with gr.Tab("Leaderboard", id="leaderboard"):
                 gr.Markdown(
                     "Figures as each card states them. Likelihoods: bits/dim and nats per image, with the bound "
-                    "each card declares (exact, or which bound); lower is better. The Frechet distance is computed in a digit classifier's features (not Inception FID) "
+                    "each card declares (exact, or which bound); lower is better. The Frechet distance is computed "
+                    "in a digit classifier's features (not Inception FID) "
                     "and is comparable only at the same features and N. Click a column header to sort."
                 )
                 lb_family = gr.Dropdown(families, value="All", label="Family")

@@ -190,7 +190,9 @@ class Catalog:
         limit: int = 100,
     ):
         if local_dir is None and not hub:
-            raise UserInputError("The gallery needs a source: pass `local_dir` (a folder of model folders) or `hub=True`.")
+            raise UserInputError(
+                "The gallery needs a source: pass `local_dir` (a folder of model folders) or `hub=True`."
+            )
         if local_dir is not None and Path(local_dir).exists() and not Path(local_dir).is_dir():
             raise UserInputError(f"`local_dir` must be a folder of model folders, got the file {local_dir}.")
         if not isinstance(limit, int) or limit < 1:

@@ -53,7 +53,9 @@ def _as_uint8_rgb(images, name: str) -> torch.Tensor:
     if x.dtype != torch.uint8:
         x = x.double()
         if x.min() < 0 or x.max() > 1:
-            raise UserInputError(f"`{name}` must hold pixels in [0, 1], got {float(x.min()):.3g}..{float(x.max()):.3g}.")
+            raise UserInputError(
+                f"`{name}` must hold pixels in [0, 1], got {float(x.min()):.3g}..{float(x.max()):.3g}."
+            )
         x = (x * 255).round().to(torch.uint8)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grey -> RGB
 

@@ -143,7 +143,9 @@ def nearest_neighbour_grid(samples, train_images, indices, num: int = 16, min_ti
     if idx.ndim != 1 or idx.shape[0] != s.shape[0]:
         raise UserInputError(f"`indices` must be 1-D with one entry per sample ({s.shape[0]}), got {tuple(idx.shape)}.")
     if idx.numel() and (idx.min() < 0 or idx.max() >= t.shape[0]):
-        raise UserInputError(f"`indices` must index `train_images` (0..{t.shape[0] - 1}), got {idx.min()}..{idx.max()}.")
+        raise UserInputError(
+            f"`indices` must index `train_images` (0..{t.shape[0] - 1}), got {idx.min()}..{idx.max()}."
+        )
     if s.shape[1:] != t.shape[1:]:
         raise UserInputError(f"`samples` {tuple(s.shape[1:])} and `train_images` {tuple(t.shape[1:])} differ in shape.")
     if not isinstance(num, int) or num < 1:

@@ -113,7 +113,9 @@ def evaluate_samples(
     classifier = load_classifier(network)
     test, train = load_dataset(dataset, reference_split), load_dataset(dataset, "train")
     if test.image_shape != tuple(samples.shape[1:]):
-        raise UserInputError(f"Samples of shape {tuple(samples.shape[1:])} do not match dataset images {test.image_shape}.")
+        raise UserInputError(
+            f"Samples of shape {tuple(samples.shape[1:])} do not match dataset images {test.image_shape}."
+        )
     samples = samples.detach().float().cpu().clamp(0, 1)
 
     # 1. Frechet distance in the classifier's features, and its floor at the same N

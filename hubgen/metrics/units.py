@@ -98,7 +98,9 @@ def bits_per_dim_to_nats(bits_per_dim, num_dims: int, num_levels: int | None = N
 
 def _check_alpha(alpha) -> None:
     if not 0.0 <= alpha < 0.5:
-        raise UserInputError(f"`alpha` must lie in [0, 0.5) so that alpha + (1 - 2 alpha) x stays in (0, 1), got {alpha}.")
+        raise UserInputError(
+            f"`alpha` must lie in [0, 0.5) so that alpha + (1 - 2 alpha) x stays in (0, 1), got {alpha}."
+        )
 
 
 def logit_transform(x: torch.Tensor, alpha: float = 0.05) -> torch.Tensor:

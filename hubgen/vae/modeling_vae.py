@@ -108,7 +108,9 @@ class VAEModel(ModelMixin, ConfigMixin):
         if activation not in _ACTIVATIONS:
             raise UserInputError(f"`activation` must be one of {sorted(_ACTIVATIONS)}, got {activation!r}.")
         if decoder_distribution not in ("bernoulli", "gaussian"):
-            raise UserInputError(f"`decoder_distribution` must be 'bernoulli' or 'gaussian', got {decoder_distribution!r}.")
+            raise UserInputError(
+                f"`decoder_distribution` must be 'bernoulli' or 'gaussian', got {decoder_distribution!r}."
+            )
         if latent_dim < 1 or sample_size < 1 or in_channels < 1:
             raise UserInputError(
                 f"`latent_dim`, `sample_size` and `in_channels` must be >= 1, got {latent_dim}, "

@@ -77,7 +77,9 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         try:
             x = self._images(value, "a/b")
         except ValueError as e:
-            raise UserInputError(f"Interpolation end points must be int seeds, latents of size {d}, or images: {e}") from e
+            raise UserInputError(
+                f"Interpolation end points must be int seeds, latents of size {d}, or images: {e}"
+            ) from e
         return self.vae.encode(x).latent_dist.mean[:1]
 
     # -- sampling -------------------------------------------------------------------------------------------
