@@ -13,7 +13,7 @@
 Names load on first use (so `hubgen.vae.losses` can import `units` without pulling in scipy or the classifier).
 """
 
-import importlib
+from .._lazy import lazy_names
 
 __all__ = [
     "load_classifier",
@@ -59,12 +59,4 @@ _LAZY = {
     "format_sample_quality": "sample_quality",
 }
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

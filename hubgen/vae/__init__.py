@@ -2,18 +2,10 @@
 
 Names load on first use, so the family's record (`hubgen.vae.family`) imports without torch."""
 
-import importlib
+from .._lazy import lazy_names
 
 __all__ = ["VAEModel", "VAEPipeline", "LikelihoodOutput"]
 
-_LAZY = {"VAEModel": "modeling_vae", "VAEPipeline": "pipeline_vae", "LikelihoodOutput": "pipeline_vae"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(
+    __name__, {"VAEModel": "modeling_vae", "VAEPipeline": "pipeline_vae", "LikelihoodOutput": "pipeline_vae"}
+)
