@@ -1,13 +1,11 @@
-"""The DDPM demo: its plain functions, the Blocks it builds, a launched app called through gradio_client, and the
-Space folder."""
+"""The DDPM demo: its plain functions, the Blocks it builds, a launched app called through gradio_client (the
+Space that runs it for any family: tests/test_family_contract.py)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
 from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
@@ -164,32 +162,3 @@ def test_launched_app_serves_the_sample_endpoint(demo, pipe):
         assert len(gallery) == 2 and "step 4/4" in gallery[-1]["caption"] and "DDIM" in text
     finally:
         demo.close()
-
-
-# -- the Space folder -------------------------------------------------------------------------------------------------
-
-
-def test_space_card_front_matter():
-    from huggingface_hub import SpaceCard
-
-    card = SpaceCard.load(REPO_ROOT / "spaces" / "ddpm" / "README.md")
-    data = card.data.to_dict()
-    assert data["sdk"] == "gradio" and data["app_file"] == "app.py" and data["sdk_version"] == "6.31.0"
-    assert data["license"] == "apache-2.0" and data["models"] == ["hubgen/ddpm-digits"]
-    assert set(data["tags"]) == {"hubgen", "ddpm"} and data["short_description"]
-    colors = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
-    assert {data["colorFrom"], data["colorTo"]} <= colors
-    assert "HUBGEN_MODEL" in card.text
-    gan = (REPO_ROOT / "spaces" / "gan" / "requirements.txt").read_text()
-    assert (REPO_ROOT / "spaces" / "ddpm" / "requirements.txt").read_text() == gan
-
-
-def test_space_app_reads_hubgen_model(pipe, tmp_path, monkeypatch):
-    import runpy
-
-    pipe.save_pretrained(tmp_path / "ddpm")
-    monkeypatch.setenv("HUBGEN_MODEL", str(tmp_path / "ddpm"))
-    app = runpy.run_path(str(Path(REPO_ROOT, "spaces", "ddpm", "app.py")))  # __name__ != "__main__": no launch
-    assert {fn.api_name for fn in app["demo"].fns.values()} == API_NAMES
-    _, frames, _ = event(app["demo"], "sample")("ddpm", 2, 0, 1, 2, progress=lambda *a, **k: None)
-    assert len(frames) == 2

@@ -131,3 +131,29 @@ def test_the_gallery_shows_the_tile_and_builds_the_demo(tiny_models, tmp_path, n
     with gr.Blocks():
         demo = family.load("build_demo")(PipelineCache().get(entry))
     assert demo is not None
+
+
+def test_the_model_space_folder_has_front_matter_and_the_galleries_requirements():
+    from huggingface_hub import SpaceCard
+
+    root = Path(__file__).resolve().parents[1] / "spaces"
+    data = SpaceCard.load(root / "model" / "README.md").data.to_dict()
+    assert data["sdk"] == "gradio" and data["app_file"] == "app.py" and data["license"] == "apache-2.0"
+    assert "hubgen" in data["tags"] and data["short_description"] and data["models"]
+    colors = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert {data["colorFrom"], data["colorTo"]} <= colors
+    requirements = (root / "model" / "requirements.txt").read_text()
+    assert requirements == (root / "hub" / "requirements.txt").read_text()
+    assert "torchvision" not in [line.split("#")[0].strip() for line in requirements.splitlines()]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_model_space_runs_the_family_demo_from_hubgen_model(tiny_models, monkeypatch, name):
+    import runpy
+
+    monkeypatch.setenv("HUBGEN_MODEL", str(tiny_models[name]))
+    root = Path(__file__).resolve().parents[1] / "spaces" / "model"
+    app = runpy.run_path(str(root / "app.py"))  # __name__ != "__main__": builds the demo, no launch
+    assert app["demo"].fns and any(fn.api_name for fn in app["demo"].fns.values())
+    colors = hubgen.get_family(name).space
+    assert colors.color_from and colors.color_to

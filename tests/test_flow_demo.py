@@ -1,5 +1,5 @@
-"""The flow demo: its plain functions, the Blocks it builds, a launched app called through gradio_client, and the
-Space folder."""
+"""The flow demo: its plain functions, the Blocks it builds, a launched app called through gradio_client (the
+Space that runs it for any family: tests/test_family_contract.py)."""
 
 import json
 import math
@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
 from PIL import Image, ImageDraw
 
 from hubgen.demo_utils import MIN_TILE_PX, preprocess_sketch
@@ -207,45 +206,6 @@ def test_launched_app_serves_sample_and_round_trip(demo, pipe):
         assert Path(path).is_file() and "came back: **yes**" in text
     finally:
         demo.close()
-
-
-# -- the Space folder -----------------------------------------------------------------------------------
-
-
-def test_space_card_front_matter():
-    from huggingface_hub import SpaceCard
-
-    card = SpaceCard.load(REPO_ROOT / "spaces" / "flow" / "README.md")
-    data = card.data.to_dict()
-    assert data["sdk"] == "gradio" and data["app_file"] == "app.py" and data["sdk_version"] == "6.31.0"
-    assert data["license"] == "apache-2.0" and data["models"] == ["hubgen/flow-mnist"]
-    assert set(data["tags"]) == {"hubgen", "flow"} and 0 < len(data["short_description"]) <= 60
-    assert {data["colorFrom"], data["colorTo"]} <= {
-        "red",
-        "yellow",
-        "green",
-        "blue",
-        "indigo",
-        "purple",
-        "pink",
-        "gray",
-    }
-    assert "HUBGEN_MODEL" in card.text and "HUBGEN_DATASET" in card.text
-    vae = (REPO_ROOT / "spaces" / "vae" / "requirements.txt").read_text()
-    assert (REPO_ROOT / "spaces" / "flow" / "requirements.txt").read_text() == vae
-
-
-def test_space_app_reads_hubgen_model_and_dataset(pipe, tmp_path, monkeypatch):
-    import runpy
-
-    pipe.save_pretrained(tmp_path / "flow")
-    monkeypatch.setenv("HUBGEN_MODEL", str(tmp_path / "flow"))
-    monkeypatch.setenv("HUBGEN_DATASET", "digits")
-    app = runpy.run_path(str(Path(REPO_ROOT, "spaces", "flow", "app.py")))  # __name__ != "__main__": no launch
-    assert {fn.api_name for fn in app["demo"].fns.values()} == API_NAMES
-    assert "Test image 0 of `digits`" in event(app["demo"], "round_trip")(0, 0)[1]
-
-
 def test_demo_command_builds_the_flow_demo(pipe, tmp_path, monkeypatch):
     import gradio as gr
 

@@ -94,7 +94,8 @@ def _env(hub: FakeHub | None, home: Path, endpoint: str | None = None, **extra) 
         HF_HUB_DISABLE_XET="1",
         HF_HUB_DISABLE_TELEMETRY="1",
         GRADIO_ANALYTICS_ENABLED="False",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        # the repo, then what conftest.py put there (the plugin family's package and its dist-info)
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
         # idle OpenMP threads sleep instead of spinning: the same results, but no thrashing on a busy machine
         OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
     )
@@ -365,7 +366,7 @@ def test_verify_passes_on_the_published_model_and_fails_on_a_tampered_card(publi
     # one line per card figure: count-based ones (as the family declares them) exact, estimates within rel 1e-4
     figures = ModelCard(hub.files(f"{USER}/{name}-lfs")["README.md"].decode()).data.eval_results
     assert len(lines[2:-1]) == len(figures)
-    for line, figure in zip(lines[2:-1], figures):
+    for line, figure in zip(lines[2:-1], figures, strict=True):
         tolerance = "exact" if family.metric(figure.metric_config).count_based else "rel 1e-04"
         assert tolerance in line and line.endswith("pass"), line
     assert bad["code"] == 1

@@ -1,14 +1,13 @@
-"""The VAE demo: its plain functions, the Blocks it builds, a launched app called through gradio_client,
-and the Space folder's front matter."""
+"""The VAE demo: its plain functions, the Blocks it builds, a launched app called through gradio_client
+(the Space that runs it for any family: tests/test_family_contract.py)."""
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_vae
+from conftest import tiny_vae
 from PIL import Image, ImageDraw
 
 from hubgen import demo_utils
@@ -274,38 +273,6 @@ def test_launched_app_serves_sample_endpoint(demo):
         assert np.array_equal(served, expected)
     finally:
         demo.close()
-
-
-# -- the Space folder -----------------------------------------------------------------------------------
-
-
-def test_space_card_front_matter():
-    from huggingface_hub import SpaceCard
-
-    card = SpaceCard.load(REPO_ROOT / "spaces" / "vae" / "README.md")
-    data = card.data.to_dict()
-    assert data["sdk"] == "gradio" and data["app_file"] == "app.py"
-    assert data["sdk_version"] == "6.31.0"
-    colors = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
-    assert {data["colorFrom"], data["colorTo"]} <= colors
-    assert "HUBGEN_MODEL" in card.text
-
-
-def test_space_requirements_keep_torchvision_out():
-    lines = (REPO_ROOT / "spaces" / "vae" / "requirements.txt").read_text().splitlines()
-    assert lines[0].startswith("#") and "hubgen" in [line.strip() for line in lines]
-    assert not any("torchvision" in line for line in lines if not line.startswith("#"))
-
-
-def test_space_app_reads_hubgen_model(pipe, tmp_path, monkeypatch):
-    import runpy
-
-    pipe.save_pretrained(tmp_path / "vae")
-    monkeypatch.setenv("HUBGEN_MODEL", str(tmp_path / "vae"))
-    app = runpy.run_path(str(Path(REPO_ROOT, "spaces", "vae", "app.py")))  # __name__ != "__main__": no launch
-    assert {fn.api_name for fn in app["demo"].fns.values()} == API_NAMES
-
-
 def test_a_huge_sketch_is_refused_with_a_message():
     from hubgen.demo_utils import MAX_SKETCH_PX, preprocess_sketch
 

@@ -152,7 +152,7 @@ def evaluate(folder, request: DDPMEvalRequest, pipeline=None, batch_size: int = 
         result.details.update(details)
         terms = details["vlb_terms_nats"]
         result.notes.append(
-            f"vlb_nats, vlb_bits_per_dim: N={n}, {details['num_timesteps']} timesteps, seed={request.seed}; "
+            f"variational bound: N={n}, {details['num_timesteps']} timesteps, seed={request.seed}; "
             f"L_T / sum L_(t-1) / L_0 = {terms['prior']:.3f} / {terms['diffusion']:.2f} / {terms['decoder']:.2f} nats"
         )
 

@@ -180,15 +180,6 @@ def model_configs(args, unet, text_encoder, tokenizer) -> dict:
     return json.loads(json.dumps(found, default=str))
 
 
-def refuse_other_configs(resume, configs: dict) -> None:
-    """A checkpoint of other models is refused before its weights are loaded (a strict load of another shape
-    would fail first with a RuntimeError)."""
-    if resume is not None:
-        saved = json.loads((resume / "state.json").read_text())["state"].get("run", {}).get("configs")
-        if saved != configs:
-            raise UserInputError(f"Checkpoint {resume} holds models of another configuration than these arguments.")
-
-
 def training_record(args, run, pipe) -> dict:
     """The family's fields of hubgen_training.json (besides hubgen.training's common ones)."""
     import importlib.metadata as md
@@ -271,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
               **{f"{name}_ema": m for name, m in zip(names, ema_models, strict=True)}}  # fmt: skip
     optimizers = {"adamw": optimizer}
     configs = model_configs(args, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder), tokenizer)
-    refuse_other_configs(run.resume, configs)
     saved = tr.restore(run, models, optimizers, configs, max_steps) or {}
     ema = EMAModel(ema_params, decay=args.ema_decay)  # shadow weights = the (loaded) EMA copies
     ema.optimization_step = saved.get("ema_optimization_step", 0)
