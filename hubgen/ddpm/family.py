@@ -28,7 +28,8 @@ FAMILY = Family(
         ),  # fmt: skip
     ),
     sample_options=(
-        SampleOption("sampler", "choice", "ddpm", "the sampler", choices=("ddpm", "ddim", "dpmsolver++")),
+        SampleOption("sampler", "choice", None, "a sampler of the shared table (default: the saved scheduler)",
+                     choices=("ddpm", "ddim", "dpmsolver++")),  # fmt: skip
         SampleOption(
             "num_inference_steps", "int", None, "denoising steps (default: the sampler's)", minimum=1, maximum=1000
         ),  # fmt: skip

@@ -3,6 +3,7 @@ names FAMILY. Its figures are prompt accuracies, one key per template set and gu
 (`prompt_accuracy_<set>_w<w>`), each labelled by the evaluation; the headline is the training templates at
 guidance 3."""
 
+from ..diffusion.samplers import SAMPLERS
 from ..registry import Family, Metric, SampleOption
 
 FAMILY = Family(
@@ -33,7 +34,8 @@ FAMILY = Family(
         SampleOption("prompt", "prompt", None, "what to draw, e.g. 'a handwritten seven'", required=True),
         SampleOption("guidance_scale", "float", 3.0, "classifier-free guidance scale w", minimum=0.0, maximum=20.0),
         SampleOption("num_inference_steps", "int", 20, "denoising steps", minimum=1, maximum=1000),
-        SampleOption("sampler", "choice", "dpmsolver++", "the sampler", choices=("ddpm", "ddim", "dpmsolver++")),
+        SampleOption("sampler", "choice", None, "a sampler of the shared table (default: the saved DPM-Solver++)",
+                     choices=tuple(SAMPLERS)),  # fmt: skip
     ),
     pipeline_tag="text-to-image",
     quickstart=(
