@@ -125,7 +125,7 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, request_class) -> No
         kwargs = {"default": f.default, "help": f.metadata.get("help", "")}
         if typing.get_origin(kind) in (tuple, list):
             kwargs.update(nargs="+", type=typing.get_args(kind)[0])
-        elif kind is int and optional:
+        elif kind is int and f.metadata.get("all"):
             kwargs["type"] = count_or_all
         elif kind in (int, float, str):
             kwargs["type"] = kind

@@ -126,13 +126,18 @@ class EvalRequest:
 
     `num_images` counts test images for figures computed on data (likelihoods); `num_samples` counts
     generated samples for the sample-quality figures. In both, 0 skips those figures and None (the CLI's
-    `all`) takes the whole split. The field's `metadata["help"]` is the CLI help.
+    `all`) takes the whole split. The field's `metadata["help"]` is the CLI help; `metadata["all"]` marks a
+    count that the CLI also takes as `all` (None).
     """
 
     dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was trained on"})
     split: str = field(default="test", metadata={"help": "train, valid or test", "choices": ("train", "valid", "test")})
-    num_images: int | None = field(default=1000, metadata={"help": "first N images of the split (0: skip, all: all)"})
-    num_samples: int | None = field(default=1000, metadata={"help": "generated samples for sample quality (0: skip)"})
+    num_images: int | None = field(
+        default=1000, metadata={"help": "first N images of the split (0: skip, all: all)", "all": True}
+    )
+    num_samples: int | None = field(
+        default=1000, metadata={"help": "generated samples for sample quality (0: skip)", "all": True}
+    )
     seed: int = field(default=0, metadata={"help": "seed of every random draw of the evaluation"})
 
     def __post_init__(self):

@@ -220,17 +220,17 @@ T2I_PROMPTS = ["a handwritten digit seven", "the number 3"]
 def _tiny_text2img():
     """The tiny pipeline of tests/test_text2img.py: 8x8 UNet (widths 8, 16; cross-attention at 4x4 and in the
     middle, pooled text embedding), a 1-layer CLIP text encoder of width 16, the caption tokenizer, and the saved
-    sampler train_text2img writes (DPM-Solver++ with x_0 thresholding, from a default 1000-step DDPMScheduler)."""
+    sampler the training script writes (DPM-Solver++ with x_0 thresholding, from a default 1000-step DDPMScheduler)."""
     from diffusers import DDPMScheduler
 
     from hubgen.text2img import captions as cap
-    from hubgen.text2img.train_text2img import _make_pipeline, build_text_encoder, build_unet
+    from hubgen.text2img.modeling_text2img import build_text_encoder, build_unet, make_pipeline
 
     tokenizer = cap.build_tokenizer(16)
     torch.manual_seed(0)
     text_encoder = build_text_encoder(len(tokenizer), hidden_size=16, layers=1, heads=2)
     unet = build_unet(8, 1, text_encoder.config.hidden_size, (8, 16), attention_heads=2)
-    return _make_pipeline(unet.eval(), text_encoder.eval(), tokenizer, DDPMScheduler())
+    return make_pipeline(unet.eval(), text_encoder.eval(), tokenizer, DDPMScheduler())
 
 
 def _text2img_forward_case() -> dict[str, torch.Tensor]:

@@ -331,7 +331,7 @@ def test_the_card_on_the_hub_names_the_repo_and_carries_its_figures(published, h
     assert data["library_name"] == "hubgen" and data["license"] == "apache-2.0"
     assert data["pipeline_tag"] == hubgen.get_family(name).pipeline_tag
     assert {"hubgen", name} <= set(data["tags"])
-    assert f'.from_pretrained("{repo}")' in card.text
+    assert any(f'{load}("{repo}")' in card.text for load in (".from_pretrained", "load_pipeline")), "usage snippet"
     model_name, evals = model_index_to_eval_results(data["model-index"])
     assert model_name == repo and evals
     # the same figures as .eval_results/*.yaml (huggingface_hub EvalResultEntry), as the Hub parses them back

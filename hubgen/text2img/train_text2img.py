@@ -44,8 +44,6 @@ from .modeling_text2img import (
     text_hidden_size,
 )
 
-_make_pipeline = make_pipeline  # the name tests/test_golden_values.py imports
-
 __all__ = ["parse_args", "main", "caption_tables", "draw_captions"]
 
 PIPELINE_CLASS = "Text2ImagePipeline"
