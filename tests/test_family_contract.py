@@ -104,8 +104,9 @@ def test_the_card_validates_offline_and_carries_the_declared_metrics(tiny_models
 def test_eval_and_sample_take_the_family_options(tiny_models, tmp_path, capsys, name):
     family = hubgen.get_family(name)
     folder = Path(shutil.copytree(tiny_models[name], tmp_path / "m", ignore=shutil.ignore_patterns("checkpoints")))
-    assert main(["eval", str(folder), "--num_images", "4", "--num_samples", "0", "--seed", "1"]) == 0
-    assert mf.eval_results(folder)["request"]["seed"] == 1 and mf.eval_results(folder)["sample_quality"] is None
+    assert main(["eval", str(folder), "--num_images", "4", "--num_samples", "20", "--seed", "1"]) == 0
+    record = mf.eval_results(folder)
+    assert record["request"]["seed"] == 1 and record["request"]["num_samples"] == 20 and record["seed"] == 1
     assert main(["eval", str(folder), "--no_such_option", "1"]) == 2  # the parser is the family's request
     assert "unrecognized arguments: --no_such_option" in capsys.readouterr().err
     extra = [f"--{o.name}={o.default}" for o in family.sample_options if o.default is not None]
