@@ -5,10 +5,8 @@ gradio is imported inside the functions that build UI components, so importing a
 """
 
 import functools
-import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +44,7 @@ MAX_SEED = 2**32 - 1
 MAX_IMAGES = 64
 MAX_STEPS = 32
 MIN_TILE_PX = 64  # images are upscaled (nearest neighbour) until one tile is at least this many pixels
-TRAINING_INFO = "hubgen_training.json"  # written next to the pipeline by `hubgen train <family>`; key "dataset"
+TRAINING_INFO = "hubgen_training.json"  # hubgen.model_folder.TRAINING_RECORD, named in the demos' messages
 CANVAS_PX = 280  # side of the sketchpad canvas
 MAX_SKETCH_PX = 4096  # a sent sketch larger than this on either side is refused (the canvas is CANVAS_PX)
 INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
@@ -83,28 +81,18 @@ def load_family_pipeline(pipeline_or_path, pipeline_class) -> tuple:
 
 
 def recorded_training_dataset(pipeline_or_path, pipeline_class) -> str | None:
-    """The `"dataset"` recorded in the model's hubgen_training.json (a local folder, or a Hub repo id if the file
+    """The `"dataset"` recorded in the model's training record (a local folder, or a Hub repo id if the record
     can be fetched), or None when there is no such record. A `pipeline_class` instance is looked up by its
     `name_or_path`."""
+    from .model_folder import training_record
+
     if isinstance(pipeline_or_path, pipeline_class):
         pipeline_or_path = pipeline_or_path.name_or_path
     if not isinstance(pipeline_or_path, (str, os.PathLike)) or not os.fspath(pipeline_or_path):
         return None
-    path = Path(pipeline_or_path)
-    if path.is_dir():
-        info_path = path / TRAINING_INFO
-    elif path.exists() or path.is_absolute() or os.fspath(pipeline_or_path).count("/") != 1:
-        return None
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            info_path = Path(hf_hub_download(os.fspath(pipeline_or_path), TRAINING_INFO))
-        except Exception:  # offline and not cached, no such file or repo: the dataset is simply unknown
-            return None
     try:
-        dataset = json.loads(info_path.read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):
+        dataset = training_record(pipeline_or_path).get("dataset")
+    except ValueError:  # an unreadable record: the dataset is simply unknown
         return None
     return str(dataset) if dataset else None
 

@@ -1,10 +1,9 @@
-"""Model folders: load any hubgen pipeline, save one without clobbering, and render its model card.
+"""Load any hubgen pipeline (a folder or a Hub repo) and render its model card.
 
-A hubgen model folder is a diffusers pipeline folder (model_index.json + one subfolder per component, weights
-in safetensors) plus `README.md` (the card), `samples.png`, `loss_curve.png`, `hubgen_training.json` (how it
-was trained) and `eval_results.json` (what it scored, with N, k, split and seeds). Cards are rendered from
-the family's Jinja template in model_cards/ through huggingface_hub's `ModelCard.from_template`; the same
-figures are also written as `.eval_results/hubgen.yaml` (the Hub's newer metrics format).
+The folder's layout, records and writes belong to hubgen.model_folder. Cards are rendered from the family's
+Jinja template (its record's `card_template`) through huggingface_hub's `ModelCard.from_template`; the same
+figures are also written as `.eval_results/hubgen.yaml` (the Hub's newer metrics format), each labelled by the
+family's declared `Metric`.
 
 A Hub repo id ("user/name") is fetched with `download_model` into the normal Hub cache (safetensors, JSON,
 Markdown and text files only), so it loads again offline with HF_HUB_OFFLINE=1.

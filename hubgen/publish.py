@@ -240,7 +240,7 @@ def push(
         )
     files, family = check_folder(folder)
     plan = _card_plan(folder, repo_id)
-    card_text = plan.get("README.md") or (folder / "README.md").read_text(encoding="utf-8")  # what will be pushed
+    card_text = plan.get(mf.CARD) or (folder / mf.CARD).read_text(encoding="utf-8")  # what will be pushed
     _check_card(card_text, family, folder)
 
     endpoint = constants.ENDPOINT

@@ -157,16 +157,17 @@ def read_hub_entry(repo_id: str, **hub_kwargs) -> ModelEntry:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    from .. import model_folder as mf
     from ..hub import family_of
 
     entry = ModelEntry(model_id=repo_id, source="hub", location=repo_id)
     try:
         entry.family = family_of(repo_id, **hub_kwargs)
-        card = Path(hf_hub_download(repo_id, "README.md", **hub_kwargs))
+        card = Path(hf_hub_download(repo_id, mf.CARD, **hub_kwargs))
         _read_card(entry, card.read_text(encoding="utf-8"))
         entry.dataset = _dataset_of(entry.card_metadata, {})
         try:
-            entry.samples_path = hf_hub_download(repo_id, "samples.png", **hub_kwargs)
+            entry.samples_path = hf_hub_download(repo_id, mf.SAMPLES, **hub_kwargs)
         except EntryNotFoundError:
             pass
     except (ValueError, OSError) as e:
