@@ -35,13 +35,11 @@ __all__ = [
     "to_model_input",
     "to_signed_range",
     "to_intensities",
-    "hub_dataset_id",
     "PIXEL_MODES",
 ]
 
 PIXEL_MODES = ("binary", "continuous")
 NAMED_DATASETS = ("digits", "mnist")
-HUB_DATASET_IDS = {"mnist": "ylecun/mnist"}  # the Hub copy a named dataset (or a saved copy of it) stands for
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DIGITS_TEST_SIZE = 360
@@ -130,13 +128,6 @@ def to_signed_range(intensities: torch.Tensor, levels: int | None = None) -> tor
 def to_intensities(x: torch.Tensor) -> torch.Tensor:
     """The model range [-1, 1] -> intensities in [0, 1], clamped: p = (x + 1) / 2."""
     return ((x + 1) / 2).clamp(0, 1)
-
-
-def hub_dataset_id(dataset: str) -> str | None:
-    """The Hub dataset id of a named dataset or of a saved copy of it (`mnist`, `.../mnist.npz` -> ylecun/mnist),
-    for the card's `datasets:` field; None for local data."""
-    name = str(dataset)
-    return HUB_DATASET_IDS.get(name) or HUB_DATASET_IDS.get(Path(name).stem)
 
 
 def _as_nchw(x: np.ndarray, what: str) -> torch.Tensor:

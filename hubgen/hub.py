@@ -101,11 +101,9 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
     """
     from huggingface_hub import EvalResult, ModelCardData
 
-    from .data import hub_dataset_id
-
     dataset = info.get("dataset") or results.get("dataset") or "unknown"
     task = family.pipeline_tag
-    dataset_id = hub_dataset_id(dataset)
+    dataset_id = mf.hub_dataset_id(dataset)
     dataset_label = dataset_id or Path(dataset).name
     eval_results = []
     labels = results.get("metric_labels") or {}

@@ -49,6 +49,7 @@ __all__ = [
     "save_pipeline",
     "write_evaluation",
     "is_model_folder",
+    "hub_dataset_id",
 ]
 
 MODEL_INDEX = "model_index.json"
@@ -64,6 +65,17 @@ LOGS = "logs"
 _PIPELINE_TMP = ".tmp-pipeline"
 # Not part of a published model: training checkpoints (optimizer state), logs, save leftovers.
 NOT_PUBLISHED = [f"{CHECKPOINTS}/**", f"{LOGS}/**", f"{_PIPELINE_TMP}/**", ".old-*", ".old-*/**", "**/__pycache__/**"]
+
+
+# The Hub copy a named dataset (or a saved copy of it) stands for, for the card's `datasets:` field.
+HUB_DATASET_IDS = {"mnist": "ylecun/mnist"}
+
+
+def hub_dataset_id(dataset: str) -> str | None:
+    """The Hub dataset id of a named dataset or of a saved copy of it (`mnist`, `.../mnist.npz` -> ylecun/mnist);
+    None for local data. (Here and not in hubgen.data, which imports torch: `hubgen push` stays light.)"""
+    name = str(dataset)
+    return HUB_DATASET_IDS.get(name) or HUB_DATASET_IDS.get(Path(name).stem)
 
 
 def is_model_folder(path: str | os.PathLike) -> bool:

@@ -306,16 +306,6 @@ def test_a_branch_holds_its_own_model_and_loads_by_revision(published, hub):
     assert not torch.equal(nudged, _local_samples(published.folders["vae"]))
 
 
-def test_push_is_light_it_never_imports_torch(published, hub, tmp_path):
-    """`hubgen push` checks the folder, renders the card and uploads without torch or diffusers (importing torch
-    alone takes longer than the rest of a push)."""
-    folder = Path(shutil.copytree(_published(published, "vae"), tmp_path / "model"))
-    script = "import sys\nfrom hubgen.cli import main\ncode = main(sys.argv[1:])\n"
-    script += "print(code, sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
-    out = _run([sys.executable, "-c", script, "push", folder, f"{USER}/vae-light"], _env(hub, tmp_path / "home"))
-    assert out.stdout.splitlines()[-1] == "0 []", out.stdout + out.stderr
-
-
 def test_create_pr_opens_a_pull_request_and_leaves_main(published, hub, tmp_path):
     _published(published, "vae")
     repo = f"{USER}/vae-inline"
@@ -555,3 +545,13 @@ print(json.dumps({"all": entries, "gan": sorted(g.entries), "rows": rows, "grid"
     assert seen["rows"] >= len(pushed)
     if "gan" in published.folders:
         assert seen["grid"][0] >= 64
+
+
+def test_push_is_light_it_never_imports_torch(published, hub, tmp_path):
+    """`hubgen push` checks the folder, renders the card and uploads without torch or diffusers (importing torch
+    alone takes longer than the rest of a push)."""
+    folder = Path(shutil.copytree(_published(published, "vae"), tmp_path / "model"))
+    script = "import sys\nfrom hubgen.cli import main\ncode = main(sys.argv[1:])\n"
+    script += "print(code, sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
+    out = _run([sys.executable, "-c", script, "push", folder, f"{USER}/vae-light"], _env(hub, tmp_path / "home"))
+    assert out.stdout.splitlines()[-1] == "0 []", out.stdout + out.stderr
