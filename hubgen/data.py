@@ -91,6 +91,19 @@ class ImageDataset(torch.utils.data.Dataset):
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    @property
+    def captions(self) -> list[str] | None:
+        """One caption per image, when the data has them (None otherwise)."""
+        return self.extra.get("captions")
+
+    def take(self, n_or_indices) -> torch.Tensor:
+        """uint8 images (n, C, H, W): the first n, or those at the given indices, without random augmentation.
+        Every dataset, in memory or decoded on demand, has this: code outside hubgen.data reads images only
+        through `take` (or items), never a whole `.images` tensor."""
+        if isinstance(n_or_indices, int):
+            return self.images[: min(n_or_indices, len(self))]
+        return self.images[torch.as_tensor(n_or_indices, dtype=torch.long)]
+
 
 def binarize(intensities: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Dynamic binarization: x_j ~ Bernoulli(p_j) with p_j the intensity in [0, 1], a fresh draw per call."""
