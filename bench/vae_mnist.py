@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from hubgen.cli import main as hubgen
-from hubgen.vae.train_vae import evaluate
+from hubgen.model_folder import write_evaluation
+from hubgen.vae.evaluation import VAEEvalRequest, evaluate
 
 
 def _machine() -> str:
@@ -86,7 +87,8 @@ def main() -> int:
             return code
     info = json.loads((out / "hubgen_training.json").read_text())
     t0 = time.perf_counter()
-    results = evaluate(out, dataset=args.data, split="test", k=args.k, num_images=args.num_images, seed=0)
+    request = VAEEvalRequest(dataset=args.data, split="test", k=args.k, num_images=args.num_images, seed=0)
+    results = write_evaluation(out, evaluate(out, request))  # eval_results.json and the nearest-neighbour grid
     eval_seconds = time.perf_counter() - t0
     record = {
         "date": date.today().isoformat(),

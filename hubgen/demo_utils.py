@@ -80,10 +80,11 @@ def load_family_pipeline(pipeline_or_path, pipeline_class) -> tuple:
     raise TypeError(f"`pipeline_or_path` must be a {pipeline_class.__name__}, a folder path or a repo id, got {kind}.")
 
 
-def recorded_training_dataset(pipeline_or_path, pipeline_class) -> str | None:
-    """The `"dataset"` recorded in the model's training record (a local folder, or a Hub repo id if the record
-    can be fetched), or None when there is no such record. A `pipeline_class` instance is looked up by its
-    `name_or_path`."""
+def recorded_training_dataset(pipeline_or_path, pipeline_class):
+    """The data the model was trained on, as its training record states it: a hubgen.data.DataSpec (name,
+    columns, resolution, crop: what `load_dataset` needs to give the same images), or None when there is no
+    record. Works for a local folder, or a Hub repo id if the record can be fetched; a `pipeline_class` instance
+    is looked up by its `name_or_path`."""
     from .model_folder import training_record
 
     if isinstance(pipeline_or_path, pipeline_class):
@@ -91,10 +92,14 @@ def recorded_training_dataset(pipeline_or_path, pipeline_class) -> str | None:
     if not isinstance(pipeline_or_path, (str, os.PathLike)) or not os.fspath(pipeline_or_path):
         return None
     try:
-        dataset = training_record(pipeline_or_path).get("dataset")
+        record = training_record(pipeline_or_path)
     except ValueError:  # an unreadable record: the dataset is simply unknown
         return None
-    return str(dataset) if dataset else None
+    if not record.get("dataset"):
+        return None
+    from .data import DataSpec
+
+    return DataSpec.from_json(record["data"]) if record.get("data") else DataSpec(str(record["dataset"]))
 
 
 def upscale(image: Image.Image, tile_px: int) -> Image.Image:

@@ -126,16 +126,17 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
                        metric_config=key, metric_args=declared, metric_value=round(value["mean"], 4))  # fmt: skip
         )
     quality = results.get("sample_quality")
-    if quality:
-        fd, prdc, net = quality["frechet_distance"], quality["prdc"], quality["feature_network"]
+    if quality and quality.get("feature_network"):  # no feature network: no figures (the card says why not)
+        fd, prdc, net = quality.get("frechet_distance"), quality.get("prdc"), quality["feature_network"]
         where = f"{dataset_label} ({quality['reference_split']}, {quality['num_reference_images']} images)"
         common = f"N={quality['num_samples']} samples, seed {quality['seed']}, features {net['id']}"
-        for metric_type, value, label in [
-            ("frechet_distance", fd["value"], f"{fd['name']} (classifier Frechet distance, not Inception FID)"),
-            ("precision", prdc["precision"], f"precision (k={prdc['k']})"),
-            ("recall", prdc["recall"], f"recall (k={prdc['k']})"),
-            ("coverage", prdc["coverage"], f"coverage (k={prdc['k']})"),
-        ]:
+        figures = []
+        if fd:
+            label = f"{fd['name']} (classifier Frechet distance, not Inception FID)"
+            figures.append(("frechet_distance", fd["value"], label))
+        if prdc:
+            figures += [(name, prdc[name], f"{name} (k={prdc['k']})") for name in ("precision", "recall", "coverage")]
+        for metric_type, value, label in figures:
             eval_results.append(
                 EvalResult(task_type=task, dataset_type=dataset_id or dataset_label, dataset_name=where,
                            dataset_split=quality["reference_split"], metric_type=metric_type,

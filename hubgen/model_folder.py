@@ -19,12 +19,17 @@ file or the new one, never half of either. Evaluation code returns figures and p
 itself: `write_evaluation` does.
 """
 
+import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UserInputError
+
+if TYPE_CHECKING:
+    from .data import DataSpec
 
 __all__ = [
     "MODEL_INDEX",
@@ -139,14 +144,28 @@ def eval_results(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
     return read_json_file(path_or_repo_id, EVAL_RESULTS, **hub_kwargs)
 
 
-def recorded_dataset(folder: str | os.PathLike, dataset: str | None = None) -> tuple[str, dict]:
-    """What an evaluation of `folder` runs on: `dataset` if given, else the one the training record names;
-    returned with that record ({} when the folder has none)."""
+def recorded_dataset(folder: str | os.PathLike, dataset=None) -> tuple["DataSpec", dict]:
+    """What an evaluation of `folder` runs on: the hubgen.data.DataSpec of its training record ("data"; from
+    "dataset" alone for a record written before there was one), with `dataset`, when given, in place of the
+    recorded dataset name only (columns, resolution and crop stay as trained). Returned with that record ({}
+    when the folder has none). A DataSpec as `dataset` is used as it is. `str(spec)` is the dataset name."""
+    from .data import DataSpec  # here, not at the top: hubgen.data imports torch and `hubgen push` stays light
+
     record = training_record(folder)
-    dataset = dataset or record.get("dataset")
-    if dataset is None:
+    if isinstance(dataset, DataSpec):
+        return dataset, record
+    if "data" in record:
+        spec = DataSpec.from_json(record["data"])
+    elif record.get("dataset") is not None:
+        spec = DataSpec(str(record["dataset"]))
+    elif dataset is None:
         raise UserInputError(f"{folder} does not record its dataset (no {TRAINING_RECORD}): pass `dataset`.")
-    return str(dataset), record
+    else:
+        spec = DataSpec(str(dataset))
+    if dataset is not None:
+        spec = dataclasses.replace(spec, dataset=os.fspath(dataset) if isinstance(dataset, os.PathLike)
+                                   else str(dataset))  # fmt: skip
+    return spec, record
 
 
 def _replace_atomic(path: Path, write) -> None:

@@ -76,18 +76,21 @@ class SafetensorsLoadingMixin:
             raise UserInputError(f"Cannot load {cls.__name__} from {path}: {type(e).__name__}: {e}") from e
 
 
-def images_to_tensor(images, name: str = "images") -> torch.Tensor:
+def images_to_tensor(images, name: str = "images", channels: int | None = None) -> torch.Tensor:
     """PIL images, a (B, H, W[, C]) / (H, W) numpy array in [0, 1] or 0..255, or a (B, C, H, W) tensor in [0, 1]
-    -> a float (B, C, H, W) tensor in [0, 1]. Channel count and size are checked by the model."""
+    or uint8 0..255 -> a float (B, C, H, W) tensor in [0, 1]. PIL images become grey ("L") for a 1-channel model
+    and RGB for a 3-channel one (`channels`; None: grey, as for the digit models). Channel count and size are
+    checked by the model."""
     if isinstance(images, torch.Tensor):
-        x = images.float()
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         if x.ndim == 3:
             x = x.unsqueeze(0)
         return x
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], Image.Image):
-        arrays = [np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im) for im in images]
+        mode = "RGB" if channels == 3 else "L"
+        arrays = [np.asarray(im if im.mode == mode else im.convert(mode)) for im in images]
         images = np.stack(arrays)
     if not isinstance(images, np.ndarray):
         raise UserInputError(

@@ -139,6 +139,11 @@ class EvalRequest:
         default=1000, metadata={"help": "generated samples for sample quality (0: skip)", "all": True}
     )
     seed: int = field(default=0, metadata={"help": "seed of every random draw of the evaluation"})
+    feature_network: str | None = field(
+        default=None,
+        metadata={"help": "a classifier folder from `hubgen metrics train-classifier` for the Frechet distance and "
+                  "precision/recall (default: the shipped one for the image shape, else not measured)"},
+    )  # fmt: skip
 
     def __post_init__(self):
         if self.split not in ("train", "valid", "test"):
@@ -188,7 +193,7 @@ class EvalResult:
         record.update(
             family=self.family,
             request=dataclasses.asdict(self.request),
-            dataset=self.dataset,
+            dataset=str(self.dataset),  # a name, or a hubgen.data.DataSpec (its name)
             split=self.split,
             num_images=self.num_images,
             seed=self.seed,

@@ -110,7 +110,22 @@ def add_common_arguments(
     (data, model, optimization, output) and passes its defaults here. `num_images=None`: the family scores no
     test images (no likelihood), so there is no --eval_num_images; "all": the whole split by default."""
     data = parser.add_argument_group("data and output")
-    data.add_argument("--dataset", default="digits", help="digits | mnist | a .npz file | an image folder")
+    data.add_argument("--dataset", default="digits",
+                      help="digits | mnist | a .npz file | an image folder (with an optional metadata.jsonl/.csv) | "
+                      "a save_to_disk folder | a .parquet file or folder | a Hub dataset id user/name")  # fmt: skip
+    data.add_argument("--dataset_config", default=None, help="the config name of a Hub dataset")
+    data.add_argument("--dataset_revision", default=None, help="the revision (branch, tag, commit) of a Hub dataset")
+    data.add_argument("--image_column", default=None, help='default: "image", else the first image column')
+    data.add_argument("--caption_column", default=None, help='default: "text" when the data has it')
+    data.add_argument("--label_column", default=None, help='default: "label" when the data has it')
+    data.add_argument("--resolution", type=int, default=None,
+                      help="resize the shorter side to this (bilinear) and crop a square; default: the data's "
+                      "size")  # fmt: skip
+    data.add_argument("--center_crop", action="store_true",
+                      help="center crop the training images to --resolution (default: a random crop)")  # fmt: skip
+    data.add_argument("--random_flip", action="store_true", help="flip training images horizontally at random")
+    data.add_argument("--max_train_samples", type=int, default=None,
+                      help="train on this many images (after a shuffle with --seed)")  # fmt: skip
     data.add_argument("--output_dir", required=True, help="the model folder to write (pipeline, card, checkpoints)")
     data.add_argument("--overwrite_output_dir", action="store_true",
                       help="train a new model into a folder holding a run of the same family")  # fmt: skip
@@ -147,7 +162,7 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
                  "sample_steps", "logging_steps"):  # fmt: skip
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    for name in ("max_train_steps", "checkpoints_total_limit"):
+    for name in ("max_train_steps", "checkpoints_total_limit", "resolution", "max_train_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in ("eval_num_images", "eval_num_samples"):
@@ -190,15 +205,16 @@ class Run:
 
 
 def prepare_run(args, pipeline_class: str):
-    """Check `--output_dir` and `--resume_from_checkpoint`, and load the training split: all before anything is
-    written. Returns (resume checkpoint or None, train_set); UserInputError for bad input."""
+    """Check `--output_dir` and `--resume_from_checkpoint`, and load the training split of the data options'
+    DataSpec (`train_set.spec`): all before anything is written. Returns (resume checkpoint or None,
+    train_set); UserInputError for bad input."""
     out = Path(args.output_dir)
     resume = resolve_checkpoint(out, args.resume_from_checkpoint) if out.is_dir() else None
     check_output_dir(out, pipeline_class, resume=args.resume_from_checkpoint is not None,
                      overwrite=args.overwrite_output_dir)  # fmt: skip
-    from .data import load_dataset
+    from .data import DataSpec
 
-    return resume, load_dataset(args.dataset, "train")
+    return resume, DataSpec.from_args(args).load("train")
 
 
 def start_run(args, family: str, resume: Path | None, train_set, **accelerator_kwargs) -> Run:
@@ -260,6 +276,8 @@ def training_batches(run: Run, loader, max_steps: int):
     epoch, skip = divmod(run.batches_seen, len(loader))
     while run.step < max_steps:
         loader.set_epoch(epoch)
+        if hasattr(run.train_set, "set_epoch"):  # the epoch of the random crops and flips (seeded per epoch, image)
+            run.train_set.set_epoch(epoch)
         for batch in run.accelerator.skip_first_batches(loader, skip) if skip else loader:
             run.batches_seen += 1
             yield batch
@@ -380,6 +398,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
     Closes the trackers and, when distributed, the process group. Returns exit code 0."""
     import matplotlib.pyplot as plt
 
+    from .data import DataSpec
     from .hub import render_card
 
     run.progress.close()
@@ -398,7 +417,10 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "family": run.family,
             "command": f"hubgen train {run.family} " + shlex.join(args.argv),
             "dataset": str(args.dataset),
+            "data": (getattr(run.train_set, "spec", None) or DataSpec.from_args(args)).to_json(),
             "image_shape": list(run.train_set.image_shape),
+            "channels": run.train_set.image_shape[0],
+            "data_conversions": getattr(run.train_set, "extra", {}).get("conversions", []),
             "num_train_images": len(run.train_set),
             "pixel_levels": run.train_set.levels,
             "seed": args.seed,

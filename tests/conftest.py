@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -137,3 +138,23 @@ def mnist_npz():
     if not MNIST_NPZ.is_file():
         pytest.skip(f"{MNIST_NPZ} not present (the project does not require it)")
     return MNIST_NPZ
+
+
+def rgb_npz(path, size: int, n_train: int = 48, n_test: int = 16):
+    """uint8 x_train / x_test (N, 3, size, size): a coloured square on a coloured background, the label its
+    colour index; y_train / y_test."""
+    rng = np.random.default_rng(size)
+    palette = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]], dtype=np.uint8)
+
+    def split(n):
+        x = np.empty((n, 3, size, size), np.uint8)
+        y = rng.integers(0, len(palette), n)
+        for i in range(n):
+            x[i] = palette[(y[i] + 1) % len(palette)][:, None, None]
+            top, left = rng.integers(0, size // 2, 2)
+            x[i, :, top : top + size // 2, left : left + size // 2] = palette[y[i]][:, None, None]
+        return x, y.astype(np.int64)
+
+    (x_train, y_train), (x_test, y_test) = split(n_train), split(n_test)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path

@@ -87,7 +87,7 @@ def test_sample_grid_rejects_bad_arguments(pipe, name, bad):
 def test_round_trip_is_exact_and_lays_z_on_the_pixel_grid(pipe):
     from hubgen.data import load_dataset
 
-    images = load_dataset("digits", "test").images[:2].float() / 255.0
+    images = load_dataset("digits", "test").take(2).float() / 255.0
     strip, text = flow_demo.round_trip(pipe, images, seed=1)
     assert strip.size == (grid_px(3) * FACTOR, grid_px(2) * FACTOR)  # x | z | x' for each image
     for row in range(2):
@@ -114,7 +114,7 @@ def test_reference_bits_per_dim_and_percentile(pipe):
     bits = flow_demo.test_set_bits_per_dim(pipe, "digits", num_images=50)
     from hubgen.data import load_dataset
 
-    images = load_dataset("digits", "test").images[:50].float() / 255.0
+    images = load_dataset("digits", "test").take(50).float() / 255.0
     expected = pipe.log_likelihood(images, generator=torch.Generator().manual_seed(0)).bits_per_dim
     np.testing.assert_allclose(bits, expected.double().numpy(), rtol=0, atol=1e-6)
     reference = np.array([1.0, 2.0, 3.0, 4.0])
@@ -168,7 +168,7 @@ def test_build_demo_from_a_saved_folder_reads_its_dataset(pipe, tmp_path):
     pipe.save_pretrained(folder)
     assert flow_demo.training_dataset_of(folder) is None
     (folder / "hubgen_training.json").write_text(json.dumps({"dataset": "digits"}))
-    assert flow_demo.training_dataset_of(folder) == "digits"
+    assert str(flow_demo.training_dataset_of(folder)) == "digits"  # a DataSpec named digits
     blocks = flow_demo.build_demo(folder, num_reference=20)
     header = next(b for b in blocks.blocks.values() if type(b).__name__ == "Markdown")
     assert str(folder) in header.value and "2 levels × 1 steps" in header.value

@@ -220,7 +220,7 @@ def test_build_demo_from_a_saved_folder(pipe, tmp_path):
     pipe.save_pretrained(folder)
     assert gan_demo.training_dataset_of(folder) is None
     (folder / "hubgen_training.json").write_text(json.dumps({"dataset": "digits"}))
-    assert gan_demo.training_dataset_of(folder) == "digits"
+    assert str(gan_demo.training_dataset_of(folder)) == "digits"  # a DataSpec named digits
 
     blocks = gan_demo.build_demo(folder)
     header = next(b for b in blocks.blocks.values() if type(b).__name__ == "Markdown")

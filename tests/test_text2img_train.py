@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_text2img import tiny_bert
 
 from hubgen.cli import main
 from hubgen.pipeline_utils import PICKLE_SUFFIXES
@@ -18,6 +19,15 @@ TINY = ["--dataset", "digits", "--block_out_channels", "8", "16", "--attention_h
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def save_tiny_bert(folder, texts, layers: int):
+    """A tiny random BERT with the word-piece tokenizer of `texts`' words, saved to `folder` (a stand-in for
+    all-MiniLM-L6-v2's folder); returns the model."""
+    bert, tokenizer = tiny_bert(texts, layers)
+    bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return bert
 
 
 def _train(out, steps, *extra):
@@ -162,7 +172,11 @@ def test_nan_stops_with_advice_and_keeps_the_checkpoint(tmp_path, monkeypatch, c
      (["--max_prompt_tokens", "5"], "longer than the 5 tokens"),
      (["--block_out_channels", "12", "16"], "multiples"),
      (["--train_batch_size", "5000"], "exceeds the 1437 training images"),
-     (["--pretrained_text_encoder", "/nonexistent/encoder"], "cannot be loaded")],
+     (["--pretrained_text_encoder", "/nonexistent/encoder"], "cannot be loaded"),
+     (["--pooled_text_embedding", "max"], "invalid choice"),
+     (["--no_pooled_text_embedding", "--pooled_text_embedding", "mean"], "contradicts --pooled_text_embedding mean"),
+     (["--validation_prompts", "seven", " "], "--validation_prompts must not be empty"),
+     (["--validation_prompts", "seven " * 20], "--validation_prompts 'seven seven")],
 )  # fmt: skip
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert _train(tmp_path / "o", 2, *extra) == 2
@@ -186,17 +200,9 @@ def test_a_dataset_without_labels_is_refused(tmp_path, capsys):
 
 
 def test_training_with_a_frozen_pretrained_text_encoder(tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     from hubgen.text2img import captions as cap
 
-    words = sorted({w for c in cap.captions_for(cap.TRAIN_TEMPLATES) for w in c.lower().replace(",", " , ").split()})
-    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32, max_position_embeddings=64))  # fmt: skip
-    bert.save_pretrained(tmp_path / "encoder")
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "encoder")
+    bert = save_tiny_bert(tmp_path / "encoder", cap.captions_for(cap.TRAIN_TEMPLATES), layers=1)
 
     out = tmp_path / "model"
     assert _train(out, 2, "--train_batch_size", "32", "--pretrained_text_encoder", str(tmp_path / "encoder")) == 0
@@ -209,3 +215,167 @@ def test_training_with_a_frozen_pretrained_text_encoder(tmp_path):
     info = json.loads((out / "hubgen_training.json").read_text())
     assert info["text_encoder"]["frozen"] and info["text_encoder"]["source"] == str(tmp_path / "encoder")
     assert "frozen" in (out / "README.md").read_text()
+
+
+# -- free-text captions: a dataset's caption column ------------------------------------------------------------------
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255), "black": (0, 0, 0)}
+SHAPES = ("square", "bar")
+
+
+def captioned_rgb(split: str, captions=None):
+    """A tiny RGB 16x16 dataset with captions: a coloured square or bar on a coloured background, "a red square on
+    a white background" (48 train, 16 test images). An in-memory hubgen.data.ImageDataset with extra["captions"]."""
+    from hubgen.data import ImageDataset
+
+    n = 48 if split == "train" else 16
+    images, texts = torch.zeros(n, 3, 16, 16, dtype=torch.uint8), []
+    for i in range(n):
+        fg, bg, shape = ("red", "green", "blue")[i % 3], ("white", "black")[i // 3 % 2], SHAPES[i // 6 % 2]
+        images[i] = torch.tensor(COLOURS[bg], dtype=torch.uint8)[:, None, None]
+        rows = slice(4, 12) if shape == "square" else slice(7, 9)
+        images[i, :, rows, 4:12] = torch.tensor(COLOURS[fg], dtype=torch.uint8)[:, None, None]
+        texts.append(f"a {fg} {shape} on a {bg} background")
+    texts = texts if captions is None else captions
+    return ImageDataset(images, None, "tiny-captions", split, extra={"captions": texts})
+
+
+def captioned_digits(split: str):
+    """scikit-learn's digits (grey 8x8) with free-text captions ("a drawing of the digit 7"): captioned data on
+    which the digit classifier's sample-quality figures can be computed."""
+    from hubgen.data import ImageDataset, load_dataset
+
+    digits = load_dataset("digits", split)
+    texts = [f"a drawing of the digit {int(y)}" for y in digits.labels]
+    return ImageDataset(digits.take(len(digits)), None, "tiny-digit-captions", split, levels=digits.levels,
+                        extra={"captions": texts})  # fmt: skip
+
+
+@pytest.fixture
+def captioned_data(monkeypatch):
+    """`--dataset tiny-captions` (RGB), `tiny-digit-captions` (grey), `empty-captions`: in-memory captioned datasets
+    served by hubgen.data.load_dataset (until the data layer's image folders with metadata.jsonl stand in)."""
+    import hubgen.data as hdata
+
+    served = {"tiny-captions": captioned_rgb, "tiny-digit-captions": captioned_digits,
+              "empty-captions": lambda split: captioned_rgb(split, [""] * (48 if split == "train" else 16)),
+              }  # fmt: skip
+    original = hdata.load_dataset
+
+    def load_dataset(name_or_spec, split="train", *args, **kwargs):
+        name = str(getattr(name_or_spec, "dataset", name_or_spec))
+        return served[name](split) if name in served else original(name_or_spec, split, *args, **kwargs)
+
+    import hubgen.metrics.sample_quality as quality  # reads the reference split with its own import of it
+
+    monkeypatch.setattr(hdata, "load_dataset", load_dataset)
+    monkeypatch.setattr(quality, "load_dataset", load_dataset, raising=False)
+    return served
+
+
+RGB = ["--dataset", "tiny-captions", "--train_batch_size", "16", "--block_out_channels", "8", "16"]
+PROMPT = "a red square on a white background"
+
+
+def _same_images_after_save_and_reload(folder, tmp_path, prompt=PROMPT):
+    pipe = Text2ImagePipeline.from_pretrained(folder)
+    call = {"num_inference_steps": 2, "num_images_per_prompt": 2, "guidance_scale": 3.0, "output_type": "pt"}
+    a = pipe(prompt, generator=torch.Generator().manual_seed(3), **call).images
+    pipe.save_pretrained(tmp_path / "copy")
+    b = Text2ImagePipeline.from_pretrained(tmp_path / "copy")(prompt, generator=torch.Generator().manual_seed(3),
+                                                               **call).images  # fmt: skip
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert a.shape == (2, 3, 16, 16)
+    return pipe
+
+
+def test_training_on_rgb_captions_with_a_word_level_tokenizer_of_their_words(captioned_data, tmp_path):
+    out = tmp_path / "model"
+    assert _train(out, 3, *RGB) == 0
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["image_shape"] == [3, 16, 16] and info["captions"]["source"] == "caption column"
+    assert info["captions"]["num_captions"] == 48 and info["captions"]["num_distinct"] == 12
+    assert info["captions"]["truncated"] == 0 and "train_templates" not in info
+    assert info["validation_prompts"][0] == PROMPT and len(info["validation_prompts"]) == 10
+    assert info["text_encoder"]["max_prompt_tokens"] == 16 and info["text_encoder"]["class"] == "CLIPTextModel"
+    assert info["pooled_text_embedding"].startswith("attention pool")
+    # the tokenizer saved with the pipeline is the word-level one of the captions' words
+    pipe = _same_images_after_save_and_reload(out, tmp_path)
+    words = {"a", "on", "background", "red", "green", "blue", "white", "black", "square", "bar"}
+    assert set(pipe.tokenizer.get_vocab()) == {"[PAD]", "[UNK]", "[BOS]", "[EOS]", *words}
+    assert pipe.unknown_words("a purple square") == ["purple"] and pipe.unknown_words(PROMPT) == []
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(out / "tokenizer")
+    assert saved.decode(saved(PROMPT.upper()).input_ids, skip_special_tokens=True) == PROMPT
+    from PIL import Image
+
+    with Image.open(out / "samples.png") as grid:  # one row of 8 per validation prompt, in colour
+        assert grid.mode == "RGB" and grid.size == (8 * 18 + 2, 10 * 18 + 2)
+    card = (out / "README.md").read_text()
+    for needle in ["trained on the dataset's own captions", "48 captions, 12 distinct", "captions from the dataset's",
+                   "over the words of the training captions", f'"{PROMPT}"', "was not measured"]:  # fmt: skip
+        assert needle in card, needle
+    assert "handwritten" not in card and "held-out templates" not in card
+
+
+def test_training_on_rgb_captions_with_a_frozen_pretrained_encoder(captioned_data, tmp_path):
+    """A tiny BERT (2 layers, width 16) and its word-piece tokenizer stand in for all-MiniLM-L6-v2."""
+    bert = save_tiny_bert(tmp_path / "encoder", captioned_rgb("train").captions, layers=2)
+    out = tmp_path / "model"
+    assert _train(out, 3, *RGB, "--pretrained_text_encoder", str(tmp_path / "encoder")) == 0
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["text_encoder"]["frozen"] and info["text_encoder"]["class"] == "BertModel"
+    assert info["text_encoder"]["tokenizer"].startswith("BertTokenizer") and info["unk_word_prob"] == 0.0
+    assert info["pooled_text_embedding"].startswith("mean of tau(y)")
+    pipe = _same_images_after_save_and_reload(out, tmp_path)
+    assert pipe.unet.config.class_embed_type == "projection" and pipe.unet.config.addition_embed_type is None
+    from transformers import AutoTokenizer
+
+    own = AutoTokenizer.from_pretrained(tmp_path / "encoder")
+    assert pipe.tokenizer.get_vocab() == own.get_vocab()  # the encoder's own tokenizer, saved with the pipeline
+    assert pipe.tokenizer(PROMPT).input_ids == own(PROMPT).input_ids and own.unk_token_id not in own(PROMPT).input_ids
+    for key, value in bert.state_dict().items():  # frozen
+        torch.testing.assert_close(pipe.text_encoder.state_dict()[key], value, rtol=0, atol=0)
+    card = (out / "README.md").read_text()
+    assert "the pretrained encoder's own (`BertTokenizer`)" in card and "averaged over the prompt's tokens" in card
+
+
+def test_captions_longer_than_the_encoder_takes(captioned_data, tmp_path, capsys):
+    assert _train(tmp_path / "refused", 2, *RGB, "--max_prompt_tokens", "6") == 2
+    err = capsys.readouterr().err
+    assert "The caption of image 0, 'a red square on a white background', has 9 tokens, longer than the 6" in err
+    assert "--truncate_captions" in err and not (tmp_path / "refused").exists()
+    assert _train(tmp_path / "cut", 1, *RGB, "--max_prompt_tokens", "6", "--truncate_captions",
+                  "--validation_prompts", "a red square", "blue bar") == 0  # fmt: skip
+    assert "Warning: 12 training caption(s) longer than 6 tokens were cut to 6" in capsys.readouterr().out
+    info = json.loads((tmp_path / "cut" / "hubgen_training.json").read_text())
+    assert info["captions"]["truncated"] == 12 and info["validation_prompts"] == ["a red square", "blue bar"]
+    assert "12 training caption(s) were longer and were cut" in (tmp_path / "cut" / "README.md").read_text()
+    assert _train(tmp_path / "o", 1, *RGB, "--validation_prompts", "a red square " * 5) == 2
+    assert "--validation_prompts 'a red square a red square" in capsys.readouterr().err
+
+
+def test_an_empty_caption_column_is_refused(captioned_data, tmp_path, capsys):
+    assert _train(tmp_path / "o", 2, *RGB, "--dataset", "empty-captions") == 2
+    assert "The caption column of dataset 'empty-captions' has no text: all 48 captions are empty" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_evaluation_of_a_captioned_model_is_sample_quality_only(captioned_data, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert _train(out, 2, "--dataset", "tiny-digit-captions", "--train_batch_size", "32") == 0
+    assert main(["eval", str(out), "--num_samples", "12", "--guidance_scales", "1", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "prompt accuracy: not measured" in printed and "FD-digits" in printed
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["metrics"] == {} and results["prompt_accuracy"] is None
+    assert results["num_samples_per_set"] == 12 and [r["guidance_scale"] for r in results["guidance_sweep"]] == [1, 3]
+    assert results["evaluation_prompts"] == "the test split's captions in order"
+    assert results["sample_quality"]["frechet_distance"]["name"] == "FD-digits"
+    assert "prompt_accuracy_train" not in results["guidance_sweep"][0]
+    card = (out / "README.md").read_text()
+    for needle in ["### Prompt accuracy: not measured", "### Fidelity and diversity", "| 3 |", "guidance_sweep.png",
+                   "a drawing of the digit"]:  # fmt: skip
+        assert needle in card, needle

@@ -273,6 +273,8 @@ def test_launched_app_serves_sample_endpoint(demo):
         assert np.array_equal(served, expected)
     finally:
         demo.close()
+
+
 def test_a_huge_sketch_is_refused_with_a_message():
     from hubgen.demo_utils import MAX_SKETCH_PX, preprocess_sketch
 
@@ -281,3 +283,45 @@ def test_a_huge_sketch_is_refused_with_a_message():
         preprocess_sketch({"background": None, "layers": [], "composite": huge}, 28)
     with pytest.raises(ValueError, match="at most 4096 on a side"):
         preprocess_sketch(huge, 28)
+
+
+# -- a colour model: samples in colour, the grey-only Draw tab off with a message -----------------------------
+
+
+@pytest.fixture(scope="module")
+def rgb_pipe():
+    model = tiny_vae(sample_size=16, in_channels=3, latent_dim=2, architecture="conv", hidden_dims=(4, 8),
+                     decoder_distribution="discretized_logistic")  # fmt: skip
+    return VAEPipeline(model, pixel_levels=256)
+
+
+def test_rgb_demo_builds_samples_in_colour_and_switches_the_sketchpad_off(rgb_pipe):
+    from hubgen.errors import UserInputError
+
+    blocks = vae_demo.build_demo(rgb_pipe)
+    markdown = [b.value for b in blocks.blocks.values() if type(b).__name__ == "Markdown"]
+    assert "Discretized logistic (256 levels) decoder" in markdown[0] and "16×16 RGB images" in markdown[0]
+    assert any("Drawing is off for this model" in text and "3-channel" in text for text in markdown)
+    sketchpads = [b for b in blocks.blocks.values() if type(b).__name__ == "Sketchpad"]
+    rows = [b for b in blocks.blocks.values() if type(b).__name__ == "Row" and pad_in(b, sketchpads)]
+    assert sketchpads and rows and not any(row.visible for row in rows)  # the canvas is hidden, not broken
+    buttons = [b for b in blocks.blocks.values() if type(b).__name__ == "Button" and "score" in b.value]
+    assert buttons and not any(button.visible for button in buttons)
+    image = event(blocks, "sample")(0, 4)
+    assert image.mode == "RGB" and image.size == (grid_px(2, 16) * math.ceil(MIN_TILE_PX / 16),) * 2
+    assert event(blocks, "interpolate")(0, 1, 3).mode == "RGB" and event(blocks, "latent_grid")(2).mode == "RGB"
+    with pytest.raises(UserInputError, match="Drawing is off"):
+        vae_demo.reconstruct_drawing(rgb_pipe, sketch_value(stroke_rgba()), k=4)
+    grey = VAEPipeline(tiny_vae(), pixel_levels=17)
+    assert vae_demo.drawing_unavailable(grey) is None and "Bernoulli decoder" in vae_demo.describe(grey)
+
+
+def pad_in(row, pads) -> bool:
+    """Whether one of the sketchpads sits inside this layout block."""
+    children = list(getattr(row, "children", []))
+    while children:
+        child = children.pop()
+        if any(child is pad for pad in pads):
+            return True
+        children.extend(getattr(child, "children", []))
+    return False

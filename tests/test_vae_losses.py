@@ -147,3 +147,116 @@ def test_bits_per_dim_closed_forms():
     torch.testing.assert_close(bits_per_dim(torch.tensor([0.0]), 784, num_levels=256), torch.tensor([8.0]))
     # Binary pixels: a fair coin per pixel is 1 bit/dim.
     torch.testing.assert_close(bits_per_dim(torch.tensor([64 * math.log(2.0)]), 64), torch.tensor([1.0]))
+
+
+# -- the discretized logistic decoder (PixelCNN++ eq. 2) over 8-bit levels --------------------------------------
+
+
+def _direct_discretized_logistic(k: torch.Tensor, loc, log_scale, levels: int) -> torch.Tensor:
+    """P(k) straight from the logistic CDF F(y) = sigmoid((y - mu) / s) in float64: F(upper edge) - F(lower edge)
+    with the edges of bins 0 and L-1 at -inf and +inf. Above mu the same difference is taken of the upper tails,
+    (1 - F(lower)) - (1 - F(upper)), which float64 holds without cancelling to 0."""
+    s = torch.exp(log_scale)
+    upper_in = torch.where(k == levels - 1, math.inf, ((k + 0.5) / (levels - 1) - loc) / s)
+    lower_in = torch.where(k == 0, -math.inf, ((k - 0.5) / (levels - 1) - loc) / s)
+    below = torch.sigmoid(upper_in) - torch.sigmoid(lower_in)
+    above = torch.sigmoid(-lower_in) - torch.sigmoid(-upper_in)
+    return torch.where(k / (levels - 1) > loc, above, below)
+
+
+def test_discretized_logistic_matches_the_logistic_cdf_and_its_bins_sum_to_one():
+    from hubgen.vae.losses import discretized_logistic_log_likelihood, discretized_logistic_log_probs
+
+    g = _gen(20)
+    loc = torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) * 1.4 - 0.2  # some locations beyond [0, 1]
+    log_scale = torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) * 4 - 5  # s in [e^-5, e^-1]
+    k = torch.randint(0, 256, (2, 3, 4, 4), generator=g).double()
+    k[0, 0, 0, :2] = torch.tensor([0.0, 255.0])  # both edge bins
+    x = k / 255
+    direct = _direct_discretized_logistic(k, loc, log_scale, 256)
+    torch.testing.assert_close(discretized_logistic_log_probs(x, loc, log_scale, 256), direct.log())
+    # log p(x|z) sums the C*H*W sub-pixels of each image
+    torch.testing.assert_close(discretized_logistic_log_likelihood(x, loc, log_scale, 256), direct.log().sum((1, 2, 3)))
+    # The 256 bins of every sub-pixel sum to one (in probability), whatever mu and s, in float32 too.
+    levels = torch.arange(256, dtype=torch.float32)[:, None] / 255  # (256, 1)
+    mu = torch.tensor([[-3.0, 0.0, 0.3, 0.5, 1.0, 4.0]])  # (1, 6)
+    log_s = torch.tensor([[-7.0, -7.0, -2.0, 0.0, 3.0, -1.0]])
+    log_p = discretized_logistic_log_probs(levels.expand(256, 6), mu.expand(256, 6), log_s.expand(256, 6), 256)
+    torch.testing.assert_close(torch.logsumexp(log_p, dim=0), torch.zeros(6), atol=1e-5, rtol=0)
+
+
+def test_discretized_logistic_is_finite_where_the_cdf_difference_underflows():
+    from hubgen.vae.losses import discretized_logistic_log_probs
+
+    # mu far from the bin with the smallest scale: sigmoid differences are 0 in float32; the log is still finite
+    # and equal to the float64 value.
+    x, loc, log_s = torch.tensor([0.2]), torch.tensor([0.9]), torch.tensor([-7.0])
+    got = discretized_logistic_log_probs(x, loc, log_s, 256)
+    want = discretized_logistic_log_probs(x.double(), loc.double(), log_s.double(), 256)
+    assert torch.isfinite(got).all() and got.item() < -500
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=0)
+    loc.requires_grad_(True)
+    discretized_logistic_log_probs(torch.tensor([0.0, 0.5, 1.0]), loc.expand(3), log_s.expand(3), 256).sum().backward()
+    assert torch.isfinite(loc.grad).all()
+
+
+def test_discretized_logistic_mean_and_samples_are_in_range_and_follow_the_bins():
+    from hubgen.vae.losses import discretized_logistic_mean, discretized_logistic_sample
+
+    levels = 4  # few levels, so that every bin's frequency can be checked
+    loc = torch.tensor([-0.5, 0.2, 0.5, 0.9, 1.7], dtype=torch.float64)
+    log_s = torch.tensor([-1.0, -2.0, 0.5, -3.0, 0.0], dtype=torch.float64)
+    k = torch.arange(levels, dtype=torch.float64)[:, None]  # (L, 1)
+    p = _direct_discretized_logistic(k, loc, log_s, levels)  # (L, 5)
+    torch.testing.assert_close(p.sum(0), torch.ones(5, dtype=torch.float64))
+    mean = discretized_logistic_mean(loc, log_s, levels)
+    torch.testing.assert_close(mean, (p * k / (levels - 1)).sum(0))
+    assert mean.min() >= 0 and mean.max() <= 1
+    n = 200_000
+    draws = discretized_logistic_sample(loc.expand(n, 5), log_s.expand(n, 5), levels, generator=_gen(21))
+    assert draws.min() >= 0 and draws.max() <= 1
+    on_grid = draws * (levels - 1)
+    torch.testing.assert_close(on_grid, on_grid.round())
+    freq = torch.stack([(on_grid == j).double().mean(0) for j in range(levels)])  # (L, 5)
+    torch.testing.assert_close(freq, p, atol=0.005, rtol=0)  # 4 standard errors at n = 200k
+    # 256 levels, float32, a model-sized batch: the mean image and the samples stay in [0, 1]
+    loc32, log_s32 = torch.randn(2, 3, 8, 8, generator=_gen(22)) * 2, torch.randn(2, 3, 8, 8, generator=_gen(23))
+    for images in (discretized_logistic_mean(loc32, log_s32), discretized_logistic_sample(loc32, log_s32)):
+        assert images.shape == (2, 3, 8, 8) and images.min() >= 0 and images.max() <= 1
+
+
+def _discrete_rgb_model(seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    model = VAEModel(sample_size=8, in_channels=3, latent_dim=2, architecture="conv", hidden_dims=(4, 8),
+                     activation="elu", decoder_distribution="discretized_logistic", num_levels=256)  # fmt: skip
+    return model.to(dtype).eval()
+
+
+@torch.no_grad()
+def test_iwae_with_one_sample_is_the_elbo_for_the_discretized_logistic_decoder():
+    from hubgen.vae.losses import discretized_logistic_log_likelihood, to_levels
+
+    model = _discrete_rgb_model()
+    x = to_levels(torch.rand(3, 3, 8, 8, generator=_gen(24), dtype=torch.float64), 256)
+    # The same eps: L_1 = log p(x|z) + log p(z) - log q(z|x) = the ELBO's one-sample estimate with an MC KL.
+    terms = elbo(model, x, generator=_gen(25))
+    posterior = model.encode(x).latent_dist
+    z = posterior.sample(generator=_gen(25))
+    decoded = model.decode(z)
+    log_px_z = discretized_logistic_log_likelihood(x, decoded.sample, decoded.log_scale, 256)
+    torch.testing.assert_close(terms["log_px_z"], log_px_z)
+    one_sample = terms["log_px_z"] + log_standard_normal(z) - log_normal(z, posterior.mean, posterior.logvar)
+    torch.testing.assert_close(iwae_bound(model, x, 1, generator=_gen(25)), one_sample)
+    # In expectation over eps, L_1 is the ELBO with its closed-form KL (same eps: only the KL estimate differs).
+    reps = 400
+    xr = x.repeat(reps, 1, 1, 1)
+    mean_l1 = iwae_bound(model, xr, 1, generator=_gen(26)).view(reps, 3).mean(0)
+    mean_elbo = elbo(model, xr, generator=_gen(26))["elbo"].view(reps, 3).mean(0)
+    torch.testing.assert_close(mean_l1, mean_elbo, atol=0.05, rtol=0)
+    assert torch.all(iwae_bound(model, xr[:300], 10, generator=_gen(28)).view(100, 3).mean(0) > mean_elbo)
+
+
+def test_discrete_bits_per_dim_have_no_dequantization_term():
+    # A uniform discrete distribution over 256 levels per sub-pixel: NLL = D ln 256, exactly 8 bits/dim (3x16x16).
+    d = 3 * 16 * 16
+    torch.testing.assert_close(bits_per_dim(torch.tensor([d * math.log(256.0)]), d), torch.tensor([8.0]))

@@ -171,3 +171,74 @@ def test_model_config_round_trips(tmp_path):
     assert config_dict(again) == config_dict(model)
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# -- colour images and the discretized logistic decoder ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rgb_pipeline():
+    model = tiny_vae(sample_size=16, in_channels=3, latent_dim=3, architecture="conv", hidden_dims=(4, 8),
+                     decoder_distribution="discretized_logistic", num_levels=256)  # fmt: skip
+    return VAEPipeline(model, pixel_levels=256)
+
+
+def test_conv_depth_follows_the_resolution_and_bad_sizes_name_the_allowed_ones():
+    from hubgen.errors import UserInputError
+    from hubgen.vae.modeling_vae import conv_stages, conv_widths
+
+    assert [conv_stages(s) for s in (8, 16, 28, 32, 64)] == [2, 2, 2, 3, 4]  # 64 -> 4x4, 28 -> 7x7 as before
+    assert conv_widths(32, (32, 128)) == (32, 64, 128) and conv_widths(64, (16, 128)) == (16, 32, 64, 128)
+    assert conv_widths(8, (4, 8)) == (4, 8) and conv_widths(32, (8, 8, 16)) == (8, 8, 16)
+    for size in (32, 64):
+        model = tiny_vae(sample_size=size, in_channels=3, architecture="conv", hidden_dims=conv_widths(size, (4, 8)),
+                         decoder_distribution="discretized_logistic")  # fmt: skip
+        out = model(torch.rand(2, 3, size, size), generator=_g())
+        assert out.sample.shape == out.log_scale.shape == (2, 3, size, size) and out.num_levels == 256
+        assert model.encoder[-3].out_channels == 8 and len(model.encoder) == 2 * conv_stages(size) + 1  # down to 4x4
+    for bad in (6, 30, 33):
+        with pytest.raises(UserInputError, match=f"multiple of 4 and at least 8.*got {bad}"):
+            conv_stages(bad)
+    with pytest.raises(UserInputError, match="3 stride-2 stages: give two `hidden_dims`"):
+        conv_widths(32, (4, 8, 16, 32))
+
+
+def test_discrete_rgb_model_means_and_samples_are_colour_images_in_range(rgb_pipeline):
+    images = rgb_pipeline(3, generator=_g(1), output_type="pt").images
+    assert images.shape == (3, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
+    drawn = rgb_pipeline(3, generator=_g(1), output_type="pt", sample_pixels=True).images
+    assert drawn.shape == (3, 3, 16, 16) and drawn.min() >= 0 and drawn.max() <= 1
+    torch.testing.assert_close(drawn * 255, (drawn * 255).round())  # on the 256 levels
+    per_image = rgb_pipeline(2, generator=[_g(4), _g(5)], output_type="pt", sample_pixels=True).images
+    alone = rgb_pipeline(1, generator=_g(5), output_type="pt", sample_pixels=True).images
+    torch.testing.assert_close(per_image[1:], alone)
+    pil = rgb_pipeline(2, generator=_g(1)).images
+    assert pil[0].mode == "RGB" and pil[0].size == (16, 16)
+    # a Bernoulli model's pixel draws are 0 or 1
+    binary = VAEPipeline(tiny_vae(), pixel_levels=17)(4, generator=_g(2), output_type="pt", sample_pixels=True).images
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_discrete_likelihood_is_in_bits_per_sub_pixel_without_a_dequantization_term(rgb_pipeline):
+    x = torch.randint(0, 256, (2, 3, 16, 16), generator=_g(6)).float() / 255
+    scores = rgb_pipeline.log_likelihood(x, k=8, generator=_g(7))
+    torch.testing.assert_close(scores.bits_per_dim, scores.nll_nats / (3 * 16 * 16 * np.log(2)))
+    again = rgb_pipeline.log_likelihood(x, k=8, generator=_g(7))
+    torch.testing.assert_close(scores.nll_nats, again.nll_nats, rtol=0, atol=0)  # no random input transform
+    # colour PIL images keep their colour (the same numbers as the tensor)
+    pil = [Image.fromarray((im.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for im in x]
+    from_pil = rgb_pipeline.log_likelihood(pil, k=8, generator=_g(7))
+    torch.testing.assert_close(from_pil.nll_nats, scores.nll_nats)
+    with pytest.raises(ValueError, match="shape"):
+        rgb_pipeline.reconstruct(torch.rand(1, 1, 16, 16))
+
+
+def test_discrete_rgb_pipeline_saves_and_reloads_bit_identical(tmp_path, rgb_pipeline):
+    rgb_pipeline.save_pretrained(tmp_path / "m")
+    loaded = VAEPipeline.from_pretrained(tmp_path / "m")
+    cfg = loaded.vae.config
+    assert (cfg.decoder_distribution, cfg.num_levels, cfg.in_channels) == ("discretized_logistic", 256, 3)
+    for kwargs in (dict(), dict(sample_pixels=True)):
+        a = rgb_pipeline(4, generator=_g(3), output_type="pt", **kwargs).images
+        b = loaded(4, generator=_g(3), output_type="pt", **kwargs).images
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

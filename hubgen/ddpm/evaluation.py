@@ -92,7 +92,8 @@ def _bound(pipe, test, n: int, num_timesteps: int | None, seed: int, batch_size:
     terms = {"prior": [], "diffusion": [], "decoder": [], "total": [], "bits_per_dim": []}
     start = time.perf_counter()
     for i in range(0, n, batch_size):
-        x0 = hdata.to_signed_range(test.images[i : min(i + batch_size, n)].float() / 255, test.levels)  # L-level grid
+        x = test.take(range(i, min(i + batch_size, n))).float() / 255  # (B, C, H, W) intensities in [0, 1]
+        x0 = hdata.to_signed_range(x, test.levels)  # on the L-level grid
         bound = scheduling.variational_bound(pipe.unet, pipe.scheduler, x0.to(pipe.device), num_timesteps,
                                              generator=g, levels=test.levels)  # fmt: skip
         for name in terms:
@@ -141,7 +142,7 @@ def evaluate(folder, request: DDPMEvalRequest, pipeline=None, batch_size: int = 
     specs = [parse_sampler(spec, T) for spec in request.samplers]
     if request.num_timesteps is not None and request.num_timesteps > T:
         raise UserInputError(f"`num_timesteps` must be in [2, T = {T}] or None (all), got {request.num_timesteps}.")
-    test = hdata.load_dataset(dataset, request.split)
+    test = dataset.load(request.split)
     n = len(test) if request.num_images is None else min(request.num_images, len(test))
     result = EvalResult("ddpm", request, str(dataset), request.split, n, request.seed, f"{test.levels}-level discrete")
     result.details = {"pixel_levels": test.levels, "num_train_timesteps": T, "samplers": {}}
@@ -172,16 +173,17 @@ def evaluate(folder, request: DDPMEvalRequest, pipeline=None, batch_size: int = 
             ])  # fmt: skip
             seconds = time.perf_counter() - start
             label, grid_name = sampler_label(name, steps), f"samples_{name.replace('+', 'p')}_{steps}.png"
-            report = evaluate_samples(images, dataset, seed=request.seed, reference_split=request.split)
+            report = evaluate_samples(images, dataset, seed=request.seed, reference_split=request.split,
+                                      feature_network=request.feature_network)  # fmt: skip
             nearest_neighbours = report.pop("pictures", {})
             report["samples"] = f"{label} ({SAMPLERS[name].label} sampler, {steps} steps) of the EMA UNet"
             result.pictures[grid_name] = image_grid(images[:64], nrow=8)
             result.details["samplers"][label] = {"order": j, "sampler": name, "steps": steps,
                                                  "num_samples": num_samples, "seconds_per_image": seconds / num_samples,
                                                  "grid": grid_name, "report": report}  # fmt: skip
-            fd = report["frechet_distance"]
-            result.notes.append(f"{label:22s} {fd['name']} {fd['value']:.3f}   coverage "
-                                f"{report['prdc']['coverage']:.3f}   {seconds / num_samples:.4f} s/image")  # fmt: skip
+            fd, prdc = report["frechet_distance"], report["prdc"]
+            quality = f"{fd['name']} {fd['value']:.3f}   coverage {prdc['coverage']:.3f}" if fd else "FD not measured"
+            result.notes.append(f"{label:22s} {quality}   {seconds / num_samples:.4f} s/image")
             if j == 0:
                 result.pictures.update(nearest_neighbours)
                 result.sample_quality = report

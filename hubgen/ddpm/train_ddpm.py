@@ -20,6 +20,7 @@ sampler (DDPM, DDIM, DPM-Solver++), the sample quality of hubgen.metrics with th
 import argparse
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -28,50 +29,116 @@ from .. import training as tr
 from ..diffusion import scheduling
 from ..errors import UserInputError
 
-__all__ = ["parse_args", "main", "unet_config", "noise_schedule", "sample_grid", "denoising_strip"]
+__all__ = [
+    "parse_args",
+    "main",
+    "unet_config",
+    "unet_preset",
+    "UNET_PRESETS",
+    "noise_schedule",
+    "sample_grid",
+    "denoising_strip",
+]
 
 PIPELINE_CLASS = "DDPMPipeline"
-# Denoiser widths per image size, chosen for a CPU budget: three resolutions (8-4-2 or 28-14-7), one ResNet block
-# each, self-attention in the mid block only (1.06M parameters for 8x8, 2.54M for 28x28).
-UNET_WIDTHS = {8: (32, 64, 64), 28: (32, 64, 128)}
 GRID_SAMPLER = "dpmsolver++"  # training grids and samples.png: 20 steps, cheap enough to draw often
 STRIP_STEPS = 100  # the card's denoising strip
+EXAMPLE_WIDTHS = (128, 128, 256, 256, 512, 512)  # diffusers' examples/unconditional_image_generation
+
+
+@dataclass(frozen=True)
+class UNetPreset:
+    """The denoiser hubgen builds for an image side when the options do not say: widths (one per resolution,
+    halving between blocks), ResNet layers per block, self-attention ("mid": the mid block only; a tuple: the
+    down/up blocks at those resolutions, and the mid block), GroupNorm groups, and where the choice comes from."""
+
+    widths: tuple[int, ...]
+    layers_per_block: int
+    attention: str | tuple[int, ...]
+    norm_num_groups: int
+    source: str
+
+
+UNET_PRESETS = {
+    8: UNetPreset((32, 64, 64), 1, "mid", 8, "hubgen's CPU preset for 8x8 (1.06M parameters for 1 channel)"),
+    16: UNetPreset((32, 64, 128), 1, (8,), 8, "hubgen's CPU preset for 16x16: 16-8-4, attention at 8x8"),
+    28: UNetPreset((32, 64, 128), 1, "mid", 8, "hubgen's CPU preset for 28x28 (2.54M parameters for 1 channel)"),
+    32: UNetPreset((64, 128, 128, 128), 1, (16,), 8, "Ho et al.'s CIFAR-10 layout (32-16-8-4, attention at 16x16) "
+                   "at half width (128, 256, 256, 256 there) with one ResNet layer per block instead of two"),
+}  # fmt: skip
+FALLBACK_PRESET = UNetPreset((32, 64, 128), 1, "mid", 8, "hubgen's default: three resolutions, mid-block attention")
+
+
+def unet_preset(sample_size: int) -> UNetPreset:
+    """The default denoiser for a side (the rule the card states): UNET_PRESETS for 8, 16, 28 and 32 px; for 64 px
+    and any larger side divisible by 32, diffusers' train_unconditional.py example (widths 128, 128, 256, 256,
+    512, 512, two ResNet layers per block, self-attention in the fifth down block and its mirror up block: 4x4 for
+    64 px, 8x8 for 128 px, and the mid block; GroupNorm 32, diffusers' default); other sides FALLBACK_PRESET."""
+    if sample_size in UNET_PRESETS:
+        return UNET_PRESETS[sample_size]
+    if sample_size >= 64 and sample_size % 32 == 0:
+        return UNetPreset(EXAMPLE_WIDTHS, 2, (sample_size // 16,), 32,
+                          "diffusers' examples/unconditional_image_generation/train_unconditional.py")  # fmt: skip
+    return FALLBACK_PRESET
 
 
 def unet_config(
     sample_size: int,
     in_channels: int = 1,
     block_out_channels: tuple[int, ...] | None = None,
-    layers_per_block: int = 1,
-    attention: str = "mid",
-    norm_num_groups: int = 8,
+    layers_per_block: int | None = None,
+    attention: str | tuple[int, ...] | None = None,
+    norm_num_groups: int | None = None,
 ) -> dict:
     """The UNet2DModel arguments hubgen trains: len(block_out_channels) resolutions, halving between blocks.
 
-    `attention`: "none", "mid" (self-attention in the mid block, at the lowest resolution) or "low" (also in the
-    lowest-resolution down and up blocks). Default widths: UNET_WIDTHS for 8x8 and 28x28, else (32, 64, 128).
+    Every argument left None comes from `unet_preset(sample_size)`. `attention`: "none", "mid" (self-attention
+    in the mid block, at the lowest resolution), "low" (also in the lowest-resolution down and up blocks), or a
+    tuple of resolutions (e.g. (16,) for 16x16) whose down and up blocks get self-attention, with the mid block.
+    A preset's resolutions that given widths do not reach are dropped (mid-block attention stays); given ones
+    must be among the blocks' resolutions.
     """
-    widths = tuple(block_out_channels or UNET_WIDTHS.get(sample_size, (32, 64, 128)))
+    preset = unet_preset(sample_size)
+    widths = tuple(block_out_channels or preset.widths)
+    layers_per_block = preset.layers_per_block if layers_per_block is None else layers_per_block
+    norm_num_groups = preset.norm_num_groups if norm_num_groups is None else norm_num_groups
     n = len(widths)
     if sample_size % 2 ** (n - 1):
         raise UserInputError(
             f"A UNet with {n} blocks halves the image {n - 1} times: the image size {sample_size} must be divisible "
-            f"by {2 ** (n - 1)}; pass fewer `--block_out_channels`."
+            f"by {2 ** (n - 1)}; pass fewer `--block_out_channels` (or resize the images with --resolution)."
         )
     if any(w % norm_num_groups for w in widths):
         raise UserInputError(f"`--norm_num_groups` {norm_num_groups} must divide every block width {list(widths)}.")
-    if attention not in ("none", "mid", "low"):
-        raise UserInputError(f"`attention` must be 'none', 'mid' or 'low', got {attention!r}.")
-    low = attention == "low"
+    resolutions = [sample_size // 2**i for i in range(n)]  # of the down blocks, in order (up blocks: reversed)
+    if attention is None:
+        attention = preset.attention
+        if not isinstance(attention, str):
+            attention = tuple(r for r in attention if r in resolutions) or "mid"
+    if isinstance(attention, str):
+        if attention not in ("none", "mid", "low"):
+            raise UserInputError(
+                f"`attention` must be 'none', 'mid', 'low' or resolutions such as (16,), got {attention!r}."
+            )
+        add_attention = attention != "none"
+        attention = (resolutions[-1],) if attention == "low" else ()
+    else:
+        attention = tuple(attention)
+        add_attention = True
+    missing = [r for r in attention if r not in resolutions]
+    if missing:
+        raise UserInputError(f"`attention` at {missing}: the UNet's blocks run at {resolutions} for a "
+                             f"{sample_size}x{sample_size} image with {n} widths.")  # fmt: skip
+    down = tuple("AttnDownBlock2D" if r in attention else "DownBlock2D" for r in resolutions)
     return dict(
         sample_size=sample_size,
         in_channels=in_channels,
         out_channels=in_channels,
         block_out_channels=widths,
         layers_per_block=layers_per_block,
-        down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D" if low else "DownBlock2D",),
-        up_block_types=("AttnUpBlock2D" if low else "UpBlock2D",) + ("UpBlock2D",) * (n - 1),
-        add_attention=attention != "none",
+        down_block_types=down,
+        up_block_types=tuple(t.replace("Down", "Up") for t in reversed(down)),
+        add_attention=add_attention,
         attention_head_dim=8,
         norm_num_groups=norm_num_groups,
     )
@@ -83,13 +150,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train ddpm", description="Train a denoising diffusion model (DDPM).")
     _, model, opt, out = tr.add_common_arguments(p, batch_size=128, learning_rate=2e-4, num_epochs=100, num_images=100)
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None,
-                       help="UNet widths, one per resolution (default: 32 64 64 for 8x8, 32 64 128 "
-                       "otherwise)")  # fmt: skip
-    model.add_argument("--layers_per_block", type=int, default=1)
-    model.add_argument("--attention", choices=("none", "mid", "low"), default="mid",
-                       help="self-attention: none, in the mid block, or also in the lowest-resolution "
-                       "blocks")  # fmt: skip
-    model.add_argument("--norm_num_groups", type=int, default=8)
+                       help="UNet widths, one per resolution (default by image side, see --attention: 32 64 64 for "
+                       "8 px, 32 64 128 for 16 and 28 px, 64 128 128 128 for 32 px, diffusers' example's 128 128 256 "
+                       "256 512 512 for 64 px)")  # fmt: skip
+    model.add_argument(
+        "--layers_per_block",
+        type=int,
+        default=None,
+        help="ResNet layers per block (default by image side: 1, 2 for 64 px as in diffusers' example)",
+    )
+    model.add_argument("--attention", nargs="+", default=None, metavar="WHERE",
+                       help="self-attention: none, mid (the mid block), low (also the lowest-resolution blocks), or "
+                       "resolutions such as 16 (the blocks at 16x16, and the mid block); default by image side: mid "
+                       "for 8 and 28 px, 8 for 16 px, 16 for 32 px, 4 for 64 px (diffusers' example)")  # fmt: skip
+    model.add_argument(
+        "--norm_num_groups",
+        type=int,
+        default=None,
+        help="GroupNorm groups (default by image side: 8, 32 for 64 px as in diffusers)",
+    )
     model.add_argument("--num_train_timesteps", type=int, default=1000, help="T")
     model.add_argument("--beta_schedule", choices=("linear", "squaredcos_cap_v2"), default="linear")
     model.add_argument("--beta_start", type=float, default=1e-4)
@@ -115,8 +194,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.check_common_arguments(p, args, argv)
 
     for name in ("layers_per_block", "norm_num_groups"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.attention is not None:
+        words, numbers = [a for a in args.attention if not a.isdigit()], [int(a) for a in args.attention if a.isdigit()]
+        if (words and (numbers or len(words) > 1 or words[0] not in ("none", "mid", "low"))) or 0 in numbers:
+            p.error(
+                f"--attention takes none, mid, low, or image resolutions such as 16 8, got {' '.join(args.attention)}"
+            )
+        args.attention = words[0] if words else tuple(numbers)
     T = args.num_train_timesteps
     if T < 2:
         p.error(f"--num_train_timesteps must be >= 2, got {T}")
@@ -195,9 +281,15 @@ def _denoiser_config(args, image_shape) -> dict:
 def _record_fields(args, run, pipe, strip_steps: int) -> dict:
     """The DDPM's own fields of the training record (the card's tables read them)."""
     T, levels = pipe.scheduler.config.num_train_timesteps, run.train_set.levels
+    c, size = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    given = [f"--{name}" for name in ("block_out_channels", "layers_per_block", "attention", "norm_num_groups")
+             if getattr(args, name) is not None]  # fmt: skip
     return {
-        "pixel_mode": f"{levels} grey levels scaled to [-1, 1] (x_0 = 2 k / (L - 1) - 1), no dequantization",
+        "pixel_mode": f"{levels} levels per channel ({c} channel(s)) scaled to [-1, 1] (x_0 = 2 k / (L - 1) - 1), "
+        f"no dequantization; bits/dim over D = {c}x{size}x{size} = {c * size * size} dimensions",
         "num_parameters": sum(p.numel() for p in pipe.unet.parameters()),
+        "unet_choice": f"defaults for the image side: {unet_preset(size).source}"
+        + (f"; set by the options: {', '.join(given)}" if given else ""),
         "scheduler": tr.config_dict(pipe.scheduler),
         "snr_gamma": args.snr_gamma,
         "lr_warmup_steps": args.lr_warmup_steps,

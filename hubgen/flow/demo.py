@@ -19,6 +19,9 @@ folder's hubgen_training.json; its reference bits/dim are computed on first use 
 inside `build_demo` only. Invalid arguments raise ValueError naming the argument and the value; inside the UI
 they become `gr.Error`.
 
+Colour: sampling, the round trip and the meter work for any number of channels (grey or RGB). The sketchpad draws
+grey ink; for an RGB model the drawing's grey value is repeated in R, G and B (a grey image, as the tab says).
+
 A likelihood is not a reliable out-of-distribution score on its own (Nalisnick et al., arXiv:1810.09136: flows
 can give higher likelihood to other data sets): the meter illustrates, it does not certify.
 """
@@ -77,10 +80,14 @@ def load_pipeline(pipeline_or_path) -> tuple[FlowPipeline, str]:
     return load_family_pipeline(pipeline_or_path, FlowPipeline)
 
 
-def training_dataset_of(pipeline_or_path) -> str | None:
-    """The `"dataset"` recorded in a local model folder's hubgen_training.json (or a Hub repo's, when it can be
-    fetched), or None."""
+def training_dataset_of(pipeline_or_path):
+    """The data (a hubgen.data.DataSpec) recorded in a local model folder's hubgen_training.json (or a Hub
+    repo's, when it can be fetched), or None."""
     return recorded_training_dataset(pipeline_or_path, FlowPipeline)
+
+
+def _colour(channels: int) -> str:
+    return {1: "grey", 3: "RGB"}.get(channels, f"{channels}-channel")
 
 
 def describe(pipe: FlowPipeline) -> str:
@@ -89,8 +96,9 @@ def describe(pipe: FlowPipeline) -> str:
     pre = "no logit" if cfg.logit_alpha is None else f"logit α = {cfg.logit_alpha}"
     return (
         f"Multi-scale Glow/RealNVP flow (arXiv:1807.03039, arXiv:1605.08803) · {cfg.num_levels} levels × "
-        f"{cfg.steps_per_level} steps, width {cfg.hidden_channels} · {cfg.sample_size}×{cfg.sample_size} images, "
-        f"{cfg.pixel_levels} grey levels · {cfg.dequantization} dequantization · {pre}"
+        f"{cfg.steps_per_level} steps, width {cfg.hidden_channels} · {cfg.sample_size}×{cfg.sample_size} "
+        f"{_colour(cfg.in_channels)} images, {cfg.pixel_levels} levels per channel · {cfg.dequantization} "
+        f"dequantization · {pre}"
     )
 
 
@@ -125,10 +133,10 @@ def latents_on_pixel_grid(pipe: FlowPipeline, z: torch.Tensor) -> torch.Tensor:
 
 
 def round_trip(pipe: FlowPipeline, images: torch.Tensor, seed: int = 0) -> tuple[Image.Image, str]:
-    """images (B, 1, H, W) in [0, 1] -> x = (k + u) / L -> z = f(x) -> x' = f^-1(z).
+    """images (B, C, H, W) in [0, 1] -> x = (k + u) / L -> z = f(x) -> x' = f^-1(z).
 
-    Returns one strip per image (x | z on the pixel grid, mapped from [-3, 3] to [0, 1] | x' at its grey level)
-    and a Markdown line with max |x - x'| and whether every grey level came back.
+    Returns one strip per image (x | z on the pixel grid, mapped from [-3, 3] to [0, 1] | x' at its level)
+    and a Markdown line with max |x - x'| and whether every level came back.
     """
     seed = check_int(seed, "seed", 0, MAX_SEED)
     flow = pipe.flow
@@ -140,13 +148,13 @@ def round_trip(pipe: FlowPipeline, images: torch.Tensor, seed: int = 0) -> tuple
     shown_x = flow.to_intensities(x).float().cpu()
     shown_back = flow.to_intensities(x_back).float().cpu()
     z_image = ((latents_on_pixel_grid(pipe, z.float().cpu()) + 3) / 6).clamp(0, 1)
-    tiles = torch.stack([shown_x, z_image, shown_back], dim=1).flatten(0, 1)  # (3B, 1, H, W)
+    tiles = torch.stack([shown_x, z_image, shown_back], dim=1).flatten(0, 1)  # (3B, C, H, W)
     error = (x - x_back).abs().max().item()
     same = bool(torch.equal(shown_x, shown_back))
     text = (
         f"**x → z → x′**: max |x − x′| = **{error:.2e}** (float{torch.finfo(x.dtype).bits}); "
         f"log-determinants {(log_det + log_det_back).abs().max().item():.1e} apart; "
-        f"every grey level came back: **{'yes' if same else 'no'}**. "
+        f"every level came back: **{'yes' if same else 'no'}**. "
         f"z has {flow.num_dims} dimensions, as many as the image: a flow keeps all the information."
     )
     return show_grid(tiles, nrow=3), text
@@ -156,7 +164,7 @@ def test_image_round_trip(pipe: FlowPipeline, dataset, index: int, seed: int = 0
     """The round trip of test image `index` of `dataset`."""
     test = _test_set(pipe, dataset)
     index = check_int(index, "index", 0, len(test) - 1)
-    strip, text = round_trip(pipe, test.images[index : index + 1].float() / 255.0, seed)
+    strip, text = round_trip(pipe, test.take([index]).float() / 255.0, seed)
     return strip, f"Test image {index} of `{dataset}`. " + text
 
 
@@ -172,7 +180,7 @@ def _test_set(pipe: FlowPipeline, dataset):
             f"{TRAINING_INFO}): the comparison with test images is unavailable."
         )
     try:
-        test = load_dataset(os.fspath(dataset), "test")
+        test = load_dataset(dataset if hasattr(dataset, "load") else os.fspath(dataset), "test")  # DataSpec or path
     except ValueError as e:
         raise DatasetUnavailableError(f"Cannot load the test images of `{dataset}`: {e}") from e
     cfg = pipe.flow.config
@@ -190,7 +198,7 @@ def test_set_bits_per_dim(pipe: FlowPipeline, dataset, num_images: int = NUM_REF
     test = _test_set(pipe, dataset)
     n = min(check_int(num_images, "num_images", 1, 100_000), len(test))
     g = torch.Generator().manual_seed(0)
-    bits = [pipe.log_likelihood(test.images[i : i + 500][: n - i].float() / 255.0, generator=g).bits_per_dim
+    bits = [pipe.log_likelihood(test.take(list(range(i, min(i + 500, n)))).float() / 255.0, generator=g).bits_per_dim
             for i in range(0, n, 500)]  # fmt: skip
     return torch.cat(bits).double().cpu().numpy()
 
@@ -225,11 +233,13 @@ def score_drawing(pipe: FlowPipeline, sketch, reference: np.ndarray | None = Non
     """Sketchpad value -> (model input x, round-trip strip, meter plot or None, Markdown).
 
     The drawing is cropped and scaled like the VAE demo's (hubgen.demo_utils.preprocess_sketch), quantized to
-    the model's grey levels and dequantized with `seed`. Raises EmptyCanvasError without ink.
+    the model's levels and dequantized with `seed`. Raises EmptyCanvasError without ink. The ink is grey: for a
+    model of C > 1 channels its value is repeated in every channel (a grey image in RGB).
     """
     seed = check_int(seed, "seed", 0, MAX_SEED)
-    size = pipe.flow.config.sample_size
+    size, channels = pipe.flow.config.sample_size, pipe.flow.config.in_channels
     x = torch.from_numpy(preprocess_sketch(sketch, size))[None, None]  # (1, 1, S, S) in [0, 1]
+    x = x.expand(1, channels, size, size).contiguous()  # grey ink in every channel (1, C, S, S)
     bits = pipe.log_likelihood(x, generator=torch.Generator().manual_seed(seed)).bits_per_dim.item()
     strip, trip_text = round_trip(pipe, x, seed)
     lines = [f"- **{bits:.3f} bits/dim** for your drawing (one dequantization draw, seed {seed})."]
@@ -246,7 +256,7 @@ def score_drawing(pipe: FlowPipeline, sketch, reference: np.ndarray | None = Non
         )
         plot = meter_plot(bits, reference)
     lines.append(f"- {trip_text}")
-    shown = pipe.flow.quantize(x) / (pipe.flow.config.pixel_levels - 1)  # the grey levels the model scores
+    shown = pipe.flow.quantize(x) / (pipe.flow.config.pixel_levels - 1)  # the levels the model scores
     return show_grid(shown, nrow=1, padding=0), strip, plot, "\n".join(lines)
 
 
@@ -266,6 +276,8 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
     dataset = os.fspath(dataset) if dataset is not None else training_dataset_of(pipeline_or_path)
     cfg = pipe.flow.config
     cache: dict = {}
+    # the sketchpad draws grey ink: an RGB model scores it as a grey image (the value repeated in R, G and B)
+    grey_note = "" if cfg.in_channels == 1 else f" (grey ink: the same value in all {cfg.in_channels} channels)"
 
     def reference():
         """The test set's bits/dim, computed on first use (None when there is no test set)."""
@@ -304,7 +316,7 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
 
         with gr.Tab("Sample"):
             gr.Markdown(
-                "Samples x = f⁻¹(z), z ~ N(0, T² I), shown at their grey level. T = 1 samples the model's density; "
+                "Samples x = f⁻¹(z), z ~ N(0, T² I), shown at their level. T = 1 samples the model's density; "
                 "lower temperatures (Glow uses 0.7) give cleaner but less varied images."
             )
             with gr.Row():
@@ -318,7 +330,7 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
         with gr.Tab("Draw and score"):
             gr.Markdown(
                 f"Draw a digit: it is cropped, scaled to {cfg.sample_size}×{cfg.sample_size} and quantized to "
-                f"{cfg.pixel_levels} grey levels. Its exact bits/dim is shown beside those of "
+                f"{cfg.pixel_levels} levels{grey_note}. Its exact bits/dim is shown beside those of "
                 f"{num_reference} test images of `{dataset}`: an out-of-distribution meter (an illustration: a "
                 "likelihood alone is not a reliable detector, Nalisnick et al. 2019)."
                 if dataset

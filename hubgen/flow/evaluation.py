@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from .. import data as hdata
 from ..errors import UserInputError
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
@@ -64,13 +63,12 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
     details["sample_quality_by_temperature"] keyed by T; the nearest-neighbour grid of that T as a picture.
     """
     from ..metrics import evaluate_samples
-    from ..metrics.sample_quality import NETWORK_FOR_SIZE
     from .pipeline_flow import FlowPipeline
 
     dataset, _ = recorded_dataset(Path(folder), request.dataset)
     pipe = pipeline or FlowPipeline.from_pretrained(folder)
     flow, seed = pipe.flow, request.seed
-    test = hdata.load_dataset(dataset, request.split)
+    test = dataset.load(request.split)
     if test.levels != flow.config.pixel_levels:
         raise UserInputError(
             f"The model was trained on {flow.config.pixel_levels} grey levels but `{dataset}` has {test.levels}: "
@@ -78,7 +76,7 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
         )
     n = len(test) if request.num_images is None else min(request.num_images, len(test))
     dequant, levels = flow.config.dequantization, flow.config.pixel_levels
-    result = EvalResult("flow", request, dataset, request.split, n, seed, "continuous")
+    result = EvalResult("flow", request, str(dataset), request.split, n, seed, "continuous")
     result.details = {
         "pixel_levels": levels,
         "num_dims": flow.num_dims,
@@ -94,7 +92,7 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
     # 1. The likelihood: one dequantization draw per image, from one generator over the whole split
     if n:
         g = torch.Generator().manual_seed(seed)
-        bits = [pipe.log_likelihood(test.images[i : min(i + batch_size, n)].float() / 255.0, generator=g)
+        bits = [pipe.log_likelihood(test.take(range(i, min(i + batch_size, n))).float() / 255.0, generator=g)
                 .bits_per_dim.double() for i in range(0, n, batch_size)]  # fmt: skip
         per_image = torch.cat(bits)  # (n,)
         result.metrics = {"exact_nll_nats": _summary(per_image * (flow.num_dims * math.log(2))),
@@ -107,24 +105,22 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
 
     # 2. Sample quality at each temperature, every T from the same seed
     by_temperature, note = {}, None
-    if request.num_samples != 0 and flow.config.sample_size not in NETWORK_FOR_SIZE:
-        size = flow.config.sample_size
-        note = f"no frozen classifier for {size}x{size} images: skipped"
-        result.notes.append(f"sample quality: {note}")
-    elif request.num_samples != 0:
+    if request.num_samples != 0:
         num_samples = request.num_samples or len(test)
         for t in request.temperatures:
             samples = pipe(num_samples, generator=torch.Generator().manual_seed(seed), temperature=t,
                            output_type="pt").images  # fmt: skip
-            report = evaluate_samples(samples, dataset, seed=seed, reference_split=request.split)
+            report = evaluate_samples(samples, dataset, seed=seed, reference_split=request.split,
+                                      feature_network=request.feature_network)  # fmt: skip
             pictures = report.pop("pictures", {})
             if not by_temperature:  # the first temperature's nearest neighbours are the card's picture
                 result.pictures.update(pictures)
             report["temperature"] = t
             report["samples"] = f"x = f^-1(z), z ~ N(0, T^2 I) with T = {t:g}, shown at their grey level"
             by_temperature[f"{t:g}"] = report
-            fd = report["frechet_distance"]
-            result.notes.append(f"T={t:g}: {fd['name']} {fd['value']:.3f}   coverage {report['prdc']['coverage']:.3f}")
+            fd, prdc = report["frechet_distance"], report["prdc"]
+            quality = f"{fd['name']} {fd['value']:.3f}   coverage {prdc['coverage']:.3f}" if fd else "FD not measured"
+            result.notes.append(f"T={t:g}: {quality}")
         result.sample_quality = by_temperature.get("1", next(iter(by_temperature.values())))
     result.details.update(sample_quality_by_temperature=by_temperature or None, sample_quality_note=note)
     return result

@@ -50,7 +50,23 @@ from .transforms import (
     unsqueeze,
 )
 
-__all__ = ["FlowModel", "FlowStep"]
+__all__ = ["FlowModel", "FlowStep", "levels_for"]
+
+
+def levels_for(sample_size: int) -> int:
+    """The number of scales L for images of side S when none is given: the most squeezes that keep the side an
+    integer and the last scale at least 4x4 (Glow's choice: 3 for 32x32, 4 for 64x64, 6 for 256x256), and at
+    least 2: 2 for 8 to 28 px (8 -> 2x2, 16 -> 4x4, 28 -> 7x7), 3 for 32 and 48, 4 for 64. Sides divisible by 4
+    only; UserInputError otherwise."""
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 4 or sample_size % 4:
+        raise UserInputError(
+            f"The flow takes square images whose side is divisible by 4 (two squeezes at least; e.g. 8, 16, 28, 32, "
+            f"64), got {sample_size}."
+        )
+    levels = 2
+    while sample_size % 2 ** (levels + 1) == 0 and sample_size // 2 ** (levels + 1) >= 4:
+        levels += 1
+    return levels
 
 
 class FlowStep(nn.Module):
@@ -94,8 +110,8 @@ class FlowModel(ModelMixin, ConfigMixin):
 
     Args:
         sample_size: image side; it must be divisible by 2**num_levels (28 with 2 levels, 8 with up to 3).
-        in_channels: image channels.
-        pixel_levels: grey levels L of the data (256 for 8-bit images, 17 for sklearn's digits).
+        in_channels: image channels C (1 grey, 3 RGB); D = C * sample_size**2 dimensions, every channel counted.
+        pixel_levels: levels L per channel of the data (256 for 8-bit images, 17 for sklearn's digits).
         num_levels: scales L of the multi-scale architecture (each starts with a squeeze).
         steps_per_level: flow steps K per scale.
         hidden_channels: width of every coupling network.

@@ -66,7 +66,7 @@ class FlowPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         self.register_modules(flow=flow.eval())
 
     def _images(self, images, name: str = "images") -> torch.Tensor:
-        x = images_to_tensor(images, name)
+        x = images_to_tensor(images, name, channels=self.flow.config.in_channels)
         self.flow.check_images(x, name)
         if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
             raise UserInputError(

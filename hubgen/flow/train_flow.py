@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p, batch_size=32, learning_rate=2e-3, num_epochs=20, accumulation=False, num_images="all", sample_steps=1000
     )
     p.set_defaults(checkpointing_steps=1000, logging_steps=20)
-    model.add_argument("--num_levels", type=int, default=2, help="scales (one squeeze each); 2 for 28x28 and 8x8")
+    model.add_argument("--num_levels", type=int, default=None,
+                       help="scales (one squeeze each); default by image side: the most squeezes that leave the last "
+                       "scale at least 4x4, at least 2 (2 for 8-28 px, 3 for 32 px, 4 for 64 px)")  # fmt: skip
     model.add_argument("--steps_per_level", type=int, default=6, help="flow steps K per scale")
     model.add_argument("--hidden_channels", type=int, default=64, help="width of the coupling networks")
     model.add_argument("--logit_alpha", type=float, default=0.05, help="RealNVP's logit transform alpha")
@@ -62,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
     for name in ("num_levels", "steps_per_level", "hidden_channels", "dequant_hidden_channels", "init_batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in ("dequant_steps", "lr_warmup_steps"):
         if getattr(args, name) < 0:
@@ -140,6 +142,27 @@ def _record(args, run, model) -> dict:
             "final_train_bits_per_dim": run.history[-1]["bits_per_dim"] if run.history else None}  # fmt: skip
 
 
+def _num_levels(args, image_shape) -> int:
+    """--num_levels, or the scales chosen by the image side (modeling_flow.levels_for); UserInputError naming
+    the sides the flow takes when the images do not fit."""
+    from .modeling_flow import levels_for
+
+    _, h, w = image_shape
+    given = args.num_levels
+    if h == w and (given is None or h % 2**given == 0):
+        try:
+            return levels_for(h) if given is None else given
+        except UserInputError as e:
+            raise UserInputError(
+                f"{e} Dataset {args.dataset!r} has {h}x{w} images (--resolution resizes them)."
+            ) from None
+    need = (
+        f"a side divisible by 2**num_levels = {2**given} (--num_levels {given})" if given else "a side divisible by 4"
+    )
+    raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the flow needs square images with {need}, "
+                         "e.g. 8, 16, 28, 32 or 64 (--resolution resizes them).")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from diffusers.training_utils import EMAModel
@@ -150,12 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline_flow import FlowPipeline
 
     resume, train_set = tr.prepare_run(args, PIPELINE_CLASS)
-    c, h, w = train_set.image_shape
-    if h != w or h % 2**args.num_levels:
-        raise UserInputError(
-            f"Dataset {args.dataset!r} has {h}x{w} images; the flow needs square images with a side divisible by "
-            f"2**num_levels = {2**args.num_levels} (--num_levels {args.num_levels})."
-        )
+    c, h, _ = train_set.image_shape
+    num_levels = _num_levels(args, train_set.image_shape)  # checked before start_run writes anything
     if resume is not None and (resume / "model_flow_ema.safetensors").is_file() != args.use_ema:
         raise UserInputError(f"Checkpoint {resume} was written {'without' if args.use_ema else 'with'} --use_ema; "
                              "match it.")  # fmt: skip
@@ -163,14 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = run.accelerator
 
     # 1. Model, ActNorm's data-dependent initialization (Glow section 3.1), optimizer, data
-    model = FlowModel(sample_size=h, in_channels=c, pixel_levels=train_set.levels, num_levels=args.num_levels,
+    model = FlowModel(sample_size=h, in_channels=c, pixel_levels=train_set.levels, num_levels=num_levels,
                       steps_per_level=args.steps_per_level, hidden_channels=args.hidden_channels,
                       logit_alpha=None if args.no_logit else args.logit_alpha, dequantization=args.dequantization,
                       dequant_hidden_channels=args.dequant_hidden_channels,
                       dequant_steps=args.dequant_steps)  # fmt: skip
     init_rng = torch.Generator().manual_seed(args.seed)  # own generator: the global RNG stays as seeded
     init_idx = torch.randperm(len(train_set), generator=init_rng)[: args.init_batch_size]
-    init_batch = train_set.images[init_idx].float() / 255.0  # (N, C, H, W) intensities in [0, 1]
+    init_batch = train_set.take(init_idx).float() / 255.0  # (N, C, H, W) intensities in [0, 1]
     if resume is None:
         model.initialize(init_batch, generator=init_rng)  # the same batch on every process: equal replicas
     check_batch = init_batch[:64].to(accelerator.device)  # the invertibility check's fixed batch

@@ -88,18 +88,20 @@ def load_pipeline(pipeline_or_path) -> tuple[GANPipeline, str]:
     return pipe, name
 
 
-def training_dataset_of(pipeline_or_path) -> str | None:
-    """The `"dataset"` recorded in the model's hubgen_training.json (a local folder, or a Hub repo id if the
-    file can be fetched), or None when there is no such record."""
+def training_dataset_of(pipeline_or_path):
+    """The data (a hubgen.data.DataSpec) recorded in the model's hubgen_training.json (a local folder, or a Hub
+    repo id if the file can be fetched), or None when there is no such record."""
     return recorded_training_dataset(pipeline_or_path, GANPipeline)
 
 
 def describe(pipe: GANPipeline) -> str:
-    """One line: family, latent size, image size."""
+    """One line: family, architecture, latent size, image size and colour."""
     cfg = pipe.generator.config
+    arch = "the paper's 64x64 architecture" if cfg.get("architecture") == "dcgan" else "small two-stage generator"
+    colour = "RGB" if cfg.in_channels == 3 else ("grey" if cfg.in_channels == 1 else f"{cfg.in_channels}-channel")
     return (
-        f"DCGAN generator (Radford et al., arXiv:1511.06434) · latent size {cfg.latent_dim} · "
-        f"{cfg.sample_size}×{cfg.sample_size} images"
+        f"DCGAN generator (Radford et al., arXiv:1511.06434), {arch} · latent size {cfg.latent_dim} · "
+        f"{cfg.sample_size}×{cfg.sample_size} {colour} images"
     )
 
 
@@ -107,7 +109,7 @@ def describe(pipe: GANPipeline) -> str:
 
 
 def _draw(pipe: GANPipeline, seed, num_images, truncation) -> tuple[torch.Tensor, int, float | None]:
-    """Validate the Sample tab's inputs and draw its images -> ((B, 1, H, W) in [0, 1], seed, truncation)."""
+    """Validate the Sample tab's inputs and draw its images -> ((B, C, H, W) in [0, 1], seed, truncation)."""
     seed = check_int(seed, "seed", 0, MAX_SEED)
     num_images = check_int(num_images, "num_images", 1, MAX_IMAGES)
     truncation = check_truncation(truncation)
@@ -127,7 +129,7 @@ def interpolation_strip(pipe: GANPipeline, seed_a: int, seed_b: int, steps: int)
     seed_a = check_int(seed_a, "seed_a", 0, MAX_SEED)
     seed_b = check_int(seed_b, "seed_b", 0, MAX_SEED)
     steps = check_int(steps, "steps", 2, MAX_STEPS)
-    images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, 1, H, W)
+    images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, C, H, W)
     return show_grid(images, nrow=steps)
 
 
@@ -139,7 +141,8 @@ def _cached_training_images(dataset: str) -> torch.Tensor:
     from ..data import load_dataset
 
     try:
-        images = load_dataset(dataset, "train").images  # (N, C, H, W) uint8
+        train = load_dataset(dataset, "train")
+        images = train.take(len(train))  # (N, C, H, W) uint8, no augmentation
     except ValueError as e:
         raise DatasetUnavailableError(f"Cannot load the training images of `{dataset}`: {e}") from e
     return images.float().div_(255.0)  # (N, C, H, W) float32 in [0, 1]; MNIST's 60000 take 188 MB
@@ -153,7 +156,7 @@ def training_images(dataset) -> torch.Tensor:
             "No training dataset is known for this model (no `dataset` was given and its folder has no "
             f"{TRAINING_INFO}): nearest training images are unavailable."
         )
-    return _cached_training_images(os.fspath(dataset))
+    return _cached_training_images(dataset if hasattr(dataset, "load") else os.fspath(dataset))  # a DataSpec or a path
 
 
 def nearest_training(sample: torch.Tensor, references: torch.Tensor, k: int = NEAREST_K):
@@ -195,7 +198,7 @@ def nearest_training_images(
     index = check_int(index, "index", 0, num_images - 1)
     images, seed, truncation = _draw(pipe, seed, num_images, truncation)
     references = training_images(dataset)
-    sample = images[index]  # (1, H, W)
+    sample = images[index]  # (C, H, W)
     if references.shape[1:] != sample.shape:
         raise DatasetUnavailableError(
             f"The training images of `{dataset}` are {tuple(references.shape[1:])} (C, H, W) but the model "
@@ -285,7 +288,8 @@ def build_demo(pipeline_or_path, dataset=None):
                     f"Does the generator copy its training set? The chosen sample (tile `index`, 0 = top left, "
                     f"of the Sample tab's grid for the same seed, number and truncation) is shown first, then "
                     f"its {NEAREST_K} nearest training images of `{dataset}` in pixel space "
-                    f"({cfg.sample_size}×{cfg.sample_size} intensities in [0, 1]). Pixel distance flags exact "
+                    f"({cfg.in_channels}×{cfg.sample_size}×{cfg.sample_size} intensities in [0, 1], every channel "
+                    "counted). Pixel distance flags exact "
                     "or near copies only: a shifted copy is far away."
                 )
             with gr.Row():

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from .. import data as hdata
 from ..errors import UserInputError
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
@@ -54,12 +53,13 @@ def evaluate(folder, request: GANEvalRequest, pipeline=None) -> EvalResult:
     folder = Path(folder)
     dataset, _ = recorded_dataset(folder, request.dataset)
     pipe = pipeline or GANPipeline.from_pretrained(folder)
-    num_samples = request.num_samples or len(hdata.load_dataset(dataset, request.split))  # None: the split's size
+    num_samples = request.num_samples or len(dataset.load(request.split))  # None: the split's size
     result = EvalResult("gan", request, str(dataset), request.split, None, request.seed, "continuous")
     result.details = {"likelihood": "none: a GAN defines no likelihood, so `num_images` does not apply"}
     samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), truncation=request.truncation,
                    output_type="pt").images  # fmt: skip
-    quality = evaluate_samples(samples, dataset, seed=request.seed, reference_split=request.split)
+    quality = evaluate_samples(samples, dataset, seed=request.seed, reference_split=request.split,
+                               feature_network=request.feature_network)  # fmt: skip
     result.pictures.update(quality.pop("pictures", {}))
     quality["samples"] = "G(z) of the EMA generator, z ~ N(0, I)" + (
         f" truncated to |z_i| <= {request.truncation}" if request.truncation else ""

@@ -39,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     data, model, opt, out = tr.add_common_arguments(p, batch_size=128, learning_rate=2e-4, num_epochs=50,
                                                     accumulation=False, num_images=None)  # fmt: skip
-    model.add_argument("--latent_dim", type=int, default=64)
+    model.add_argument("--architecture", choices=("auto", "small", "dcgan"), default="auto",
+                       help="dcgan: the DCGAN paper's 64x64 architecture (32, 64 or 128 px); small: two stages (any "
+                       "side divisible by 4); auto: dcgan for 32, 64 and 128 px, small otherwise")  # fmt: skip
+    model.add_argument("--latent_dim", type=int, default=None,
+                       help="size of z (default: 100 as in the paper for dcgan, 64 for small)")  # fmt: skip
     model.add_argument("--base_channels", type=int, default=64, help="width of G's last and D's first layer")
     model.add_argument("--no_batch_norm", action="store_true", help="drop batch norm from both networks")
     model.add_argument("--extra_layers", type=int, default=0,
@@ -56,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
     for name in ("latent_dim", "base_channels", "d_steps", "divergence_steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.d_learning_rate is None:
         args.d_learning_rate = args.learning_rate
@@ -77,6 +81,26 @@ def sample_grid(pipe, num_images: int = 64, seed: int = 0):
     return make_grid(images, nrow=int(math.sqrt(num_images)))
 
 
+def _architecture(args, image_shape) -> str:
+    """The architecture for the data's (square) images: --architecture, or by size; sets the default
+    --latent_dim (100 for "dcgan", the paper's; 64 for "small"). UserInputError naming the allowed sides."""
+    from .modeling_gan import allowed_sizes, architecture_for, check_size
+
+    _, h, w = image_shape
+    if h != w:
+        raise UserInputError(f"The DCGAN needs square images of side {allowed_sizes()}; {args.dataset!r} has {h}x{w} "
+                             "(--resolution resizes them).")  # fmt: skip
+    try:
+        arch = architecture_for(h) if args.architecture == "auto" else args.architecture
+        check_size(h, arch)
+    except UserInputError as e:
+        raise UserInputError(f"{e} Dataset {args.dataset!r} has {h}x{w} images (--resolution resizes them; "
+                             f"--architecture {args.architecture}).") from None  # fmt: skip
+    if args.latent_dim is None:
+        args.latent_dim = 100 if arch == "dcgan" else 64
+    return arch
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from diffusers.training_utils import EMAModel
@@ -87,16 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline_gan import GANPipeline
 
     resume, train_set = tr.prepare_run(args, PIPELINE_CLASS)
-    c, h, w = train_set.image_shape
-    if h != w or h % 4:
-        raise UserInputError(f"The DCGAN needs square images with a side divisible by 4; {args.dataset!r} has {h}x{w}.")
+    c, h, _ = train_set.image_shape
+    arch = _architecture(args, train_set.image_shape)  # checked before start_run writes anything
     d_loss_fn, g_loss_fn = gan_losses.losses_for(args.loss)
     run = tr.start_run(args, "gan", resume, train_set)
     accelerator = run.accelerator
 
     # 1. Networks, optimizers (both prepared), the EMA copy of G, data
-    gen = Generator(args.latent_dim, h, c, args.base_channels, not args.no_batch_norm, args.extra_layers)
-    disc = Discriminator(h, c, args.base_channels, not args.no_batch_norm, args.extra_layers)
+    gen = Generator(args.latent_dim, h, c, args.base_channels, not args.no_batch_norm, args.extra_layers, arch)
+    disc = Discriminator(h, c, args.base_channels, not args.no_batch_norm, args.extra_layers, arch)
     gen.apply(init_dcgan_weights)
     disc.apply(init_dcgan_weights)
     gen_ema = copy.deepcopy(gen).requires_grad_(False)  # what is sampled, saved and evaluated

@@ -16,16 +16,22 @@ figure computed with it.
 The shipped networks (trained by `hubgen metrics train-classifier`, see `training.json` in each folder):
 
     name     images  data                                   folder
-    mnist    28x28   ../shared/data/mnist.npz, 50k train    weights/mnist/
-    digits   8x8     scikit-learn digits, 1437 train        weights/digits/
+    mnist    1x28x28 ../shared/data/mnist.npz, 50k train    weights/mnist/
+    digits   1x8x8   scikit-learn digits, 1437 train        weights/digits/
 
-Loading reads `config.json` and safetensors only (no pickle) from inside the package (no network).
+Any other data (RGB, other sizes) has no shipped network: `hubgen metrics train-classifier --dataset DATA
+--output_dir DIR` trains the same architecture on its labels, and `load_feature_network(DIR)` loads it with its
+sha256 (computed from the file, checked against the one its training.json recorded) and an id that names it.
+
+Loading reads `config.json` and safetensors only (no pickle), from inside the package or the given folder
+(no network).
 """
 
 import functools
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +53,8 @@ __all__ = [
     "classifier_info",
     "extract",
     "file_sha256",
+    "load_feature_network",
+    "shipped_network_for",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -54,16 +62,16 @@ NETWORK_NAME = "hubgen-digit-classifier"
 
 
 class DigitClassifier(ModelMixin, ConfigMixin):
-    r"""A small CNN for square grey digit images with intensities in [0, 1].
+    r"""A small CNN for images of C channels (grey or RGB) with intensities in [0, 1].
 
-    `len(widths)` stages of conv3x3 (no bias) - BatchNorm - ReLU - max-pool 2x2 take H to
-    s = H // 2**len(widths); the (widths[-1], s, s) map is flattened and mapped by a linear layer + ReLU to
-    the `feature_dim` penultimate features; a last linear layer gives the class logits. For 28x28 with
-    widths (32, 64, 128): 28 -> 14 -> 7 -> 3; for 8x8 with widths (32, 64): 8 -> 4 -> 2.
+    `len(widths)` stages of conv3x3 (no bias) - BatchNorm - ReLU - max-pool 2x2 take (H, W) to
+    (s_h, s_w) = (H, W) // 2**len(widths); the (widths[-1], s_h, s_w) map is flattened and mapped by a linear
+    layer + ReLU to the `feature_dim` penultimate features; a last linear layer gives the class logits. For
+    28x28 with widths (32, 64, 128): 28 -> 14 -> 7 -> 3; for 8x8 with widths (32, 64): 8 -> 4 -> 2.
 
     Parameters:
-        sample_size: image height and width (square images).
-        in_channels: image channels (1 for digits).
+        sample_size: image height and width (an int for square images, or (height, width)).
+        in_channels: image channels (1 for grey digits, 3 for RGB).
         num_classes: number of classes (10 digits).
         widths: channels of the convolution stages, one max-pooling per stage.
         feature_dim: size of the penultimate (feature) layer.
@@ -73,7 +81,7 @@ class DigitClassifier(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        sample_size: int = 28,
+        sample_size: int | tuple[int, int] = 28,
         in_channels: int = 1,
         num_classes: int = 10,
         widths: tuple[int, ...] = (32, 64, 128),
@@ -82,12 +90,13 @@ class DigitClassifier(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         widths = tuple(int(w) for w in widths)
-        if min(sample_size, in_channels, num_classes, feature_dim) < 1 or not widths or min(widths) < 1:
+        height, width = _height_width(sample_size)
+        if min(height, width, in_channels, num_classes, feature_dim) < 1 or not widths or min(widths) < 1:
             raise UserInputError(
                 f"`sample_size`, `in_channels`, `num_classes`, `feature_dim` and `widths` must be positive, got "
                 f"{sample_size}, {in_channels}, {num_classes}, {feature_dim}, {list(widths)}."
             )
-        if sample_size // 2 ** len(widths) < 1:
+        if min(height, width) // 2 ** len(widths) < 1:
             raise UserInputError(
                 f"{len(widths)} stages (`widths`={list(widths)}) halve the image {len(widths)} times: "
                 f"`sample_size` {sample_size} is too small (needs >= {2 ** len(widths)})."
@@ -106,15 +115,15 @@ class DigitClassifier(ModelMixin, ConfigMixin):
             )
             c = w
         self.stages = nn.ModuleList(stages)
-        s = sample_size // 2 ** len(widths)
-        self.to_features = nn.Linear(c * s * s, feature_dim)
+        s_h, s_w = height // 2 ** len(widths), width // 2 ** len(widths)
+        self.to_features = nn.Linear(c * s_h * s_w, feature_dim)
         self.feature_dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(feature_dim, num_classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         cfg = self.config
-        return (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+        return (cfg.in_channels, *_height_width(cfg.sample_size))
 
     def check_images(self, x: torch.Tensor, name: str = "images") -> None:
         expected = self.image_shape
@@ -129,12 +138,21 @@ class DigitClassifier(ModelMixin, ConfigMixin):
         h = 2.0 * x - 1.0  # [0, 1] -> [-1, 1]: callers pass raw intensities
         for stage in self.stages:
             h = stage(h)  # (B, C, H, W) -> (B, w, H // 2, W // 2)
-        h = h.flatten(1)  # (B, widths[-1] * s * s)
+        h = h.flatten(1)  # (B, widths[-1] * s_h * s_w)
         return torch.relu(self.to_features(h))  # (B, feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_classes) for images (B, C, H, W) in [0, 1]; p(y|x) = softmax(logits)."""
         return self.classifier(self.feature_dropout(self.features(x)))  # (B, num_classes)
+
+
+def _height_width(sample_size) -> tuple[int, int]:
+    """`sample_size` as (height, width): an int is a square image; a pair (a list when read from JSON) is (H, W)."""
+    if isinstance(sample_size, (list, tuple)) and len(sample_size) == 2:
+        return int(sample_size[0]), int(sample_size[1])
+    if isinstance(sample_size, (list, tuple)):
+        raise UserInputError(f"`sample_size` must be an int or (height, width), got {list(sample_size)}.")
+    return int(sample_size), int(sample_size)
 
 
 @dataclass(frozen=True)
@@ -246,8 +264,74 @@ def classifier_info(name_or_size: str | int) -> dict:
         "test_accuracy": entry.test_accuracy,
         "test_split": entry.test_split,
         "sample_size": entry.sample_size,
+        "image_shape": [config["in_channels"], entry.sample_size, entry.sample_size],
         "feature_dim": config["feature_dim"],
+        "shipped": True,
     }
+
+
+def shipped_network_for(image_shape) -> str | None:
+    """The shipped classifier for images of shape (C, H, W) ("digits" for 1x8x8, "mnist" for 1x28x28), or None."""
+    for entry in CLASSIFIERS.values():
+        if tuple(image_shape) == (1, entry.sample_size, entry.sample_size):
+            return entry.name
+    return None
+
+
+def load_feature_network(folder: str | os.PathLike) -> tuple[DigitClassifier, dict]:
+    """A classifier folder written by `hubgen metrics train-classifier`, frozen, and what a report records of it.
+
+    The folder must hold config.json and the safetensors weights (no pickle); their sha256 is computed from the
+    file, and refused when it differs from the `weights_sha256` the folder's training.json recorded (the file
+    changed after training). The record ("name", "id", "version": "user", "sha256", "image_shape",
+    "feature_dim", "num_classes", "test_accuracy", "trained_on", "command", "shipped": False) goes beside every
+    figure computed with it; the id is `hubgen-classifier/<folder name> (sha256 <12 hex>...)`.
+    """
+    path = Path(folder).expanduser()
+    config_file, weights = path / CONFIG_NAME, path / SAFETENSORS_WEIGHTS_NAME
+    if not path.is_dir() or not config_file.is_file() or not weights.is_file():
+        raise UserInputError(
+            f"`feature_network` {str(folder)!r} must be a folder holding {CONFIG_NAME} and {SAFETENSORS_WEIGHTS_NAME}, "
+            "as `hubgen metrics train-classifier --output_dir DIR` writes (or a shipped name: "
+            f"{', '.join(repr(n) for n in CLASSIFIERS)})."
+        )
+    try:
+        config = json.loads(config_file.read_text())
+        training = json.loads((path / "training.json").read_text()) if (path / "training.json").is_file() else {}
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"`feature_network` {str(folder)!r}: cannot read its JSON files ({e}).") from e
+    if config.get("_class_name") != DigitClassifier.__name__:
+        raise UserInputError(
+            f"`feature_network` {str(folder)!r} holds a {config.get('_class_name')!r}, not a "
+            f"{DigitClassifier.__name__} from `hubgen metrics train-classifier`."
+        )
+    sha256 = file_sha256(weights)
+    recorded = training.get("weights_sha256")
+    if recorded and recorded != sha256:
+        raise UserInputError(
+            f"The weights of `feature_network` {weights} have sha256 {sha256}, but its training.json recorded "
+            f"{recorded}: the file changed after training, and figures computed with it would not be comparable."
+        )
+    model = _load(str(path.resolve()), sha256)
+    name = re.sub(r"[^\w.-]+", "_", path.resolve().name) or "classifier"
+    name = f"user-{name}" if name in CLASSIFIERS else name  # never mistaken for a shipped network's figures
+    info = {
+        "name": name,
+        "id": f"hubgen-classifier/{name} (sha256 {sha256[:12]}...)",
+        "version": "user",
+        "sha256": sha256,
+        "test_accuracy": training.get("test_accuracy"),
+        "test_split": f"{training['dataset']} test split ({training.get('num_test_images')} images)"
+        if training.get("dataset")
+        else None,
+        "trained_on": training.get("dataset"),
+        "command": training.get("command"),
+        "image_shape": list(model.image_shape),
+        "feature_dim": model.config.feature_dim,
+        "num_classes": model.config.num_classes,
+        "shipped": False,
+    }
+    return model, info
 
 
 @torch.no_grad()

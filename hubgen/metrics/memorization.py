@@ -56,18 +56,39 @@ def nearest_neighbours(queries, references, batch_size: int = 256) -> tuple[np.n
     reports 0.0. Returns (distances (N,) float64, indices (N,) int64).
     """
     q = _flatten(queries, "queries")  # (N, D)
-    r = _flatten(references, "references")  # (R, D)
-    if q.shape[1] != r.shape[1]:
-        raise UserInputError(f"`queries` have {q.shape[1]} values per item but `references` have {r.shape[1]}.")
+    distances, indices, _ = _nearest_over_chunks(q, [references], batch_size, "references", _flatten)
+    return distances, indices
+
+
+def _nearest_over_chunks(q: torch.Tensor, chunks, batch_size: int, name: str, prepare) -> tuple:
+    """The nearest reference of each row of q (N, D), over references that come as consecutive chunks.
+
+    Within a chunk the candidate is argmin_j of `torch.cdist`; its distance is recomputed exactly as
+    ||q_i - r_j||; a later chunk replaces it only when strictly nearer (so ties keep the first index, as one
+    argmin over all references would). Only one chunk is in memory at a time: a training split larger than
+    memory is searched through `ds.take` of index ranges. Returns (distances (N,), indices (N,), R).
+    """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserInputError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
-    indices = torch.empty(q.shape[0], dtype=torch.int64)
-    for start in range(0, q.shape[0], batch_size):
-        d = torch.cdist(q[start : start + batch_size], r)  # (b, R)
-        indices[start : start + batch_size] = d.argmin(dim=1)
-    # ||q_i - r_j*|| without the |q|^2 + |r|^2 - 2 q.r cancellation of the matrix-product path
-    distances = torch.linalg.vector_norm(q - r[indices], dim=1)  # (N,)
-    return distances.numpy(), indices.numpy()
+    best = torch.full((q.shape[0],), float("inf"), dtype=torch.float64)  # (N,)
+    best_index = torch.zeros(q.shape[0], dtype=torch.int64)  # (N,)
+    offset = 0
+    for chunk in chunks:
+        r = prepare(chunk, name)  # (R_c, D)
+        if q.shape[1] != r.shape[1]:
+            raise UserInputError(f"`queries` have {q.shape[1]} values per item but `{name}` have {r.shape[1]}.")
+        for start in range(0, q.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            j = torch.cdist(q[rows], r).argmin(dim=1)  # (b,)
+            # ||q_i - r_j|| without the |q|^2 + |r|^2 - 2 q.r cancellation of the matrix-product path
+            d = torch.linalg.vector_norm(q[rows] - r[j], dim=1)  # (b,)
+            nearer = d < best[rows]
+            best[rows] = torch.where(nearer, d, best[rows])
+            best_index[rows] = torch.where(nearer, j + offset, best_index[rows])
+        offset += r.shape[0]
+    if offset == 0:
+        raise UserInputError(f"`{name}` is empty: there is nothing to search.")
+    return best.numpy(), best_index.numpy(), offset
 
 
 def _summary(d: np.ndarray) -> dict:
@@ -93,7 +114,9 @@ def memorization_report(samples, train_images, test_images, batch_size: int = 25
     """Nearest-training-image distances of generated samples, against the same statistic for test images.
 
     `samples` (N, C, H, W), `train_images` (R, C, H, W), `test_images` (T, C, H, W): float in [0, 1] or
-    uint8. The test images must be held out from training (not in `train_images`).
+    uint8. The test images must be held out from training (not in `train_images`). `train_images` may also
+    be an iterable of consecutive batches (e.g. `ds.take` of index ranges), read once, one at a time, so the
+    training split never has to fit in memory; indices then count across the batches.
 
     Returns a dict:
       sample_to_train: {mean, median, min, p5} of d(s) = min_x ||s - x|| over the samples,
@@ -104,10 +127,13 @@ def memorization_report(samples, train_images, test_images, batch_size: int = 25
       num_samples, num_train, num_test.
     """
     s = _flatten_unit_range(samples, "samples")  # (N, D)
-    r = _flatten_unit_range(train_images, "train_images")  # (R, D)
     t = _flatten_unit_range(test_images, "test_images")  # (T, D)
-    d_samples, idx = nearest_neighbours(s, r, batch_size)  # (N,), (N,)
-    d_test, _ = nearest_neighbours(t, r, batch_size)  # (T,)
+    if s.shape[1] != t.shape[1]:
+        raise UserInputError(f"`samples` have {s.shape[1]} values per item but `test_images` have {t.shape[1]}.")
+    chunks = [train_images] if isinstance(train_images, (torch.Tensor, np.ndarray)) else train_images
+    # one pass over the training images for samples and test images together
+    d, idx, num_train = _nearest_over_chunks(torch.cat([s, t]), chunks, batch_size, "train_images", _flatten_unit_range)
+    d_samples, d_test, idx = d[: len(s)], d[len(s) :], idx[: len(s)]  # (N,), (T,), (N,)
     return {
         "sample_to_train": _summary(d_samples),
         "test_to_train": _summary(d_test),
@@ -116,7 +142,7 @@ def memorization_report(samples, train_images, test_images, batch_size: int = 25
         "nn_distances": d_samples,
         "nn_indices": idx,
         "num_samples": int(d_samples.shape[0]),
-        "num_train": int(r.shape[0]),
+        "num_train": int(num_train),
         "num_test": int(d_test.shape[0]),
     }
 

@@ -27,12 +27,15 @@ Which convention each family reports (arguments of `nats_to_bits_per_dim`):
 |----------|--------------------------------------|--------------------------|------------|--------------------|
 | vae      | binarized pixels, Bernoulli decoder  | nats/image (ELBO, IWAE)  | None       | 0                  |
 | vae      | dequantized [0, 1), Gaussian decoder | bits/dim                 | L          | 0                  |
+| vae      | L levels, discretized logistic       | bits/dim (discrete)      | None       | 0                  |
 | gan      | -                                    | no likelihood            | -          | -                  |
 | flow     | dequantized [0, 1), logit(alpha)     | bits/dim                 | L          | logit log-det      |
 | ddpm     | [-1, 1], discretized decoder (L_0)   | bits/dim of the bound    | None       | 0                  |
 | text2img | -                                    | no likelihood            | -          | -                  |
 
-L = 256 for 8-bit data, 17 for scikit-learn's digits (`hubgen.data`). A density on [-1, 1]^D rather than a
+L = 256 for 8-bit data, 17 for scikit-learn's digits (`hubgen.data`); D counts every channel (C * H * W). A
+discrete likelihood (the VAE's discretized logistic, the DDPM's L_0) needs no dequantization term: its bits/dim
+already count 8-bit (L-level) pixels and compare directly with a dequantized flow's. A density on [-1, 1]^D rather than a
 discretized decoder would need log_det = D ln 2 for the map y = 2x - 1 and num_levels = L.
 """
 

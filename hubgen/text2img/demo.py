@@ -1,4 +1,6 @@
-"""The text-to-image family's Gradio demo: type a prompt, get digits; sweep the guidance scale.
+"""The text-to-image family's Gradio demo: type a prompt, get images; sweep the guidance scale. The example prompts
+are digit prompts, or, for a model trained on a dataset's own captions, the validation prompts of its training
+record (`example_prompts`).
 
 Each tab calls one plain function of this module, which can be tested without a browser:
 
@@ -48,6 +50,7 @@ __all__ = [
     "MAX_DEMO_IMAGES",
     "SWEEP_SCALES",
     "EXAMPLE_PROMPTS",
+    "example_prompts",
 ]
 
 MAX_GUIDANCE = 15.0
@@ -63,6 +66,21 @@ def load_pipeline(pipeline_or_path) -> tuple[Text2ImagePipeline, str]:
     pipe, name = load_family_pipeline(pipeline_or_path, Text2ImagePipeline)
     pipe.set_progress_bar_config(disable=True)  # the UI shows its own progress
     return pipe, name
+
+
+def example_prompts(pipe: Text2ImagePipeline) -> tuple[str, ...]:
+    """The demo's example prompts: up to five validation prompts of the training record (found by the pipeline's
+    `name_or_path`) for a model trained on a dataset's own captions, else EXAMPLE_PROMPTS (digit prompts)."""
+    from ..model_folder import training_record
+    from .captions import DIGIT_CAPTIONS
+
+    try:
+        record = training_record(pipe.name_or_path) if pipe.name_or_path else {}
+    except ValueError:  # an unreadable record: the digit examples
+        record = {}
+    captioned = (record.get("captions") or {}).get("source", DIGIT_CAPTIONS) != DIGIT_CAPTIONS
+    prompts = [p for p in record.get("validation_prompts") or [] if isinstance(p, str) and p.strip()]
+    return tuple(prompts[:5]) if captioned and prompts else EXAMPLE_PROMPTS
 
 
 def describe(pipe: Text2ImagePipeline) -> str:
@@ -195,6 +213,7 @@ def build_demo(pipeline_or_path):
 
     pipe, name = load_pipeline(pipeline_or_path)
     samplers = sorted(SAMPLERS)
+    examples = example_prompts(pipe)
 
     # gradio finds the progress tracker by its default value, a gr.Progress instance
     @show_value_errors
@@ -206,7 +225,7 @@ def build_demo(pipeline_or_path):
         return guidance_strip(pipe, prompt, negative_prompt, steps, sampler, seed, progress)
 
     def prompt_inputs():
-        prompt = gr.Textbox(value=EXAMPLE_PROMPTS[0], label="Prompt", max_lines=1)
+        prompt = gr.Textbox(value=examples[0], label="Prompt", max_lines=1)
         negative = gr.Textbox(
             value="", label="Negative prompt (replaces the empty prompt in the guidance)", max_lines=1
         )
@@ -226,7 +245,7 @@ def build_demo(pipeline_or_path):
         with gr.Tab("Generate"):
             with gr.Row():
                 prompt, negative = prompt_inputs()
-            gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], api_name="example_prompt")
+            gr.Examples([[p] for p in examples], inputs=[prompt], api_name="example_prompt")
             with gr.Row():
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=3.0, step=0.5, label="Guidance scale w")
                 steps, sampler, seed = sampler_inputs()

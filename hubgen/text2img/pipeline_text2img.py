@@ -40,6 +40,7 @@ from ..diffusion.samplers import SAMPLERS, make_scheduler
 from ..diffusion.scheduling import guided_eps
 from ..errors import UserInputError
 from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images
+from .modeling_text2img import denoise
 
 __all__ = ["Text2ImagePipeline", "SAMPLERS", "make_scheduler", "guided_eps"]
 
@@ -70,8 +71,11 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
     Components:
         unet ([`UNet2DConditionModel`]): eps_theta(x_t, t, tau(y)); its cross-attention dimension is the text
             encoder's hidden size.
-        text_encoder (transformers model): tau(y), the last hidden states (B, L, D) of the prompt's tokens.
-        tokenizer (transformers tokenizer): prompts -> token ids, padded to `tokenizer.model_max_length`.
+        text_encoder (transformers model): tau(y), the last hidden states (B, L, D) of the prompt's tokens (a
+            CLIPTextModel trained with the UNet, or a frozen pretrained encoder such as all-MiniLM-L6-v2's BertModel;
+            its mean over the prompt's tokens is also the UNet's class embedding input when the UNet has one).
+        tokenizer (transformers tokenizer): prompts -> token ids, padded to `tokenizer.model_max_length`: the text
+            encoder's own, or the word-level tokenizer of the training captions.
         scheduler ([`SchedulerMixin`]): the default sampler (DPM-Solver++ when trained by hubgen).
     """
 
@@ -125,14 +129,13 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         return hidden.to(self.unet.device, self.unet.dtype), mask.to(self.unet.device)
 
     def predict_noise(self, latents, t, cond, cond_mask, uncond, uncond_mask, guidance_scale: float) -> torch.Tensor:
-        """eps_w(x_t) with classifier-free guidance; w = 1 evaluates the conditional branch only."""
+        """eps_w(x_t) with classifier-free guidance; w = 1 evaluates the conditional branch only. The UNet gets the
+        mean-pooled prompt too when it takes one (hubgen.text2img.modeling_text2img.denoise)."""
         if guidance_scale == 1.0:
-            return self.unet(latents, t, encoder_hidden_states=cond, encoder_attention_mask=cond_mask).sample
+            return denoise(self.unet, latents, t, cond, cond_mask)
         both = torch.cat([latents, latents])  # (2B, C, H, W): unconditional first, one UNet call for both
         hidden, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
-        eps_uncond, eps_cond = self.unet(
-            both, t, encoder_hidden_states=hidden, encoder_attention_mask=mask
-        ).sample.chunk(2)
+        eps_uncond, eps_cond = denoise(self.unet, both, t, hidden, mask).chunk(2)
         return guided_eps(eps_uncond, eps_cond, guidance_scale)
 
     @torch.no_grad()

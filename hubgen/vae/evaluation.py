@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from .. import data as hdata
 from ..errors import UserInputError
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
@@ -32,12 +31,30 @@ def _summary(values: list[torch.Tensor]) -> dict:
     return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
 
 
+def _pixel_protocol(pipe, seed: int) -> tuple[str, str]:
+    """(pixel mode, protocol): the data encoding the likelihood is over, as the card and the Hub labels say it."""
+    cfg = pipe.vae.config
+    if cfg.decoder_distribution == "bernoulli":
+        return "binary", f"dynamic binarization: one Bernoulli(intensity) draw per image from seed {seed}"
+    if cfg.decoder_distribution == "gaussian":
+        levels = pipe.config.pixel_levels
+        return "continuous", f"uniform dequantization to {levels} levels, one draw per image, seed {seed}"
+    levels, dims = cfg.num_levels, cfg.in_channels * cfg.sample_size**2
+    return (
+        f"discrete ({levels} levels, discretized logistic)",
+        f"discrete {levels}-level pixels scored as they are by a discretized logistic decoder (no dequantization: "
+        f"a probability mass over {levels} levels per sub-pixel; bits/dim = NLL / (D ln 2), D = C*H*W = {dims}; "
+        f"the IWAE samples from seed {seed})",
+    )
+
+
 @torch.no_grad()
 def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 100) -> EvalResult:
     """Negative ELBO and IWAE NLL (nats) on the first `request.num_images` images of the split, and bits/dim.
 
     Each image is binarized once (dynamic binarization, from a generator seeded with `seed`) for a Bernoulli
-    decoder, or dequantized once for a Gaussian one; the same draw serves both bounds. Reported: the mean
+    decoder, or dequantized once for a Gaussian one; the same draw serves both bounds. A discretized-logistic
+    decoder scores the L-level pixels themselves (a discrete likelihood: no dequantization). Reported: the mean
     over images and its standard error.
 
     With `num_samples` > 0, also the sample-quality figures of hubgen.metrics (classifier Frechet distance,
@@ -50,24 +67,16 @@ def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 1
     folder = Path(folder)
     dataset, _ = recorded_dataset(folder, request.dataset)
     pipe = pipeline or VAEPipeline.from_pretrained(folder)
-    test = hdata.load_dataset(dataset, request.split)
+    test = dataset.load(request.split)
     n = len(test) if request.num_images is None else min(request.num_images, len(test))
-    binary = pipe.vae.config.decoder_distribution == "bernoulli"
-    result = EvalResult("vae", request, str(dataset), request.split, n, request.seed,
-                        "binary" if binary else "continuous")  # fmt: skip
-    result.details = {
-        "k": request.k,
-        "protocol": (
-            f"dynamic binarization: one Bernoulli(intensity) draw per image from seed {request.seed}"
-            if binary
-            else f"uniform dequantization to {pipe.config.pixel_levels} levels, one draw per image, seed {request.seed}"
-        ),
-    }
+    pixel_mode, protocol = _pixel_protocol(pipe, request.seed)
+    result = EvalResult("vae", request, str(dataset), request.split, n, request.seed, pixel_mode)
+    result.details = {"k": request.k, "protocol": protocol}
     if n:
         g = torch.Generator().manual_seed(request.seed)
         nll, neg_elbo, bpd = [], [], []
         for i in range(0, n, batch_size):
-            x = test.images[i : min(i + batch_size, n)].float() / 255  # (B, C, H, W) intensities in [0, 1]
+            x = test.take(range(i, min(i + batch_size, n))).float() / 255  # (B, C, H, W) intensities in [0, 1]
             scores = pipe.log_likelihood(x, k=request.k, generator=g)
             nll.append(scores.nll_nats)
             neg_elbo.append(scores.neg_elbo_nats)
@@ -78,7 +87,8 @@ def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 1
     if num_samples != 0:
         num_samples = num_samples or len(test)
         samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
-        quality = evaluate_samples(samples, dataset, seed=request.seed)
+        quality = evaluate_samples(samples, dataset, seed=request.seed, reference_split=request.split,
+                                   feature_network=request.feature_network)  # fmt: skip
         result.pictures.update(quality.pop("pictures", {}))
         quality["samples"] = "decoder means E[x|z], z ~ N(0, I)"
         result.sample_quality = quality

@@ -1,13 +1,17 @@
-"""The VAE: a Gaussian encoder q(z|x) and a Bernoulli or Gaussian decoder p(x|z), as a diffusers model.
+"""The VAE: a Gaussian encoder q(z|x) and a Bernoulli, Gaussian or discretized-logistic decoder p(x|z), as a
+diffusers model.
 
 Conventions follow diffusers' `AutoencoderKL`: `encode(x).latent_dist` is a diagonal Gaussian with `mean`,
 `logvar`, `std` and `sample(generator)`, and `decode(z).sample` holds the decoder's distribution parameters
-(the logits of a Bernoulli, or the mean of a Gaussian whose log-variance is `decode(z).logvar`).
+(the logits of a Bernoulli; the mean of a Gaussian whose log-variance is `decode(z).logvar`; or the location
+of a discretized logistic whose log-scale is `decode(z).log_scale`, over `decode(z).num_levels` levels).
 
 Two architectures:
 - "mlp": x -> flatten -> hidden_dims -> (mu, log sigma^2), and back (Kingma & Welling 2013, appendix C).
-- "conv": two stride-2 convolutions (H -> H/4), a linear map to (mu, log sigma^2); the decoder mirrors it
-  with transposed convolutions. Needs `sample_size` divisible by 4 (28 and 8 are).
+- "conv": one stride-2 4x4 convolution per width in `hidden_dims` (at least two: H -> H / 2^n), a linear map
+  to (mu, log sigma^2); the decoder mirrors it with transposed convolutions. Needs `sample_size` divisible
+  by 2^n. `conv_widths(sample_size, hidden_dims)` gives the stack `hubgen train vae` builds: its depth
+  follows the resolution (down to about 4x4; two stages at 16 px and below, as hubgen's first conv VAE).
 """
 
 from dataclasses import dataclass
@@ -22,9 +26,55 @@ from torch import nn
 from ..errors import UserInputError
 from .losses import reparameterize
 
-__all__ = ["VAEModel", "DiagonalGaussian", "EncoderOutput", "DecoderOutput", "VAEOutput"]
+__all__ = [
+    "VAEModel",
+    "DiagonalGaussian",
+    "EncoderOutput",
+    "DecoderOutput",
+    "VAEOutput",
+    "DECODER_DISTRIBUTIONS",
+    "conv_stages",
+    "conv_widths",
+]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+DECODER_DISTRIBUTIONS = ("bernoulli", "gaussian", "discretized_logistic")
+MIN_LOG_SCALE = -7.0  # the discretized logistic's log-scale floor (PixelCNN++'s clamp)
+CONV_SIZES = "a multiple of 4 and at least 8 (8, 12, 16, 20, 24, 28, 32, 48, 64, ...)"
+
+
+def conv_stages(sample_size: int) -> int:
+    """Stride-2 stages of the conv stack for a side: halve while the side is even and above 4, at least twice.
+
+    8 -> 2 (2x2), 16 -> 2 (4x4), 28 -> 2 (7x7), 32 -> 3 (4x4), 64 -> 4 (4x4). UserInputError for a side that
+    is not a multiple of 4 of at least 8, naming the sizes allowed.
+    """
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 8 or sample_size % 4:
+        raise UserInputError(
+            f"The 'conv' architecture takes square images whose side is {CONV_SIZES}, got {sample_size!r}; "
+            "resize the data (for example with --resolution 32) or use --architecture mlp."
+        )
+    n, side = 0, sample_size
+    while side % 2 == 0 and side > 4:
+        n, side = n + 1, side // 2
+    return max(n, 2)
+
+
+def conv_widths(sample_size: int, hidden_dims) -> tuple[int, ...]:
+    """One width per stride-2 stage for `sample_size` (`conv_stages`): `hidden_dims` as given when it has one
+    width per stage, or two widths (first stage, last stage) with the stages between on the geometric sequence
+    from the first to the last (32, 128 over three stages: 32, 64, 128)."""
+    n = conv_stages(sample_size)
+    dims = tuple(int(h) for h in hidden_dims)
+    if len(dims) == n:
+        return dims
+    if len(dims) != 2:
+        raise UserInputError(
+            f"The 'conv' architecture at {sample_size}x{sample_size} has {n} stride-2 stages: give two "
+            f"`hidden_dims` (first and last stage's widths) or {n} (one per stage), got {list(dims)}."
+        )
+    first, last = dims
+    return tuple(round(first * (last / first) ** (i / (n - 1))) for i in range(n))
 
 
 class DiagonalGaussian:
@@ -60,10 +110,14 @@ class EncoderOutput(BaseOutput):
 
 @dataclass
 class DecoderOutput(BaseOutput):
-    """`sample`: Bernoulli logits or Gaussian means, (B, C, H, W); `logvar`: Gaussian log-variance or None."""
+    """`sample`: Bernoulli logits, Gaussian means or discretized-logistic locations, (B, C, H, W); `logvar`:
+    the Gaussian log-variance or None; `log_scale` and `num_levels`: the discretized logistic's log-scale
+    (B, C, H, W) and its number of levels, or None."""
 
     sample: torch.Tensor
     logvar: torch.Tensor | None = None
+    log_scale: torch.Tensor | None = None
+    num_levels: int | None = None
 
 
 @dataclass
@@ -74,6 +128,8 @@ class VAEOutput(BaseOutput):
     logvar: torch.Tensor | None = None
     latent_dist: DiagonalGaussian = None
     latents: torch.Tensor = None
+    log_scale: torch.Tensor | None = None
+    num_levels: int | None = None
 
 
 class VAEModel(ModelMixin, ConfigMixin):
@@ -84,11 +140,14 @@ class VAEModel(ModelMixin, ConfigMixin):
         in_channels: image channels (1 for digits).
         latent_dim: dimension of z.
         architecture: "mlp" or "conv".
-        hidden_dims: hidden widths of the MLP (encoder order; the decoder reverses them), or the two
-            convolution widths for "conv".
+        hidden_dims: hidden widths of the MLP (encoder order; the decoder reverses them), or for "conv" one
+            width per stride-2 stage (at least two; `conv_widths` chooses them by resolution).
         activation: nonlinearity between layers.
-        decoder_distribution: "bernoulli" (binarized pixels, logits out) or "gaussian" (continuous pixels in
-            [0, 1), a mean out and a learned per-pixel log-variance).
+        decoder_distribution: "bernoulli" (binarized pixels, logits out), "gaussian" (continuous pixels in
+            [0, 1), a mean out and a learned per-pixel log-variance) or "discretized_logistic" (pixels on
+            `num_levels` levels k / (L - 1): a location and a log-scale out per sub-pixel, Salimans et al. 2017
+            eq. 2 with one logistic per sub-pixel and the edge bins extended to +-inf).
+        num_levels: L, the levels of the discretized logistic (256 for 8-bit data); unused by the others.
     """
 
     @register_to_config
@@ -100,17 +159,20 @@ class VAEModel(ModelMixin, ConfigMixin):
         architecture: Literal["mlp", "conv"] = "mlp",
         hidden_dims: tuple[int, ...] = (400,),
         activation: Literal["relu", "elu", "tanh", "softplus"] = "relu",
-        decoder_distribution: Literal["bernoulli", "gaussian"] = "bernoulli",
+        decoder_distribution: Literal["bernoulli", "gaussian", "discretized_logistic"] = "bernoulli",
+        num_levels: int = 256,
     ):
         super().__init__()
         if architecture not in ("mlp", "conv"):
             raise UserInputError(f"`architecture` must be 'mlp' or 'conv', got {architecture!r}.")
         if activation not in _ACTIVATIONS:
             raise UserInputError(f"`activation` must be one of {sorted(_ACTIVATIONS)}, got {activation!r}.")
-        if decoder_distribution not in ("bernoulli", "gaussian"):
+        if decoder_distribution not in DECODER_DISTRIBUTIONS:
             raise UserInputError(
-                f"`decoder_distribution` must be 'bernoulli' or 'gaussian', got {decoder_distribution!r}."
+                f"`decoder_distribution` must be one of {DECODER_DISTRIBUTIONS}, got {decoder_distribution!r}."
             )
+        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+            raise UserInputError(f"`num_levels` must be an integer >= 2, got {num_levels!r}.")
         if latent_dim < 1 or sample_size < 1 or in_channels < 1:
             raise UserInputError(
                 f"`latent_dim`, `sample_size` and `in_channels` must be >= 1, got {latent_dim}, "
@@ -119,6 +181,8 @@ class VAEModel(ModelMixin, ConfigMixin):
         hidden_dims = tuple(int(h) for h in hidden_dims)
         act = _ACTIVATIONS[activation]
         num_pixels = in_channels * sample_size * sample_size
+        # The discretized logistic has two parameters per sub-pixel: location and log-scale.
+        out_channels = 2 * in_channels if decoder_distribution == "discretized_logistic" else in_channels
 
         if architecture == "mlp":
             if len(hidden_dims) < 1:
@@ -133,31 +197,35 @@ class VAEModel(ModelMixin, ConfigMixin):
             for h in reversed(hidden_dims):
                 dec += [nn.Linear(width, h), act()]
                 width = h
-            dec += [nn.Linear(width, num_pixels), nn.Unflatten(1, (in_channels, sample_size, sample_size))]
+            dec += [nn.Linear(width, out_channels * sample_size * sample_size),
+                    nn.Unflatten(1, (out_channels, sample_size, sample_size))]  # fmt: skip
             self.decoder = nn.Sequential(*dec)
         else:
-            if sample_size % 4 != 0:
-                raise UserInputError(f"The 'conv' architecture needs `sample_size` divisible by 4, got {sample_size}.")
-            if len(hidden_dims) != 2:
-                raise UserInputError(f"The 'conv' architecture takes two `hidden_dims`, got {list(hidden_dims)}.")
-            c1, c2 = hidden_dims
-            s = sample_size // 4
-            self.encoder = nn.Sequential(
-                nn.Conv2d(in_channels, c1, 4, stride=2, padding=1),
-                act(),  # (B, c1, H/2, W/2)
-                nn.Conv2d(c1, c2, 4, stride=2, padding=1),
-                act(),  # (B, c2, H/4, W/4)
-                nn.Flatten(),  # (B, c2 * H/4 * W/4)
-            )
-            self.to_moments = nn.Linear(c2 * s * s, 2 * latent_dim)
-            self.decoder = nn.Sequential(
-                nn.Linear(latent_dim, c2 * s * s),
-                act(),
-                nn.Unflatten(1, (c2, s, s)),  # (B, c2, H/4, W/4)
-                nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
-                act(),  # (B, c1, H/2, W/2)
-                nn.ConvTranspose2d(c1, in_channels, 4, stride=2, padding=1),  # (B, C, H, W)
-            )
+            n = len(hidden_dims)
+            if n < 2:
+                raise UserInputError(
+                    f"The 'conv' architecture takes one width per stride-2 stage, at least two `hidden_dims`, "
+                    f"got {list(hidden_dims)}."
+                )
+            if sample_size % 2**n != 0:
+                raise UserInputError(
+                    f"The 'conv' architecture with {n} stride-2 stages needs `sample_size` divisible by {2**n}, "
+                    f"got {sample_size}."
+                )
+            s = sample_size // 2**n
+            widths = (in_channels, *hidden_dims)
+            enc = []
+            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+                enc += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]  # (B, c_out, side / 2, side / 2)
+            self.encoder = nn.Sequential(*enc, nn.Flatten())  # (B, c_n * s * s), s = H / 2^n
+            self.to_moments = nn.Linear(hidden_dims[-1] * s * s, 2 * latent_dim)
+            dec = [nn.Linear(latent_dim, hidden_dims[-1] * s * s), act(), nn.Unflatten(1, (hidden_dims[-1], s, s))]
+            widths = (out_channels, *hidden_dims)
+            for i in range(n, 0, -1):
+                dec.append(nn.ConvTranspose2d(widths[i], widths[i - 1], 4, stride=2, padding=1))  # side x 2
+                if i > 1:
+                    dec.append(act())
+            self.decoder = nn.Sequential(*dec)  # (B, C or 2C, H, W)
         if decoder_distribution == "gaussian":
             # One learned log sigma^2 per pixel, shared across z (a common, stable choice for image VAEs).
             self.decoder_logvar = nn.Parameter(torch.full((in_channels, sample_size, sample_size), -2.0))
@@ -180,12 +248,19 @@ class VAEModel(ModelMixin, ConfigMixin):
         return EncoderOutput(latent_dist=dist) if return_dict else (dist,)
 
     def decode(self, z: torch.Tensor, return_dict: bool = True):
-        """p(x|z): (B, latent_dim) -> logits (Bernoulli) or means (Gaussian), (B, C, H, W)."""
+        """p(x|z): (B, latent_dim) -> logits (Bernoulli), means (Gaussian) or locations (discretized logistic,
+        with its log-scale), each (B, C, H, W)."""
         out = self.decoder(z)
         logvar = None if self.decoder_logvar is None else self.decoder_logvar.expand_as(out)
+        log_scale = levels = None
         if self.config.decoder_distribution == "gaussian":
             out = torch.sigmoid(out)  # means of pixels in [0, 1)
-        return DecoderOutput(sample=out, logvar=logvar) if return_dict else (out, logvar)
+        elif self.config.decoder_distribution == "discretized_logistic":
+            out, log_scale = out.chunk(2, dim=1)  # locations (unconstrained, as PixelCNN++), log-scales
+            log_scale, levels = log_scale.clamp(min=MIN_LOG_SCALE), self.config.num_levels
+        if not return_dict:
+            return (out, logvar) if log_scale is None else (out, log_scale)
+        return DecoderOutput(sample=out, logvar=logvar, log_scale=log_scale, num_levels=levels)
 
     def forward(self, x: torch.Tensor, sample_posterior: bool = True, generator=None, return_dict: bool = True):
         """Encode, take z (a reparameterized posterior sample, or the posterior mean), decode.
@@ -196,12 +271,30 @@ class VAEModel(ModelMixin, ConfigMixin):
         posterior = self.encode(x).latent_dist
         z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
         decoded = self.decode(z)
-        out = VAEOutput(sample=decoded.sample, logvar=decoded.logvar, latent_dist=posterior, latents=z)
+        out = VAEOutput(sample=decoded.sample, logvar=decoded.logvar, latent_dist=posterior, latents=z,
+                        log_scale=decoded.log_scale, num_levels=decoded.num_levels)  # fmt: skip
         return out if return_dict else out.to_tuple()
 
-    def decode_to_images(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's mean image in [0, 1]: sigmoid(logits) for Bernoulli, the Gaussian mean otherwise."""
-        out = self.decode(z).sample
-        if self.config.decoder_distribution == "bernoulli":
-            return torch.sigmoid(out)
-        return out.clamp(0.0, 1.0)
+    def decode_to_images(self, z: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """Images in [0, 1] from latents (B, latent_dim).
+
+        `sample=False`: the decoder's mean image E[x|z]: sigmoid(logits) for Bernoulli, the Gaussian mean
+        (clamped to [0, 1]), or the exact mean of the discretized logistic over its L levels.
+        `sample=True`: pixels drawn from p(x|z) with `generator`: Bernoulli draws (0 or 1), Gaussian draws
+        clamped to [0, 1], or discretized-logistic draws on the levels k / (L - 1).
+        """
+        from .losses import discretized_logistic_mean, discretized_logistic_sample
+
+        out = self.decode(z)
+        kind = self.config.decoder_distribution
+        if kind == "discretized_logistic":
+            fn = discretized_logistic_sample if sample else discretized_logistic_mean
+            extra = {"generator": generator} if sample else {}
+            return fn(out.sample, out.log_scale, out.num_levels, **extra)
+        if kind == "bernoulli":
+            p = torch.sigmoid(out.sample)
+            return torch.bernoulli(p, generator=generator) if sample else p
+        if sample:
+            eps = torch.randn(out.sample.shape, generator=generator, device=out.sample.device, dtype=out.sample.dtype)
+            return (out.sample + torch.exp(0.5 * out.logvar) * eps).clamp(0.0, 1.0)
+        return out.sample.clamp(0.0, 1.0)

@@ -23,7 +23,7 @@ from ..pipeline_utils import (
     images_to_tensor,
     seed_or_latent,
 )
-from .losses import bits_per_dim, elbo, iwae_bound
+from .losses import bits_per_dim, elbo, iwae_bound, to_levels
 from .modeling_vae import VAEModel
 
 __all__ = ["VAEPipeline", "LikelihoodOutput"]
@@ -58,7 +58,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
     # -- inputs ---------------------------------------------------------------------------------------------
 
     def _images(self, images, name: str = "images") -> torch.Tensor:
-        x = images_to_tensor(images, name)
+        x = images_to_tensor(images, name, channels=self.vae.config.in_channels)
         self.vae.check_images(x, name)
         if x.min() < 0 or x.max() > 1:
             raise UserInputError(
@@ -92,9 +92,10 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        sample_pixels: bool = False,
     ):
         r"""Sample images: z ~ N(0, I), then the decoder's mean image E[x|z] (pixel probabilities for a Bernoulli
-        decoder).
+        decoder), or with `sample_pixels` pixels drawn from p(x|z).
 
         Args:
             batch_size: number of images.
@@ -102,6 +103,8 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             latents: (batch_size, latent_dim) latents to decode instead of drawing them.
             output_type: "pil", "np" (B, H, W, C) in [0, 1], or "pt" (B, C, H, W) in [0, 1].
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
+            sample_pixels: draw x ~ p(x|z) (Bernoulli draws; Gaussian draws clamped to [0, 1]; discretized
+                logistic draws on the data's levels) from `generator` after z, instead of the mean E[x|z].
         """
         # 1. Check inputs
         d = self.vae.config.latent_dim
@@ -112,8 +115,14 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
             latents = draw_latents(batch_size, d, generator)
         latents = latents.to(self.device, self.vae.dtype)
 
-        # 3. Decode to the mean image
-        images = self.vae.decode_to_images(latents)
+        # 3. Decode to the mean image E[x|z], or draw x ~ p(x|z)
+        if sample_pixels and isinstance(generator, list):  # image i's pixels from generator i, after its z
+            images = torch.cat([self.vae.decode_to_images(z[None], sample=True, generator=g)
+                                for z, g in zip(latents, generator, strict=True)])  # fmt: skip
+        elif sample_pixels:
+            images = self.vae.decode_to_images(latents, sample=True, generator=generator)
+        else:
+            images = self.vae.decode_to_images(latents)
 
         # 4. Convert
         images = convert_images(images, output_type)
@@ -149,13 +158,19 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
         For a Bernoulli decoder the images are dynamically binarized first (x ~ Bernoulli(intensity), drawn
         from `generator`) unless they are already binary or `binarize_inputs` is False; for a Gaussian
-        decoder they are uniformly dequantized to `pixel_levels` levels L, and bits/dim includes + log2(L).
+        decoder they are uniformly dequantized to `pixel_levels` levels L, and bits/dim includes + log2(L);
+        for a discretized-logistic decoder they are snapped to its L levels k / (L - 1) and scored as they
+        are (a discrete likelihood over the L levels: no dequantization, bits/dim = NLL / (D ln 2)).
+        D = C*H*W, every sub-pixel.
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise UserInputError(f"`k` must be an integer >= 1 (importance samples), got {k!r}.")
         x = self._images(images)
         num_dims = x[0].numel()
-        if self.vae.config.decoder_distribution == "bernoulli":
+        kind = self.vae.config.decoder_distribution
+        if kind == "discretized_logistic":
+            x, levels = to_levels(x, self.vae.config.num_levels), None
+        elif kind == "bernoulli":
             is_binary = bool(((x == 0) | (x == 1)).all())
             if binarize_inputs and not is_binary:
                 x = binarize(x, generator=generator)

@@ -4,7 +4,8 @@ The loop is written out (diffusers' train_unconditional.py is the model); the bo
 accelerator, pickle-free checkpoints that resume exactly, NaN guard, time budget, the model folder, evaluation
 and card) is hubgen.training's. Distributed: `accelerate launch -m hubgen train vae ...`.
 
-Each step maximizes the ELBO of a fresh dynamic binarization (or dequantization) of the batch:
+Each step maximizes the ELBO of a fresh dynamic binarization (or dequantization) of the batch, or of the
+8-bit pixels themselves under the discretized-logistic decoder (--pixel_mode discrete):
     loss = -1/B sum_b [ log p(x_b|z_b) - beta_t KL(q(z|x_b) || N(0, I)) ],  z_b = mu_b + sigma_b * eps_b
 with beta_t = min(1, t / kl_warmup_steps) (beta = 1 without warm-up).
 """
@@ -21,17 +22,25 @@ from ..errors import UserInputError
 __all__ = ["parse_args", "main"]
 
 PIPELINE_CLASS = "VAEPipeline"
+# hubgen.data's pixel modes and the VAE's own "discrete": the L-level pixels scored by a discrete decoder.
+PIXEL_MODES = tuple(dict.fromkeys((*hdata.PIXEL_MODES, "discrete")))
+DECODERS = {"binary": "bernoulli", "continuous": "gaussian", "discrete": "discretized_logistic"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train vae", description="Train a variational autoencoder.")
     data, model, opt, out = tr.add_common_arguments(p, batch_size=128, learning_rate=1e-3, num_epochs=100)
-    data.add_argument("--pixel_mode", choices=hdata.PIXEL_MODES, default="binary",
+    data.add_argument("--pixel_mode", choices=PIXEL_MODES, default="binary",
                       help="binary: dynamic binarization + Bernoulli decoder; continuous: dequantization + Gaussian "
-                      "decoder")  # fmt: skip
-    model.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
+                      "decoder; discrete: the 8-bit levels as they are + discretized logistic decoder (PixelCNN++), "
+                      "bits/dim comparable with a flow's")  # fmt: skip
+    model.add_argument("--architecture", choices=("mlp", "conv"), default="mlp",
+                       help="conv: one stride-2 convolution per stage, as many stages as the resolution takes "
+                       "(down to about 4x4); needs a side that is a multiple of 4, at least 8")  # fmt: skip
     model.add_argument("--latent_dim", type=int, default=20)
-    model.add_argument("--hidden_dims", type=int, nargs="+", default=[400], help="MLP widths, or two conv widths")
+    model.add_argument("--hidden_dims", type=int, nargs="+", default=None,
+                       help="MLP widths (default 400); for conv the first and last stage's widths, or one per stage "
+                       "(default 32 doubling per stage up to 256)")  # fmt: skip
     model.add_argument("--activation", choices=("relu", "elu", "tanh", "softplus"), default="relu")
     opt.add_argument("--adam_weight_decay", type=float, default=0.0)
     opt.add_argument("--kl_warmup_steps", type=int, default=0, help="anneal the KL weight from 0 to 1 over these steps")
@@ -43,11 +52,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.kl_warmup_steps < 0:
         p.error(f"--kl_warmup_steps must be >= 0, got {args.kl_warmup_steps}")
-    if any(h < 1 for h in args.hidden_dims):
+    if args.hidden_dims is not None and any(h < 1 for h in args.hidden_dims):
         p.error(f"--hidden_dims must be positive, got {args.hidden_dims}")
-    if args.architecture == "conv" and len(args.hidden_dims) != 2:
-        p.error(f"--architecture conv takes two --hidden_dims (conv widths), got {args.hidden_dims}")
+    if args.architecture == "conv" and args.hidden_dims is not None and len(args.hidden_dims) < 2:
+        p.error(f"--architecture conv takes two --hidden_dims (first and last stage's widths) or one per stride-2 "
+                f"stage, got {args.hidden_dims}")  # fmt: skip
     return args
+
+
+def model_config(args, image_shape: tuple[int, int, int], levels: int) -> dict:
+    """VAEModel's arguments for these options and data; UserInputError (naming the sizes allowed) for images the
+    architecture cannot take. The conv stack's depth follows the resolution (modeling_vae.conv_widths)."""
+    from .modeling_vae import conv_stages, conv_widths
+
+    c, h, w = image_shape
+    if h != w:
+        raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the VAE needs square images.")
+    if args.architecture == "conv":
+        stages = conv_stages(h)
+        hidden_dims = conv_widths(h, args.hidden_dims or (32, min(256, 32 * 2 ** (stages - 1))))
+    else:
+        hidden_dims = tuple(args.hidden_dims or (400,))
+    return dict(sample_size=h, in_channels=c, latent_dim=args.latent_dim, architecture=args.architecture,
+                hidden_dims=hidden_dims, activation=args.activation, decoder_distribution=DECODERS[args.pixel_mode],
+                num_levels=levels)  # fmt: skip
+
+
+def model_input(intensities: torch.Tensor, pixel_mode: str, levels: int) -> torch.Tensor:
+    """The batch as the decoder scores it: the L-level pixels themselves for "discrete", else hubgen.data's
+    fresh binarization or dequantization."""
+    from .losses import to_levels
+
+    if pixel_mode == "discrete":
+        return to_levels(intensities, levels)
+    return hdata.to_model_input(intensities, pixel_mode, levels)
+
+
+def checkpoint_config(model) -> dict:
+    """The model's config as checkpoints record it; `num_levels` only for the discrete decoder that uses it, so
+    checkpoints written before it existed still resume."""
+    config = tr.config_dict(model)
+    if config["decoder_distribution"] != "discretized_logistic":
+        config.pop("num_levels", None)
+    return config
 
 
 def sample_grid(model, num_images: int = 64, seed: int = 0):
@@ -71,23 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline_vae import VAEPipeline
 
     resume, train_set = tr.prepare_run(args, PIPELINE_CLASS)
-    c, h, w = train_set.image_shape
-    if h != w:
-        raise UserInputError(f"Dataset {args.dataset!r} has {h}x{w} images; the VAE needs square images.")
-    if args.architecture == "conv" and h % 4:
-        raise UserInputError(f"--architecture conv needs an image size divisible by 4, {args.dataset!r} has {h}.")
+    config = model_config(args, train_set.image_shape, train_set.levels)
     run = tr.start_run(args, "vae", resume, train_set, gradient_accumulation_steps=args.gradient_accumulation_steps)
     accelerator = run.accelerator
 
     # 1. Model, optimizer, data
-    model = VAEModel(sample_size=h, in_channels=c, latent_dim=args.latent_dim, architecture=args.architecture,
-                     hidden_dims=tuple(args.hidden_dims), activation=args.activation,
-                     decoder_distribution="bernoulli" if args.pixel_mode == "binary" else "gaussian")  # fmt: skip
+    model = VAEModel(**config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.adam_weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, tr.make_loader(run))
     max_steps = args.max_train_steps or args.num_epochs * math.ceil(len(loader) / args.gradient_accumulation_steps)
     models, optimizers = {"vae": model}, {"vae": optimizer}
-    tr.restore(run, models, optimizers, {"vae": tr.config_dict(accelerator.unwrap_model(model))}, max_steps)
+    tr.restore(run, models, optimizers, {"vae": checkpoint_config(accelerator.unwrap_model(model))}, max_steps)
 
     # 2. The loop: one ELBO step per batch (accumulated over --gradient_accumulation_steps batches)
     window = []
@@ -95,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     for intensities, _ in tr.training_batches(run, loader, max_steps):
         with accelerator.accumulate(model):
-            x = hdata.to_model_input(intensities, args.pixel_mode, train_set.levels)  # a fresh draw at every use
+            x = model_input(intensities, args.pixel_mode, train_set.levels)  # a fresh draw at every use (not discrete)
             beta = min(1.0, (run.step + 1) / args.kl_warmup_steps) if args.kl_warmup_steps else 1.0
             terms = elbo(model, x, beta=beta)  # per image: log p(x|z), KL(q(z|x) || p(z)), the (warm-up) ELBO
             loss = -terms["elbo"].mean()
@@ -126,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                              num_samples=args.eval_num_samples)  # fmt: skip
     panels = [("nats / image", {"neg_elbo": "-ELBO (train batch)"}, "linear"),
               ("nats / image", {"kl": "KL(q(z|x) || p(z))", "recon_nll": "-log p(x|z)"}, "linear")]  # fmt: skip
-    record = {"pixel_mode": args.pixel_mode, "kl_warmup_steps": args.kl_warmup_steps,
+    record = {"pixel_mode": args.pixel_mode, "decoder": config["decoder_distribution"],
+              "kl_warmup_steps": args.kl_warmup_steps,
               "final_train_neg_elbo": run.history[-1]["neg_elbo"] if run.history else None}  # fmt: skip
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
     return tr.finish_run(run, pipe, sample_grid(vae), panels, record, evaluation if request.num_images or
