@@ -208,6 +208,8 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: boo
     # rendered here and passed in as text.
     partial = Path(str(resources.files("hubgen.cards").joinpath("_sample_quality.md")))
     sample_quality_section = jinja2.Template(partial.read_text()).render(results=results, has_nn_grid=has_nn_grid)
+    data_partial = Path(str(resources.files("hubgen.cards").joinpath("_data.md")))
+    data_section = jinja2.Template(data_partial.read_text()).render(info=info)
     card = ModelCard.from_template(
         card_data_for(folder, family, info, results, model_name=repo_id),
         template_path=str(template),
@@ -221,6 +223,7 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: boo
         has_samples=(folder / mf.SAMPLES).is_file(),
         has_loss_curve=(folder / mf.LOSS_CURVE).is_file(),
         sample_quality_section=sample_quality_section.strip(),
+        data_section=data_section.strip(),
         folder=str(folder),
     )
     if save:

@@ -166,7 +166,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_evaluate_skips_sample_quality_without_a_classifier_for_the_size(tmp_path):
+def test_evaluate_states_sample_quality_not_measured_without_a_classifier_for_the_size(tmp_path):
     import numpy as np
 
     from hubgen.flow import FlowModel
@@ -179,8 +179,9 @@ def test_evaluate_skips_sample_quality_without_a_classifier_for_the_size(tmp_pat
     torch.manual_seed(0)
     FlowPipeline(FlowModel(sample_size=16, steps_per_level=1, hidden_channels=4)).save_pretrained(tmp_path / "m")
     results = evaluate(tmp_path / "m", FlowEvalRequest(dataset=str(data), num_images=None, num_samples=20)).to_json()
-    assert results["num_images"] == 12 and results["sample_quality"] is None
-    assert "no frozen classifier for 16x16" in results["sample_quality_note"]
+    assert results["num_images"] == 12 and results["sample_quality"]["frechet_distance"] is None
+    assert "no feature network for 1x16x16" in results["sample_quality"]["not_measured"]["reason"]
+    assert results["sample_quality"]["memorization"]  # still measured, in pixel space
     assert math.isfinite(results["metrics"]["exact_bits_per_dim"]["mean"])
     with pytest.raises(ValueError, match="17"):  # a 256-level model scored on 17-level data
         evaluate(tmp_path / "m", FlowEvalRequest(dataset="digits", num_samples=0))

@@ -104,7 +104,7 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
         result.notes.append("exact_bits_per_dim per image: " + ", ".join(f"{p}%: {q:.3f}" for p, q in pairs))
 
     # 2. Sample quality at each temperature, every T from the same seed
-    by_temperature, note = {}, None
+    by_temperature = {}
     if request.num_samples != 0:
         num_samples = request.num_samples or len(test)
         for t in request.temperatures:
@@ -122,5 +122,5 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
             quality = f"{fd['name']} {fd['value']:.3f}   coverage {prdc['coverage']:.3f}" if fd else "FD not measured"
             result.notes.append(f"T={t:g}: {quality}")
         result.sample_quality = by_temperature.get("1", next(iter(by_temperature.values())))
-    result.details.update(sample_quality_by_temperature=by_temperature or None, sample_quality_note=note)
+    result.details.update(sample_quality_by_temperature=by_temperature or None)
     return result
