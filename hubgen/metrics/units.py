@@ -35,8 +35,8 @@ Which convention each family reports (arguments of `nats_to_bits_per_dim`):
 
 L = 256 for 8-bit data, 17 for scikit-learn's digits (`hubgen.data`); D counts every channel (C * H * W). A
 discrete likelihood (the VAE's discretized logistic, the DDPM's L_0) needs no dequantization term: its bits/dim
-already count 8-bit (L-level) pixels and compare directly with a dequantized flow's. A density on [-1, 1]^D rather than a
-discretized decoder would need log_det = D ln 2 for the map y = 2x - 1 and num_levels = L.
+already count 8-bit (L-level) pixels and compare directly with a dequantized flow's. A density on [-1, 1]^D
+rather than a discretized decoder would need log_det = D ln 2 for the map y = 2x - 1 and num_levels = L.
 """
 
 import math
