@@ -20,6 +20,7 @@ card is not reproduced.
 
 import argparse
 import collections
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -110,13 +111,10 @@ def _folder_and_family(command: str, argv: list[str]):
 def _add_dataclass_options(parser: argparse.ArgumentParser, request_class) -> None:
     """One option per field of an EvalRequest dataclass: its type, default, choices and help. An `int | None`
     count takes `all` for None; a tuple takes one or more values."""
-    import dataclasses
     import types
     import typing
 
-    def count_or_all(text: str):
-        return None if text == "all" else int(text)
-
+    from .registry import count_or_all
     for f in dataclasses.fields(request_class):
         optional = typing.get_origin(f.type) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
             f.type
@@ -152,8 +150,6 @@ def _eval(args) -> int:
     result = family.load("evaluate")(folder, request)
     record = mf.write_evaluation(folder, result)
     render_card(folder)
-    import dataclasses
-
     from .registry import EvalRequest
 
     common = {f.name for f in dataclasses.fields(EvalRequest)}

@@ -246,6 +246,15 @@ class _Images(torch.utils.data.Dataset):
         """One caption per image, when the data has them (None otherwise)."""
         return self.extra.get("captions")
 
+    def take(self, n_or_indices) -> torch.Tensor:
+        """uint8 images (n, C, H, W): the first n, or those at the given indices, decoded now, with the
+        deterministic resize and center crop and no flip. Code outside hubgen.data reads images only through
+        `take` (or items), never a whole `.images` tensor."""
+        idx = self._indices(n_or_indices)
+        if not idx:
+            return torch.zeros((0, *self.image_shape), dtype=torch.uint8)
+        return torch.stack([self.transform(self._pil(i), i) for i in idx])
+
     def _indices(self, n_or_indices) -> list[int]:
         if isinstance(n_or_indices, (int, np.integer)):
             return list(range(min(int(n_or_indices), len(self))))
@@ -303,17 +312,11 @@ class ImageDataset(_Images):
         return self.transform.shape(self.images.shape[1])
 
     def take(self, n_or_indices) -> torch.Tensor:
-        """uint8 images (n, C, H, W): the first n, or those at the given indices, without random augmentation.
-        Every dataset, in memory or decoded on demand, has this: code outside hubgen.data reads images only
-        through `take` (or items), never a whole `.images` tensor."""
-        if self.transform is None:
-            if isinstance(n_or_indices, (int, np.integer)):
-                return self.images[: min(int(n_or_indices), len(self))]
-            return self.images[torch.as_tensor(self._indices(n_or_indices), dtype=torch.long)]
-        idx = self._indices(n_or_indices)
-        if not idx:
-            return torch.zeros((0, *self.image_shape), dtype=torch.uint8)
-        return torch.stack([self.transform(self._pil(i), i) for i in idx])
+        if self.transform is not None:
+            return super().take(n_or_indices)
+        if isinstance(n_or_indices, (int, np.integer)):  # in memory, untransformed: a view of the tensor
+            return self.images[: min(int(n_or_indices), len(self))]
+        return self.images[torch.as_tensor(self._indices(n_or_indices), dtype=torch.long)]
 
 
 class ArrowImageDataset(_Images):
@@ -355,13 +358,6 @@ class ArrowImageDataset(_Images):
     def image_shape(self) -> tuple[int, int, int]:
         return self.transform.shape(1 if self.transform.mode == "L" else 3)
 
-    def take(self, n_or_indices) -> torch.Tensor:
-        """uint8 images (n, C, H, W): the first n, or those at the given indices, decoded now, with the
-        deterministic resize and center crop and no flip."""
-        idx = self._indices(n_or_indices)
-        if not idx:
-            return torch.zeros((0, *self.image_shape), dtype=torch.uint8)
-        return torch.stack([self.transform(self._pil(i), i) for i in idx])
 
 
 def _where(name: str, split: str, row: int, value=None) -> str:

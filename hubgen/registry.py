@@ -51,6 +51,7 @@ __all__ = [
     "list_families",
     "family_for_pipeline",
     "entry_point_names",
+    "count_or_all",
     "ENTRY_POINT_GROUP",
 ]
 
@@ -118,6 +119,19 @@ class SpaceStyle:
     color_from: str = "gray"
     color_to: str = "blue"
     emoji: str = "🎲"
+
+
+def count_or_all(text: str) -> int | None:
+    """An image count on the command line (`hubgen eval`, the training scripts' --eval_num_images): a whole
+    number, or `all` (None: the whole split)."""
+    import argparse
+
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
 
 
 @dataclass

@@ -31,7 +31,6 @@ A checkpoint is written to a temporary folder and renamed into place only when c
 leaves a partial checkpoint where a good one was.
 """
 
-import argparse
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from safetensors.torch import load_file, save_file
 
 from . import model_folder as mf
 from .errors import UserInputError
+from .registry import count_or_all
 
 __all__ = [
     "Run",
@@ -68,7 +68,6 @@ __all__ = [
     "stop_diverged",
     "finish_run",
     "plot_history",
-    "count_or_all",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -83,16 +82,6 @@ CHECKPOINTS = mf.CHECKPOINTS
 
 
 # -- arguments ---------------------------------------------------------------------------------------------------
-
-
-def count_or_all(text: str) -> int | None:
-    """An image count option: a whole number, or `all` (None: the whole split)."""
-    if text == "all":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
 
 
 def add_common_arguments(
