@@ -21,6 +21,8 @@ card is not reproduced.
 import argparse
 import collections
 import dataclasses
+import errno
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-run a published model's evaluation and compare it with its card")
     v.add_argument("model", metavar="REPO_ID_OR_FOLDER")
     v.add_argument("--revision", default=None)
+    v.add_argument("--dataset", default=None, help="your copy of the dataset when the records name a local path")
+    v.add_argument("--feature_network", default=None, metavar="FOLDER",
+                   help="your copy of the feature network when the evaluation used one")  # fmt: skip
 
     sp = sub.add_parser("space", help="Gradio Spaces for published models: hubgen space create --help")
     space_sub = sp.add_subparsers(dest="space_command", required=True, metavar="ACTION")
@@ -79,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, metavar="DIR", help="where to write app.py, requirements.txt, README.md")
     sc.add_argument("--push", action="store_true", help="upload it as a Space repo")
     sc.add_argument("--space_id", default=None, metavar="ID", help="the Space repo id (default: REPO_ID)")
+    sc.add_argument("--overwrite", action="store_true", help="replace the Space files of a non-empty --out")
 
     q = sub.add_parser("quickstart", help="train a small model of every family on the bundled digits (offline)")
     q.add_argument("--models", default="models", help="where to write <family>-digits model folders")
@@ -115,6 +121,7 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, request_class) -> No
     import typing
 
     from .registry import count_or_all
+
     for f in dataclasses.fields(request_class):
         optional = typing.get_origin(f.type) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
             f.type
@@ -171,6 +178,9 @@ def _eval(args) -> int:
     return 0
 
 
+MAX_SAMPLE_IMAGES = 1024  # `hubgen sample --num_images`: one grid
+
+
 def _sample(args) -> int:
     import torch
 
@@ -187,13 +197,24 @@ def _sample(args) -> int:
         parser.add_argument(f"--{option.name}", type=kinds[option.kind], default=option.default, help=option.help,
                             choices=option.choices or None)  # fmt: skip
     options = parser.parse_args(rest)
-    if options.num_images < 1:
-        raise UserInputError(f"`--num_images` must be >= 1, got {options.num_images}.")
+    if not 1 <= options.num_images <= MAX_SAMPLE_IMAGES:
+        raise UserInputError(f"`--num_images` must be in [1, {MAX_SAMPLE_IMAGES}], got {options.num_images}.")
+    if not 0 <= options.seed < 2**63:
+        raise UserInputError(f"`--seed` must be in [0, 2**63), got {options.seed}.")
+    out = Path(options.out)
+    if out.suffix.lower() != ".png":
+        raise UserInputError(f"`--out` {out} must name a .png file.")
+    if not out.parent.is_dir():
+        raise UserInputError(f"`--out` {out}: the folder {out.parent} does not exist.")
+    if out.is_dir():
+        raise UserInputError(f"`--out` {out} is a folder; name a .png file.")
     pipe = load_pipeline(folder)
     kwargs = family.sample_call(options.num_images, vars(options))
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(options.seed), output_type="pt").images
-    make_grid(images).save(options.out)
-    print(f"wrote {options.out} ({options.num_images} samples, seed {options.seed})")
+    from .model_folder import write_image
+
+    write_image(out, make_grid(images))  # atomic: a failed write leaves any earlier file whole
+    print(f"wrote {out} ({options.num_images} samples, seed {options.seed})")
     return 0
 
 
@@ -207,7 +228,9 @@ def _card(args) -> int:
 
 def _demo(args) -> int:
     from . import model_folder as mf
+    from .demo_utils import launch_options, limit_uploads
 
+    limit_uploads()
     folder = Path(args.folder) if args.folder is not None else None
     if folder is None or (folder.is_dir() and not mf.is_model_folder(folder)):  # a folder of model folders
         from .gallery import build_gallery, gallery_from_env
@@ -215,13 +238,13 @@ def _demo(args) -> int:
         gallery = gallery_from_env() if folder is None else build_gallery(local_dir=folder)
         if folder is not None and not len(gallery.catalog):
             raise UserInputError(f"{folder} is neither a hubgen model folder nor a folder of model folders.")
-        gallery.launch()
+        gallery.launch(**launch_options())
         return 0
     from .hub import family_of
 
     family = family_of(args.folder)
     demo = family.load("build_demo")(args.folder)
-    demo.launch()
+    demo.launch(**launch_options())
     return 0
 
 
@@ -240,7 +263,7 @@ def _push(args) -> int:
 def _verify(args) -> int:
     from .publish import verify
 
-    report = verify(args.model, revision=args.revision)
+    report = verify(args.model, revision=args.revision, dataset=args.dataset, feature_network=args.feature_network)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -249,7 +272,7 @@ def _space(args) -> int:
     from .publish import PublishError, create_space
 
     try:
-        create_space(args.repo_id, args.out, push=args.push, space_id=args.space_id)
+        create_space(args.repo_id, args.out, push=args.push, space_id=args.space_id, overwrite=args.overwrite)
     except PublishError as e:
         print(f"hubgen: {e}", file=sys.stderr)
         return 2
@@ -284,8 +307,43 @@ def _families() -> int:
     return 0
 
 
+# The filesystem refusing a write (permissions, read-only, full disk, quota): the user's to fix, not a bug
+ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+# A Hugging Face access token (hf_ and at least 8 more characters), wherever it appears in what hubgen prints
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+
+def redact(text: str) -> str:
+    """`text` with every Hugging Face token replaced by hf_***."""
+    return TOKEN_PATTERN.sub("hf_***", text)
+
+
+class _Redacting:
+    """A text stream that writes to `stream` with tokens redacted: argparse echoes a mistyped `--token hf_...` in
+    its error, and a message may quote a command line."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Redacting(stdout), _Redacting(stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "train":
@@ -299,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         return _families() if args.command == "families" else handlers[args.command](args)
     except UserInputError as e:
         print(f"hubgen: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise  # anything else keeps its traceback
+        print(f"hubgen: error: {e.strerror}: {e.filename or 'a file hubgen reads or writes'}", file=sys.stderr)
         return 2
     except SystemExit as e:  # argparse's own errors (exit code 2) and --help (0)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)

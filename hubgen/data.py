@@ -84,6 +84,7 @@ __all__ = [
 
 PIXEL_MODES = ("binary", "continuous")
 NAMED_DATASETS = ("digits", "mnist")
+MAX_RESOLUTION = 4096  # --resolution: beyond it a resize is a memory bomb, not a training set
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DIGITS_TEST_SIZE = 360
@@ -131,6 +132,8 @@ class DataSpec:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UserInputError(f"`{name}` must be a whole number >= 1 (or None), got {value!r}.")
+        if self.resolution is not None and self.resolution > MAX_RESOLUTION:  # a record may be untrusted
+            raise UserInputError(f"`resolution` must be at most {MAX_RESOLUTION}, got {self.resolution}.")
 
     def __str__(self) -> str:
         return self.dataset
@@ -359,7 +362,6 @@ class ArrowImageDataset(_Images):
         return self.transform.shape(1 if self.transform.mode == "L" else 3)
 
 
-
 def _where(name: str, split: str, row: int, value=None) -> str:
     path = value.get("path") if isinstance(value, dict) else getattr(value, "filename", None)
     return f"Image {path!r} (row {row} of split {split!r} of {name!r})" if path else \
@@ -393,6 +395,11 @@ def _as_nchw(x: np.ndarray, what: str) -> torch.Tensor:
         x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
     if x.ndim != 4:
         raise UserInputError(f"{what} must have shape (N, H, W) or (N, C, H, W), got {x.shape}.")
+    if x.shape[1] not in (1, 3):
+        raise UserInputError(f"{what} must hold grey (1 channel) or RGB (3 channel) images, as (N, H, W), "
+                             f"(N, C, H, W) or (N, H, W, C); got shape {x.shape}.")  # fmt: skip
+    if 0 in x.shape:
+        raise UserInputError(f"{what} holds no images (shape {x.shape}).")
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
@@ -417,8 +424,9 @@ def _load_npz(path: Path, split: str) -> ImageDataset:
         with np.load(path, allow_pickle=False) as f:
             arrays = {key: f[key] for key in (f"x_{split}", f"y_{split}") if key in f.files}
             have = sorted(k[2:] for k in f.files if k.startswith("x_"))
-    except (OSError, ValueError) as e:
-        raise UserInputError(f"Cannot read dataset file {path} as a .npz of uint8 arrays ({e}).") from e
+    except Exception as e:  # noqa: BLE001 -- a truncated or foreign file fails in zipfile, zlib or numpy alike
+        raise UserInputError(f"Cannot read dataset file {path} as a .npz of uint8 arrays "
+                             f"({type(e).__name__}: {e}).") from e  # fmt: skip
     if f"x_{split}" not in arrays:
         raise UserInputError(f"{path} has no `x_{split}` array; it holds splits {have}.")
     y = arrays.get(f"y_{split}")

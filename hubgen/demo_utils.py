@@ -47,6 +47,12 @@ MIN_TILE_PX = 64  # images are upscaled (nearest neighbour) until one tile is at
 TRAINING_INFO = "hubgen_training.json"  # hubgen.model_folder.TRAINING_RECORD, named in the demos' messages
 CANVAS_PX = 280  # side of the sketchpad canvas
 MAX_SKETCH_PX = 4096  # a sent sketch larger than this on either side is refused (the canvas is CANVAS_PX)
+# Uploads are bounded before hubgen sees them: Gradio decodes an image upload (PIL) before any handler runs, so a
+# 0.7 MB PNG of 13000 x 13000 pixels would cost 676 MB of RGBA each time. PIL refuses to decode images above twice
+# Image.MAX_IMAGE_PIXELS (DecompressionBombError), so a demo process lowers that bound to MAX_SKETCH_PX squared;
+# and `launch_options()` caps the bytes of any upload (Gradio's max_file_size).
+MAX_UPLOAD_PIXELS = MAX_SKETCH_PX * MAX_SKETCH_PX
+MAX_UPLOAD_BYTES = "10mb"
 INK_THRESHOLD = 0.1  # ink below this (anti-aliasing, faint smudges) does not count toward the bounding box
 
 
@@ -252,3 +258,16 @@ def sketchpad(label: str = "Your digit"):
         canvas_size=(CANVAS_PX, CANVAS_PX),
         brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
     )
+
+
+def limit_uploads() -> None:
+    """Bound what an image upload can cost before it is decoded (see MAX_UPLOAD_PIXELS); every demo and the gallery
+    call this when they build their Blocks. Process-wide: PIL's bound only ever goes down."""
+    limit = MAX_UPLOAD_PIXELS // 2  # PIL raises above 2 x MAX_IMAGE_PIXELS, and warns above it
+    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > limit:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def launch_options() -> dict:
+    """The keyword arguments hubgen passes to `Blocks.launch` (the CLI, Spaces): uploads capped in bytes."""
+    return {"max_file_size": MAX_UPLOAD_BYTES}

@@ -11,12 +11,19 @@ A hubgen model folder is a diffusers pipeline folder plus what hubgen adds:
     eval_results.json                      the evaluation: what it scored, with N, k, split and seeds
     <picture>.png                          the evaluation's pictures (nearest neighbours, per-sampler grids)
     checkpoints/checkpoint-<step>/         resumable training state (hubgen.training; never published)
+    hubgen_run.json                        the run marker, written when training starts (never published)
+    .replaced-checkpoints/                 an overwritten run's checkpoints, until the new run has its first
+    .tmp-pipeline/, .hubgen-swap.json      a pipeline being saved, and its commit (see below)
     samples/step-<step>.png                sample grids written during training
     logs/                                  tensorboard logs
 
 Every write is atomic (a temporary file beside the target, then one `os.replace`), so a crash leaves the old
-file or the new one, never half of either. Evaluation code returns figures and pictures; it never writes here
-itself: `write_evaluation` does.
+file or the new one, never half of either. A pipeline is several files and folders, which no single rename can
+swap in place, so `save_pipeline` writes the new pipeline beside the old one and then commits it with one
+atomic write of a journal (.hubgen-swap.json) before moving its entries in; a save killed after the commit is
+completed by the next hubgen reader of the folder (`complete_interrupted_save`), one killed before it leaves
+the old model. Either way a hubgen reader sees the old model or the new one, never a mix. Evaluation code
+returns figures and pictures; it never writes here itself: `write_evaluation` does.
 """
 
 import dataclasses
@@ -54,6 +61,10 @@ __all__ = [
     "save_pipeline",
     "write_evaluation",
     "is_model_folder",
+    "complete_interrupted_save",
+    "RUN_MARKER",
+    "write_run_marker",
+    "read_run_marker",
     "hub_dataset_id",
 ]
 
@@ -67,9 +78,13 @@ EVAL_RESULTS = "eval_results.json"
 CHECKPOINTS = "checkpoints"
 PROGRESS_SAMPLES = "samples"
 LOGS = "logs"
+RUN_MARKER = "hubgen_run.json"
 _PIPELINE_TMP = ".tmp-pipeline"
-# Not part of a published model: training checkpoints (optimizer state), logs, save leftovers.
-NOT_PUBLISHED = [f"{CHECKPOINTS}/**", f"{LOGS}/**", f"{_PIPELINE_TMP}/**", ".old-*", ".old-*/**", "**/__pycache__/**"]
+_SWAP_JOURNAL = ".hubgen-swap.json"
+REPLACED_CHECKPOINTS = ".replaced-checkpoints"  # an overwritten run's checkpoints, until the new run has one
+# Not part of a published model: training checkpoints (optimizer state), logs, the run marker, save leftovers.
+NOT_PUBLISHED = [f"{CHECKPOINTS}/**", f"{LOGS}/**", f"{_PIPELINE_TMP}/**", ".old-*", ".old-*/**", "**/__pycache__/**",
+                 RUN_MARKER, _SWAP_JOURNAL, f"{REPLACED_CHECKPOINTS}/**"]  # fmt: skip
 
 
 # The Hub copy a named dataset (or a saved copy of it) stands for, for the card's `datasets:` field.
@@ -84,13 +99,15 @@ def hub_dataset_id(dataset: str) -> str | None:
 
 
 def is_model_folder(path: str | os.PathLike) -> bool:
-    return (Path(path) / MODEL_INDEX).is_file()
+    """A pipeline folder: it has a model index, or an interrupted save's journal that reading it completes."""
+    return (Path(path) / MODEL_INDEX).is_file() or (Path(path) / _SWAP_JOURNAL).is_file()
 
 
 def read_model_index(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
     """model_index.json of a local folder, or of a Hub repo id ("user/name", through the Hub cache)."""
     path = Path(path_or_repo_id)
     if path.is_dir():
+        complete_interrupted_save(path)
         index = path / MODEL_INDEX
         if not index.is_file():
             raise UserInputError(f"{path} is not a hubgen model folder: it has no {MODEL_INDEX}.")
@@ -106,9 +123,13 @@ def read_model_index(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> dict:
         except OSError as e:  # offline and not cached, no such repo, or the Hub unreachable
             raise UserInputError(f"Cannot fetch {MODEL_INDEX} of {path_or_repo_id!r} from the Hub: {e}") from e
     try:
-        return json.loads(index.read_text())
-    except json.JSONDecodeError as e:
+        found = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserInputError(f"{index} is not valid JSON ({e}).") from e
+    if not isinstance(found, dict) or not isinstance(found.get("_class_name"), str):
+        raise UserInputError(f"{index} is not a pipeline index (a JSON object naming its `_class_name`), got "
+                             f"{json.dumps(found)[:80]}.")  # fmt: skip
+    return found
 
 
 def read_json_file(path_or_repo_id: str | os.PathLike, name: str, **hub_kwargs) -> dict:
@@ -195,30 +216,96 @@ def write_image(path: str | os.PathLike, image) -> None:
         _replace_atomic(Path(path), lambda tmp: image.save(tmp, format="PNG"))
 
 
-def save_pipeline(pipeline, folder: str | os.PathLike) -> None:
-    """save_pretrained into a temporary folder beside the target, then swap each entry into place.
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
-    A failure while writing leaves the previous model untouched; files of the folder that the pipeline does
-    not write (card, samples, checkpoints) are left alone.
+
+def _swap_in(folder: Path, names: list[str]) -> None:
+    """Move each entry of the written pipeline (folder/.tmp-pipeline/<name>) over folder/<name>; idempotent, so a
+    swap killed half-way is finished by running it again. Then drop the old entries, the temporary folder and,
+    last, the journal."""
+    tmp = folder / _PIPELINE_TMP
+    for name in names:
+        new, target, old = tmp / name, folder / name, folder / f".old-{name}"
+        if not (new.exists() or new.is_symlink()):
+            continue  # moved in before the interruption
+        if target.exists() or target.is_symlink():
+            _remove(old)  # our own leftover
+            os.replace(target, old)
+        os.replace(new, target)
+    for name in names:
+        _remove(folder / f".old-{name}")
+    _remove(tmp)
+    (folder / _SWAP_JOURNAL).unlink()
+
+
+def complete_interrupted_save(folder: str | os.PathLike) -> None:
+    """Finish a `save_pipeline` that was killed after its commit (the journal .hubgen-swap.json exists): the new
+    pipeline was complete on disk when the journal was written, so its remaining entries are moved in. A folder
+    without a journal is left as it is. Raises UserInputError when the folder cannot be written to."""
+    folder = Path(folder)
+    journal = folder / _SWAP_JOURNAL
+    if not journal.is_file():
+        return
+    try:
+        names = json.loads(journal.read_text())["entries"]
+        if not (isinstance(names, list) and all(isinstance(n, str) and n and Path(n).name == n for n in names)):
+            raise ValueError(f"entries {names!r}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserInputError(f"{journal} (an interrupted save's journal) is unreadable ({e}); the new model is in "
+                             f"{folder / _PIPELINE_TMP}.") from e  # fmt: skip
+    try:
+        _swap_in(folder, names)
+    except OSError as e:
+        raise UserInputError(f"Cannot finish the interrupted save in {folder}: {e}") from e
+
+
+def save_pipeline(pipeline, folder: str | os.PathLike) -> None:
+    """save_pretrained into a temporary folder inside the target, commit, then move each entry into place.
+
+    The commit is one atomic write of the journal naming the new entries, made once every new file is on
+    disk: a failure or a kill before it leaves the previous model untouched (and the temporary folder, removed
+    by the next save); after it, the save is finished here or by the next hubgen reader
+    (`complete_interrupted_save`). Files of the folder that the pipeline does not write (card, samples,
+    checkpoints) are left alone.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    complete_interrupted_save(folder)
     tmp = folder / _PIPELINE_TMP
-    if tmp.exists():
-        shutil.rmtree(tmp)  # our own leftover from an interrupted save
+    _remove(tmp)  # our own leftover from a save interrupted before its commit
     pipeline.save_pretrained(tmp, safe_serialization=True)
-    for entry in sorted(tmp.iterdir()):
-        target = folder / entry.name
-        if target.exists():
-            old = folder / f".old-{entry.name}"
-            if old.exists():
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
-            os.replace(target, old)
-            os.replace(entry, target)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(entry, target)
-    tmp.rmdir()
+    names = sorted(entry.name for entry in tmp.iterdir())
+    # the model index last: a reader that races the swap without the journal sees the old index until the end
+    names = [n for n in names if n != MODEL_INDEX] + [n for n in names if n == MODEL_INDEX]
+    write_json(folder / _SWAP_JOURNAL, {"entries": names})  # the commit point
+    _swap_in(folder, names)
+
+
+def write_run_marker(folder: str | os.PathLike, family: str, pipeline_class: str, command: str) -> None:
+    """hubgen_run.json, written as a training run starts: the folder is recognisably a hubgen run of `family`
+    from its first second, before any checkpoint or model exists."""
+    import time
+
+    write_json(Path(folder) / RUN_MARKER, {"family": family, "pipeline_class": pipeline_class, "command": command,
+                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
+
+
+def read_run_marker(folder: str | os.PathLike) -> dict | None:
+    """The run marker of a training folder, None when there is none; UserInputError when it is unreadable."""
+    path = Path(folder) / RUN_MARKER
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"{path} is not a readable run marker ({e}).") from e
+    if not isinstance(marker, dict):
+        raise UserInputError(f"{path} is not a run marker (a JSON object), got {type(marker).__name__}.")
+    return marker
 
 
 def write_evaluation(folder: str | os.PathLike, result) -> dict:

@@ -54,6 +54,14 @@ class SafetensorsLoadingMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         if kwargs.get("use_safetensors", True) is not True:
             raise UserInputError("hubgen loads safetensors weights only: `use_safetensors` must be True.")
+        for name in ("trust_remote_code", "custom_pipeline", "custom_revision"):
+            if kwargs.get(name):
+                raise UserInputError(
+                    f"`{name}` is refused: loading a hubgen model never runs code from the model's folder or repo "
+                    "(every hubgen pipeline class is installed with hubgen). To run a repo's own code, load it with "
+                    "diffusers' DiffusionPipeline.from_pretrained and its flag yourself."
+                )
+        kwargs.pop("trust_remote_code", None)
         kwargs["use_safetensors"] = True
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
@@ -67,20 +75,44 @@ class SafetensorsLoadingMixin:
             path = download_model(
                 str(pretrained_model_name_or_path), **{k: kwargs.pop(k) for k in hub_args if k in kwargs}
             )
+        from .model_folder import complete_interrupted_save
+
+        complete_interrupted_save(path)  # a save killed after its commit: the new model
         check_no_pickle(path)
         if not (path / "model_index.json").is_file():
             raise UserInputError(f"{path} is not a pipeline folder: it has no model_index.json.")
         try:
-            return super().from_pretrained(path, **kwargs)
+            pipe = super().from_pretrained(path, **kwargs)
         except (OSError, RuntimeError, ValueError, KeyError) as e:
             raise UserInputError(f"Cannot load {cls.__name__} from {path}: {type(e).__name__}: {e}") from e
+        # Weights holding another model's keys load "successfully" with the missing tensors left on the meta
+        # device, and sampling fails later with "Cannot copy out of meta tensor": refuse them here, by file.
+        for name, component in pipe.components.items():
+            if isinstance(component, torch.nn.Module):
+                tensors = [*component.named_parameters(), *component.named_buffers()]
+                missing = [key for key, t in tensors if t.is_meta]
+                if missing:
+                    raise UserInputError(
+                        f"Cannot load {cls.__name__} from {path}: the weights in {path / name} do not match its "
+                        f"config ({len(missing)} of {len(tensors)} tensors missing, e.g. {missing[0]!r})."
+                    )
+        return pipe
 
 
 def images_to_tensor(images, name: str = "images", channels: int | None = None) -> torch.Tensor:
     """PIL images, a (B, H, W[, C]) / (H, W) numpy array in [0, 1] or 0..255, or a (B, C, H, W) tensor in [0, 1]
     or uint8 0..255 -> a float (B, C, H, W) tensor in [0, 1]. PIL images become grey ("L") for a 1-channel model
     and RGB for a 3-channel one (`channels`; None: grey, as for the digit models). Channel count and size are
-    checked by the model."""
+    checked by the model; an empty batch and NaN or infinite values are refused here."""
+    x = _as_image_tensor(images, name, channels)
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise UserInputError(f"`{name}` holds no images (an empty batch).")
+    if not torch.isfinite(x).all():
+        raise UserInputError(f"`{name}` holds NaN or infinite values.")
+    return x
+
+
+def _as_image_tensor(images, name: str, channels: int | None) -> torch.Tensor:
     if isinstance(images, torch.Tensor):
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         if x.ndim == 3:

@@ -343,10 +343,44 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, token: str | None = None) -> VerifyReport:
+def _trusted_request(request, folder: Path, dataset: str | None, feature_network: str | None):
+    """The evaluation request of a model's records made safe to run. A downloaded record is untrusted input: its
+    counts are bounded by the request's own checks (EvalRequest.__post_init__), its dataset must be a named one
+    ('digits', 'mnist') or a Hub dataset id, never a local path (a record holding "/" would have the evaluation
+    walk the filesystem), and it may not name a feature network folder: a local path is used only when the user
+    passes it (`dataset`, `feature_network`)."""
+    import dataclasses
+
+    from .data import NAMED_DATASETS
+
+    if dataset is None:
+        recorded = request.dataset
+        if recorded is None:
+            record = mf.training_record(folder)
+            data = record.get("data")
+            recorded = data.get("dataset") if isinstance(data, dict) else record.get("dataset")
+        if recorded is not None:
+            name = str(recorded)
+            hub_id = REPO_ID_PATTERN.match(name) and not name.startswith(".") and not Path(name).exists()
+            if name not in NAMED_DATASETS and not hub_id:
+                raise UserInputError(f"The model's records name the dataset {name!r}, which is neither a named dataset "
+                                     f"({', '.join(NAMED_DATASETS)}) nor a Hub dataset id: a recorded local path is "
+                                     "not followed. Pass `--dataset PATH` to evaluate on your copy.")  # fmt: skip
+            dataset = name
+    if feature_network is None and request.feature_network is not None:
+        raise UserInputError(f"The model's evaluation used the feature network {request.feature_network!r}, a folder "
+                             "path that is not followed from a record: pass `--feature_network PATH` with your copy "
+                             "of it.")  # fmt: skip
+    return dataclasses.replace(request, dataset=dataset, feature_network=feature_network or request.feature_network)
+
+
+def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, token: str | None = None,
+           dataset: str | None = None, feature_network: str | None = None) -> VerifyReport:  # fmt: skip
     """Re-run a published model's evaluation with the N, k, split and seeds in its eval_results.json and compare
     every figure of its card (model-index) with the new value: count-based figures exactly, floating-point
-    estimates within a relative VERIFY_RTOL. A repo id is downloaded (safetensors/JSON/Markdown only)."""
+    estimates within a relative VERIFY_RTOL. A repo id is downloaded (safetensors/JSON/Markdown only). The
+    records are untrusted (`_trusted_request`): `dataset` and `feature_network` are where the user's own copies
+    are, when the records name local paths."""
     from huggingface_hub import ModelCard
 
     source = Path(repo_id_or_folder)
@@ -361,7 +395,8 @@ def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, to
     family = family_of(folder)
     # The request the card's evaluation ran (eval_results.json records it), repeated field for field. The
     # evaluation only reads the folder: its pictures come back in the result and are not written.
-    request = family.load("eval_request").from_record(mf.eval_results(folder))
+    request = _trusted_request(family.load("eval_request").from_record(mf.eval_results(folder)), folder, dataset,
+                               feature_network)  # fmt: skip
     rerun = family.load("evaluate")(folder, request).to_json()
     args = {k: v for k, v in rerun["request"].items() if v is not None}
     fresh = card_data_for(folder, family, mf.training_record(folder), rerun).eval_results or []
@@ -414,14 +449,35 @@ model's model_index.json; this file only picks the model.
 
 import os
 
+from hubgen.demo_utils import launch_options, limit_uploads
 from hubgen.hub import family_of
 
+limit_uploads()  # image uploads are bounded before Gradio decodes them
 model = os.environ.get("HUBGEN_MODEL", "{repo_id}")
 demo = family_of(model).load("build_demo")(model)
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_options())
 '''
+
+SPACE_FILES = ("app.py", "requirements.txt", "README.md")
+
+
+def check_space_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a Space folder that would lose files: never one holding a model or a training run (its card is a
+    README.md too); a non-empty one only with `overwrite`, and then only the Space's own files are replaced."""
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"`--out` {out} exists and is not a folder.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if mf.is_model_folder(out) or (out / mf.TRAINING_RECORD).is_file() or (out / mf.RUN_MARKER).is_file() \
+            or (out / mf.CHECKPOINTS).is_dir():  # fmt: skip
+        raise UserInputError(f"`--out` {out} holds a hubgen model or training run; writing a Space there would replace "
+                             "its model card. Choose an empty or new folder.")  # fmt: skip
+    if not overwrite:
+        raise UserInputError(f"`--out` {out} is not empty; pass `--overwrite` to replace its {', '.join(SPACE_FILES)} "
+                             "(nothing else is touched), or choose an empty or new folder.")  # fmt: skip
+
 
 def create_space(
     repo_id: str,
@@ -429,11 +485,13 @@ def create_space(
     push: bool = False,
     space_id: str | None = None,
     token: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Gradio Space for the model `repo_id` into `out_dir` (app.py, requirements.txt, README.md with the
     Spaces front matter: sdk gradio at the installed version, app_file, `models: [repo_id]`), and with `push`
     upload it as the Space repo `space_id` (default: the same id as the model, in the Spaces namespace).
-    The model's family and license are read from the Hub (or the cache)."""
+    The model's family and license are read from the Hub (or the cache). A folder that holds a model is refused;
+    a non-empty one needs `overwrite` (`check_space_folder`)."""
     import gradio
     from huggingface_hub import ModelCard, SpaceCard, SpaceCardData, constants, hf_hub_download
 
@@ -442,12 +500,13 @@ def create_space(
     space_id = space_id or repo_id
     if not REPO_ID_PATTERN.match(str(space_id)):
         raise UserInputError(f"`space_id` must look like 'user/name', got {space_id!r}.")
+    out = Path(out_dir)
+    check_space_folder(out, overwrite)
     family = family_of(repo_id, token=token)
     try:
         license_id = ModelCard.load(hf_hub_download(repo_id, "README.md", token=token)).data.license
     except OSError:
         license_id = None
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = SpaceCardData(
         title=f"hubgen {family.name}: {repo_id.split('/')[1]}"[:60],

@@ -134,6 +134,11 @@ def count_or_all(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
 
 
+MAX_REQUEST_LIST = 32  # values of a list option of an evaluation request (guidance scales, samplers, ...)
+# The bounds of the common counts, also when a family redeclares the field (metadata["max"] overrides)
+COUNT_LIMITS = {"num_images": 1_000_000, "num_samples": 100_000}
+
+
 @dataclass
 class EvalRequest:
     """What `hubgen eval` (and `verify`) asks of every family; a family subclasses it to add its own options.
@@ -141,7 +146,8 @@ class EvalRequest:
     `num_images` counts test images for figures computed on data (likelihoods); `num_samples` counts
     generated samples for the sample-quality figures. In both, 0 skips those figures and None (the CLI's
     `all`) takes the whole split. The field's `metadata["help"]` is the CLI help; `metadata["all"]` marks a
-    count that the CLI also takes as `all` (None).
+    count that the CLI also takes as `all` (None); `metadata["max"]` bounds a count (COUNT_LIMITS the common
+    ones, redeclared or not), checked with every other field before any work starts.
     """
 
     dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was trained on"})
@@ -166,8 +172,16 @@ class EvalRequest:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise UserInputError(f"`{name}` must be an integer >= 0 or None (all), got {value!r}.")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise UserInputError(f"`seed` must be an integer, got {self.seed!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise UserInputError(f"`seed` must be an integer in [0, 2**63), got {self.seed!r}.")
+        # Every count is bounded before any work starts: a request may come from a downloaded eval_results.json
+        # (`hubgen verify`), where k = 1e9 or num_samples = 1e8 would hang or exhaust memory.
+        for f in dataclasses.fields(self):
+            value, high = getattr(self, f.name), f.metadata.get("max", COUNT_LIMITS.get(f.name))
+            if high is not None and isinstance(value, int) and not isinstance(value, bool) and value > high:
+                raise UserInputError(f"`{f.name}` must be at most {high:,}, got {value!r}.")
+            if isinstance(value, (tuple, list)) and len(value) > MAX_REQUEST_LIST:
+                raise UserInputError(f"`{f.name}` takes at most {MAX_REQUEST_LIST} values, got {len(value)}.")
 
     @classmethod
     def from_record(cls, record: dict) -> "EvalRequest":

@@ -198,18 +198,45 @@ def prepare_run(args, pipeline_class: str):
     DataSpec (`train_set.spec`): all before anything is written. Returns (resume checkpoint or None,
     train_set); UserInputError for bad input."""
     out = Path(args.output_dir)
-    resume = resolve_checkpoint(out, args.resume_from_checkpoint) if out.is_dir() else None
+    if args.resume_from_checkpoint is not None and args.overwrite_output_dir:
+        raise UserInputError("`--resume_from_checkpoint` continues a run and `--overwrite_output_dir` starts a new "
+                             "one: pass one of them.")  # fmt: skip
     check_output_dir(out, pipeline_class, resume=args.resume_from_checkpoint is not None,
                      overwrite=args.overwrite_output_dir)  # fmt: skip
+    # An explicit checkpoint is used (into a new folder too) or refused, never ignored; "latest" in a folder
+    # that does not exist yet is a fresh start.
+    explicit = args.resume_from_checkpoint not in (None, "latest")
+    resume = resolve_checkpoint(out, args.resume_from_checkpoint) if out.is_dir() or explicit else None
+    args.pipeline_class = pipeline_class  # for the run marker start_run writes
     from .data import DataSpec
 
     return resume, DataSpec.from_args(args).load("train")
 
 
 def start_run(args, family: str, resume: Path | None, train_set, **accelerator_kwargs) -> Run:
-    """The seeded Accelerator (`accelerator_kwargs` go to it) and the run's record."""
+    """The seeded Accelerator (`accelerator_kwargs` go to it) and the run's record. The main process marks the
+    folder as a hubgen run of `family` (hubgen_run.json) at once, and with `--overwrite_output_dir` moves the
+    earlier run's checkpoints aside (.replaced-checkpoints, deleted once this run has a checkpoint or a model of
+    its own): they never mix with this run's, and `--resume_from_checkpoint latest` never finds them."""
     accelerator = make_accelerator(args, family, **accelerator_kwargs)
-    return Run(args, family, accelerator, Path(args.output_dir), resume, train_set, last_checkpoint=resume)
+    out = Path(args.output_dir)
+    if accelerator.is_main_process:
+        command = f"hubgen train {family} " + shlex.join(getattr(args, "argv", None) or [])
+        mf.write_run_marker(out, family, getattr(args, "pipeline_class", ""), command)
+        if args.overwrite_output_dir and _checkpoints(out / CHECKPOINTS):
+            aside = out / mf.REPLACED_CHECKPOINTS
+            if aside.exists():  # an earlier overwrite's, killed in the instant after its first checkpoint
+                shutil.rmtree(aside)
+            os.replace(out / CHECKPOINTS, aside)
+    accelerator.wait_for_everyone()
+    return Run(args, family, accelerator, out, resume, train_set, last_checkpoint=resume)
+
+
+def _drop_replaced_checkpoints(run: Run) -> None:
+    """The overwritten run's checkpoints, once this run has a checkpoint or its model (main process)."""
+    aside = run.out / mf.REPLACED_CHECKPOINTS
+    if run.accelerator.is_main_process and aside.is_dir():
+        shutil.rmtree(aside)
 
 
 def make_loader(run: Run, batch_size: int | None = None):
@@ -345,6 +372,7 @@ def end_of_step(
                 "script": state() if state is not None else {}}  # fmt: skip
         run.last_checkpoint = save_checkpoint(accelerator, run.out, run.step, models, optimizers, full,
                                               args.checkpoints_total_limit)  # fmt: skip
+        _drop_replaced_checkpoints(run)
     return stop
 
 
@@ -394,6 +422,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
     accelerator, args, out = run.accelerator, run.args, run.out
     if accelerator.is_main_process:
         mf.save_pipeline(pipeline, out)
+        _drop_replaced_checkpoints(run)
         mf.write_image(out / mf.SAMPLES, samples)
         for name, picture in (pictures or {}).items():
             mf.write_image(out / name, picture)
@@ -502,8 +531,13 @@ def check_output_dir(output_dir: str | os.PathLike, pipeline_class: str, resume:
         raise UserInputError(f"`--output_dir` {out} exists and is not a folder.")
     if not out.exists() or not any(out.iterdir()):
         return
+    mf.complete_interrupted_save(out)
     index = out / mf.MODEL_INDEX
-    ours = index.is_file() or (out / CHECKPOINTS).is_dir() or (out / mf.TRAINING_RECORD).is_file()
+    marker = mf.read_run_marker(out)
+    ours = index.is_file() or (out / CHECKPOINTS).is_dir() or (out / mf.TRAINING_RECORD).is_file() or bool(marker)
+    if marker and marker.get("pipeline_class") not in (None, "", pipeline_class):
+        raise UserInputError(f"`--output_dir` {out} holds a run of another model ({marker.get('pipeline_class')}, "
+                             f"not {pipeline_class}); choose another folder.")  # fmt: skip
     if not ours:
         raise UserInputError(
             f"`--output_dir` {out} is not empty and does not hold a hubgen run; choose a new or empty folder."
@@ -644,9 +678,39 @@ def _checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with the checkpoint folder `path` (None when it is complete and readable): its state.json
+    parses and names a step, every safetensors file's header matches its size, the JSON files parse. A
+    checkpoint is renamed into place only when complete, so this catches damage done afterwards (a truncated
+    copy, a full disk on another tool's write, an edited file)."""
+    from safetensors import safe_open
+
+    try:
+        full = json.loads((path / "state.json").read_text())
+        if not isinstance(full, dict) or not isinstance(full.get("step"), int):
+            return "state.json names no step"
+        weights = sorted(path.glob("*.safetensors"))
+        if not any(p.name.startswith("model_") for p in weights):
+            return "no model_*.safetensors"
+        for file in weights:
+            with safe_open(file, framework="pt") as f:
+                f.keys()
+        for file in path.glob("*.json"):
+            json.loads(file.read_text())
+    except Exception as e:  # noqa: BLE001 -- any read or parse failure means the checkpoint is damaged
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    found = _checkpoints(Path(output_dir) / CHECKPOINTS)
-    return found[-1] if found else None
+    """The newest complete checkpoint; a damaged newer one is skipped with a warning (the previous good one is
+    resumed instead)."""
+    for path in reversed(_checkpoints(Path(output_dir) / CHECKPOINTS)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        print(f"Warning: checkpoint {path} is damaged ({problem}); trying the one before it.", file=sys.stderr)
+    return None
 
 
 def resolve_checkpoint(output_dir: str | os.PathLike, value: str | None) -> Path | None:
@@ -660,4 +724,7 @@ def resolve_checkpoint(output_dir: str | os.PathLike, value: str | None) -> Path
         path = Path(output_dir) / CHECKPOINTS / value
     if not (path / "state.json").is_file():
         raise UserInputError(f"`--resume_from_checkpoint` {value!r} is not a hubgen checkpoint folder (no state.json).")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise UserInputError(f"`--resume_from_checkpoint` {value!r} is damaged: {problem}")
     return path

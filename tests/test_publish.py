@@ -246,9 +246,12 @@ def test_push_then_load_by_repo_id_gives_identical_samples(published, hub, name)
     on_hub = {p: hashlib.sha256(b).hexdigest() for p, b in files.items() if p != ".gitattributes"}
     local = _snapshot(folder)
     assert on_hub == {
-        p: h for p, h in local.items() if p != "README.md" and not p.startswith(("checkpoints/", "logs/"))
+        p: h
+        for p, h in local.items()
+        if p not in ("README.md", "hubgen_run.json") and not p.startswith(("checkpoints/", "logs/"))
     }
     assert any(p.startswith("logs/") for p in local)  # the training logs stay local
+    assert "hubgen_run.json" in local  # and so does the run marker
     expected = _local_samples(folder, name)
     got = load_file(published.client_out / f"{name}-inline.safetensors")["x"]
     torch.testing.assert_close(got, expected, rtol=0, atol=0)

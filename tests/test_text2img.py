@@ -322,7 +322,9 @@ def test_unconditional_samples_for_hubgen_sample(pipe):
         ({"guidance_scale": -1.0}, "`guidance_scale` must be a finite number >= 0"),
         ({"guidance_scale": float("nan")}, "`guidance_scale`"),
         ({"guidance_scale": "3"}, "`guidance_scale`"),
-        ({"num_inference_steps": 0}, "`num_inference_steps` must be an integer >= 1"),
+        ({"num_inference_steps": 0}, r"`num_inference_steps` must be an integer in \[1, T = 1000\], got 0"),
+        ({"num_inference_steps": 5000}, r"`num_inference_steps` must be an integer in \[1, T = 1000\], got 5000"),
+        ({"num_inference_steps": 10**6}, "`num_inference_steps`"),
         ({"num_images_per_prompt": 0}, "`num_images_per_prompt`"),
         ({"output_type": "gif"}, "`output_type`"),
         ({"sampler": "heun"}, "`sampler` must be one of"),
@@ -601,3 +603,36 @@ def test_pretrained_text_encoder_names(tmp_path, monkeypatch):
     encoder, loaded = m.load_pretrained_text_encoder(str(tmp_path), max_length=10)
     assert not any(p.requires_grad for p in encoder.parameters()) and not encoder.training
     assert loaded.model_max_length == 10 and loaded(CAPTIONS).input_ids == tokenizer(CAPTIONS).input_ids
+
+
+@pytest.mark.parametrize(
+    "prediction_type, beta_schedule", [("epsilon", "linear"), ("v_prediction", "squaredcos_cap_v2")]
+)
+def test_the_training_target_and_the_saved_sampler_agree(prediction_type, beta_schedule):
+    """An oracle that knows the one data point x0* and answers the training target the way train_text2img computes
+    it (eps, or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0* by diffusers' get_velocity) must lead the family's saved
+    sampler (DPM-Solver++ with x_0 thresholding, built by make_pipeline) to x0*: the target and the sampler use one
+    convention."""
+    from diffusers import DDPMScheduler
+
+    from hubgen.text2img.modeling_text2img import default_sampler
+
+    train = DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule, prediction_type=prediction_type)
+    sampler = default_sampler(train)
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.8 - 0.9  # inside [-1, 1]
+    abar = train.alphas_cumprod
+
+    def oracle(xt, t):
+        a = abar[int(t)]
+        eps = (xt - a.sqrt() * x0) / (1 - a).sqrt()  # the noise that took x0* to x_t
+        if prediction_type == "epsilon":
+            return eps
+        got = train.get_velocity(x0, eps, torch.full((x0.shape[0],), int(t)))
+        torch.testing.assert_close(got, a.sqrt() * eps - (1 - a).sqrt() * x0)  # Salimans & Ho 2022, section 4
+        return got
+
+    sampler.set_timesteps(20)
+    x = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)) * sampler.init_noise_sigma
+    for t in sampler.timesteps:
+        x = sampler.step(oracle(x, t), t, x).prev_sample
+    torch.testing.assert_close(x, x0, rtol=0, atol=2e-3)

@@ -153,9 +153,9 @@ def test_nan_stops_with_advice_and_keeps_the_checkpoint(tmp_path, monkeypatch, c
 
     calls, mse = {"n": 0}, train_mod.F.mse_loss
 
-    def poisoned(a, b):
+    def poisoned(a, b, **kwargs):
         calls["n"] += 1
-        return mse(a, b) * (float("nan") if calls["n"] > 2 else 1.0)
+        return mse(a, b, **kwargs) * (float("nan") if calls["n"] > 2 else 1.0)
 
     monkeypatch.setattr(train_mod.F, "mse_loss", poisoned)
     assert _train(tmp_path / "r", 6, "--train_batch_size", "32") == 1
@@ -169,6 +169,10 @@ def test_nan_stops_with_advice_and_keeps_the_checkpoint(tmp_path, monkeypatch, c
     [(["--caption_dropout", "1.5"], "--caption_dropout must be in [0, 1)"),
      (["--max_prompt_tokens", "2"], "--max_prompt_tokens must be >= 3"),
      (["--beta_schedule", "cosine"], "invalid choice"),
+     (["--prediction_type", "epsilon"], "needs --prediction_type v_prediction"),  # with the default cosine schedule
+     (["--prediction_type", "sample"], "invalid choice"),
+     (["--snr_gamma", "-1"], "--snr_gamma must be a number >= 0 (0: off), got -1.0"),
+     (["--snr_gamma", "nan"], "--snr_gamma must be a number >= 0 (0: off), got nan"),
      (["--max_prompt_tokens", "5"], "longer than the 5 tokens"),
      (["--block_out_channels", "12", "16"], "multiples"),
      (["--train_batch_size", "5000"], "exceeds the 1437 training images"),
@@ -379,3 +383,27 @@ def test_the_evaluation_of_a_captioned_model_is_sample_quality_only(captioned_da
     for needle in ["### Prompt accuracy: not measured", "### Fidelity and diversity", "| 3 |", "guidance_sweep.png",
                    "a drawing of the digit"]:  # fmt: skip
         assert needle in card, needle
+
+
+def test_v_prediction_with_the_cosine_schedule_and_min_snr_weighting_by_default(captioned_data, tmp_path):
+    out = tmp_path / "model"
+    assert _train(out, 3, *RGB) == 0
+    info = json.loads((out / "hubgen_training.json").read_text())
+    assert info["prediction_type"] == "v_prediction" and info["snr_gamma"] == 5.0
+    assert info["beta_schedule"] == "squaredcos_cap_v2"
+    saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())  # the sampler predicts v too
+    assert saved["prediction_type"] == "v_prediction" and saved["beta_schedule"] == "squaredcos_cap_v2"
+    pipe = _same_images_after_save_and_reload(out, tmp_path)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    card = (out / "README.md").read_text()
+    assert "`squaredcos_cap_v2` noise schedule, v-prediction (Salimans & Ho 2022)" in card
+    assert "min-SNR-5.0 weighting (Hang et al. 2023) |\n| guidance training |" in card
+    # resuming with the other parameterization is refused: the weights predict v
+    eps = ["--prediction_type", "epsilon", "--beta_schedule", "linear", "--snr_gamma", "0"]
+    assert _train(out, 5, *RGB, *eps, "--resume_from_checkpoint", "latest") == 2
+    # Ho et al.'s recipe is one option set away, and saves an epsilon sampler
+    assert _train(tmp_path / "eps", 2, *RGB, *eps) == 0
+    info = json.loads((tmp_path / "eps" / "hubgen_training.json").read_text())
+    assert (info["prediction_type"], info["beta_schedule"], info["snr_gamma"]) == ("epsilon", "linear", None)
+    saved = json.loads((tmp_path / "eps" / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["prediction_type"] == "epsilon"

@@ -61,7 +61,7 @@ class DDPMEvalRequest(EvalRequest):
     num_timesteps: int | None = field(
         default=None,
         metadata={"help": "timesteps per image for the variational bound (all: every one of the T; n < T: L_0, L_T "
-                  "and n - 1 of the KL terms drawn uniformly, an unbiased estimate)"},
+                  "and n - 1 of the KL terms drawn uniformly, an unbiased estimate)", "max": 100_000},
     )  # fmt: skip
     samplers: tuple[str, ...] = field(
         default=DEFAULT_EVAL_SAMPLERS,

@@ -14,7 +14,7 @@ import os
 import torch
 from PIL import Image, ImageDraw
 
-from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, show_grid, show_value_errors
+from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, limit_uploads, show_grid, show_value_errors
 from ..errors import UserInputError
 from .catalog import Catalog, ModelEntry, PipelineCache, card_markdown, leaderboard_columns, leaderboard_rows
 
@@ -120,6 +120,7 @@ def build_gallery(
     """Build the gallery app (a queued `gr.Blocks`); launch it with `.launch()`."""
     import gradio as gr
 
+    limit_uploads()
     if not isinstance(concurrency_limit, int) or concurrency_limit < 1:
         raise UserInputError(f"`concurrency_limit` must be an integer >= 1, got {concurrency_limit!r}.")
     catalog = catalog or Catalog(local_dir, hub=hub, author=author, tags=tags)

@@ -87,8 +87,9 @@ class ModelEntry:
 def card_markdown(entry: ModelEntry) -> str:
     """The card's markdown with its relative image links made absolute, so they show inside the app.
 
-    A local folder's images are inlined as data URIs (the app serves no files from model folders); a Hub model's
-    point at the Hub's resolve URL.
+    A local folder's images are inlined as data URIs (the app serves no files from model folders), only files
+    inside the folder (a card linking `../../secret.png`, or to a symlink out of the folder, gets a note instead);
+    a Hub model's point at the Hub's resolve URL.
     """
     import base64
 
@@ -100,8 +101,10 @@ def card_markdown(entry: ModelEntry) -> str:
             from huggingface_hub import constants
 
             return f"![{alt}]({constants.ENDPOINT}/{entry.location}/resolve/main/{target})"
-        path = Path(entry.location) / target
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp") or not path.is_file():
+        folder = Path(entry.location).resolve()
+        path = (folder / target).resolve()  # links and ".." followed: only a file inside the folder is inlined
+        if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp") or not path.is_file() \
+                or not path.is_relative_to(folder):  # fmt: skip
             return f"*[{alt}: {target} is not in the folder]*"
         data = base64.b64encode(path.read_bytes()).decode()
         return f"![{alt}](data:image/{path.suffix.lower().lstrip('.')};base64,{data})"

@@ -56,7 +56,7 @@ class Text2ImageEvalRequest(EvalRequest):
     guidance_scales: tuple[float, ...] = field(default=EVAL_GUIDANCE_SCALES, metadata={
         "help": "classifier-free guidance scales w to evaluate (Ho & Salimans 2022)"})  # fmt: skip
     num_inference_steps: int | None = field(default=None, metadata={
-        "help": "sampler steps; all (None): those of the training record, else 20"})  # fmt: skip
+        "help": "sampler steps; all (None): those of the training record, else 20", "max": 1000})  # fmt: skip
     sampler: str = field(default="dpmsolver++", metadata={"help": "the sampler, a name the pipeline's `sampler` takes"})
 
     def __post_init__(self):

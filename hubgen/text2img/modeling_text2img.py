@@ -35,6 +35,7 @@ __all__ = [
     "TEXT_ENCODER_PACKAGES",
     "SCRATCH_MAX_TOKENS",
     "text_hidden_size",
+    "default_sampler",
     "make_pipeline",
 ]
 
@@ -226,12 +227,10 @@ def text_hidden_size(encoder) -> int:
     return int(size)
 
 
-def make_pipeline(unet, text_encoder, tokenizer, train_scheduler):
-    """The Text2ImagePipeline of these models, sampling with DPM-Solver++ (Lu et al. 2022, arXiv:2211.01095)
-    built from the training noise schedule `train_scheduler`."""
+def default_sampler(train_scheduler):
+    """The family's saved sampler: DPM-Solver++ (Lu et al. 2022, arXiv:2211.01095), second order, built from the
+    training noise schedule `train_scheduler` (its betas and prediction type, epsilon or v)."""
     from diffusers import DPMSolverMultistepScheduler
-
-    from .pipeline_text2img import Text2ImagePipeline
 
     # Thresholding of the predicted x_0 (Imagen, Saharia et al. 2022, arXiv:2205.11487, section 2.3): with
     # sample_max_value 1, diffusers' rule s = clamp(quantile_0.995(|x_0|), 1, 1) = 1 clips every x_0 to the data
@@ -239,9 +238,16 @@ def make_pipeline(unet, text_encoder, tokenizer, train_scheduler):
     # out of range and a deterministic solver then leaves salt-and-pepper noise in the images. On the 45-minute
     # MNIST model it takes prompt accuracy at w = 3 with 20 DPM-Solver++ steps from 88% to 98.5% (200 samples;
     # ancestral DDPM, which clips by default, reaches 99.5%). Every sampler built from this config inherits it.
-    scheduler = DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
-                                                        solver_order=2, thresholding=True,
-                                                        sample_max_value=1.0)  # fmt: skip
-    pipe = Text2ImagePipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+    return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
+                                                   solver_order=2, thresholding=True,
+                                                   sample_max_value=1.0)  # fmt: skip
+
+
+def make_pipeline(unet, text_encoder, tokenizer, train_scheduler):
+    """The Text2ImagePipeline of these models, sampling with `default_sampler(train_scheduler)`."""
+    from .pipeline_text2img import Text2ImagePipeline
+
+    pipe = Text2ImagePipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
+                              scheduler=default_sampler(train_scheduler))  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     return pipe

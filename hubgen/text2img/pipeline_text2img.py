@@ -55,6 +55,10 @@ def _as_prompt_list(value, name: str, allow_empty: bool) -> list[str]:
             raise UserInputError(
                 f"`{name}` must be a string or a list of strings, got a list holding {type(p).__name__}."
             )
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: no tokenizer takes it
+            raise UserInputError(f"`{name}` {p!r} is not valid Unicode text ({e.reason} at {e.start}).") from None
     if not allow_empty:
         for p in prompts:
             if not p.strip():
@@ -203,12 +207,14 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
                     f"Got {len(negatives)} `negative_prompt`s for {len(prompts)} prompts; pass one or one each."
                 )
             self.check_prompts(negatives, "negative_prompt")
-        for name, value, low in [
-            ("num_inference_steps", num_inference_steps, 1),
-            ("num_images_per_prompt", num_images_per_prompt, 1),
+        T = int(self.scheduler.config.num_train_timesteps)  # a sampler cannot take more steps than timesteps
+        for name, value, low, high in [
+            ("num_inference_steps", num_inference_steps, 1, T),
+            ("num_images_per_prompt", num_images_per_prompt, 1, None),
         ]:
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise UserInputError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+                allowed = f"in [{low}, T = {high}]" if high else f">= {low}"
+                raise UserInputError(f"`{name}` must be an integer {allowed}, got {value!r}.")
         if (
             isinstance(guidance_scale, bool)
             or not isinstance(guidance_scale, (int, float))

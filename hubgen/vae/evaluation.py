@@ -18,7 +18,8 @@ __all__ = ["VAEEvalRequest", "evaluate"]
 
 @dataclass
 class VAEEvalRequest(EvalRequest):
-    k: int = field(default=1000, metadata={"help": "importance samples of the IWAE bound (Burda et al. 2015)"})
+    k: int = field(default=1000, metadata={"help": "importance samples of the IWAE bound (Burda et al. 2015)",
+                                           "max": 100_000})  # fmt: skip
 
     def __post_init__(self):
         super().__post_init__()

@@ -6,9 +6,10 @@ on the Hub (`list_models(filter="hubgen")`), narrowed by HUBGEN_GALLERY_AUTHOR a
 The app itself lives in `hubgen.gallery.build_gallery`.
 """
 
+from hubgen.demo_utils import launch_options
 from hubgen.gallery import gallery_from_env
 
 demo = gallery_from_env()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_options())

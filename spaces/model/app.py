@@ -8,10 +8,12 @@ hubgen's registry from the model's model_index.json) builds the UI; this file on
 
 import os
 
+from hubgen.demo_utils import launch_options, limit_uploads
 from hubgen.hub import family_of
 
+limit_uploads()  # image uploads are bounded before Gradio decodes them
 model = os.environ.get("HUBGEN_MODEL", "hubgen/vae-digits")
 demo = family_of(model).load("build_demo")(model)
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_options())
