@@ -213,6 +213,11 @@ def prepare_run(args, pipeline_class: str):
     return resume, DataSpec.from_args(args).load("train")
 
 
+def train_command(family: str, args) -> str:
+    """The command line that started this run, as the run marker and the training record state it."""
+    return f"hubgen train {family} " + shlex.join(getattr(args, "argv", None) or [])
+
+
 def start_run(args, family: str, resume: Path | None, train_set, **accelerator_kwargs) -> Run:
     """The seeded Accelerator (`accelerator_kwargs` go to it) and the run's record. The main process marks the
     folder as a hubgen run of `family` (hubgen_run.json) at once, and with `--overwrite_output_dir` moves the
@@ -221,8 +226,7 @@ def start_run(args, family: str, resume: Path | None, train_set, **accelerator_k
     accelerator = make_accelerator(args, family, **accelerator_kwargs)
     out = Path(args.output_dir)
     if accelerator.is_main_process:
-        command = f"hubgen train {family} " + shlex.join(getattr(args, "argv", None) or [])
-        mf.write_run_marker(out, family, getattr(args, "pipeline_class", ""), command)
+        mf.write_run_marker(out, family, getattr(args, "pipeline_class", ""), train_command(family, args))
         if args.overwrite_output_dir and _checkpoints(out / CHECKPOINTS):
             aside = out / mf.REPLACED_CHECKPOINTS
             if aside.exists():  # an earlier overwrite's, killed in the instant after its first checkpoint
@@ -433,7 +437,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
         seconds = run.trained_seconds
         info = {
             "family": run.family,
-            "command": f"hubgen train {run.family} " + shlex.join(args.argv),
+            "command": train_command(run.family, args),
             "dataset": str(args.dataset),
             "data": (getattr(run.train_set, "spec", None) or DataSpec.from_args(args)).to_json(),
             "image_shape": list(run.train_set.image_shape),
