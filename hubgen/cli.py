@@ -3,7 +3,7 @@
     hubgen families
     hubgen train FAMILY --dataset digits --output_dir out/model [--max_train_steps N] [--seed S] ...
     hubgen eval out/model [--num_images 1000] [--num_samples 1000] [--split test] [--seed 0] [family options]
-    hubgen sample out/model --num_images 16 --seed 0 --out grid.png [family options]
+    hubgen sample out/model --num_images 16 --seed 0 --out grid.png [family options, e.g. --prompt]
     hubgen card out/model
     hubgen demo out/model               (a folder of model folders: the gallery over it)
     hubgen push out/model user/model-digits [--private] [--revision BRANCH] [--create-pr] [--commit-message M]
@@ -185,17 +185,19 @@ def _sample(args) -> int:
     import torch
 
     from .hub import load_pipeline
-    from .pipeline_utils import make_grid
+    from .pipeline_utils import card_grid
 
     folder, family, rest = _folder_and_family("sample", ["--help"] if args.show_help else args.folder_and_options)
-    parser = argparse.ArgumentParser(prog=f"hubgen sample {folder}", description=f"Samples of a {family.name} model.")
-    parser.add_argument("--num_images", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="grid.png")
+    parser = argparse.ArgumentParser(prog=f"hubgen sample {folder}", description=f"Samples of a {family.name} model.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    parser.add_argument("--num_images", type=int, default=16, help=f"images in the grid, 1 to {MAX_SAMPLE_IMAGES}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's generator")
+    # no default: a grid written into whatever folder the shell is in surprised users
+    parser.add_argument("--out", required=True, help="the PNG to write, e.g. samples/grid.png (its folder must exist)")
     kinds = {"int": int, "float": float, "text": str, "prompt": str, "choice": str}
-    for option in family.sample_options:
+    for option in family.sample_options:  # the family's declared sampling arguments, with its own defaults
         parser.add_argument(f"--{option.name}", type=kinds[option.kind], default=option.default, help=option.help,
-                            choices=option.choices or None)  # fmt: skip
+                            choices=option.choices or None, required=option.required)  # fmt: skip
     options = parser.parse_args(rest)
     if not 1 <= options.num_images <= MAX_SAMPLE_IMAGES:
         raise UserInputError(f"`--num_images` must be in [1, {MAX_SAMPLE_IMAGES}], got {options.num_images}.")
@@ -213,7 +215,9 @@ def _sample(args) -> int:
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(options.seed), output_type="pt").images
     from .model_folder import write_image
 
-    write_image(out, make_grid(images))  # atomic: a failed write leaves any earlier file whole
+    write_image(
+        out, card_grid(images)
+    )  # at least 256 px wide (nearest neighbour); atomic: a failed write leaves any earlier file whole
     print(f"wrote {out} ({options.num_images} samples, seed {options.seed})")
     return 0
 

@@ -58,7 +58,6 @@ bits/dim = nats / (D ln 2):
 import dataclasses
 import io
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +67,7 @@ import numpy as np
 import torch
 
 from .errors import UserInputError
+from .model_folder import HUB_ID as _HUB_ID  # one "user/name" pattern for loading and for cards
 
 __all__ = [
     "DataSpec",
@@ -91,7 +91,6 @@ DIGITS_TEST_SIZE = 360
 DIGITS_SPLIT_SEED = 0  # also the seed of the 90/10 split of data without a test split
 VALID_NAMES = ("validation", "valid", "val", "dev")
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _accepted() -> str:

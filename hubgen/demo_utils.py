@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .errors import UserInputError
-from .pipeline_utils import make_grid
+from .pipeline_utils import SCALE_KEY, make_grid
 
 __all__ = [
     "MAX_SEED",
@@ -38,6 +38,7 @@ __all__ = [
     "seed_box",
     "image_out",
     "sketchpad",
+    "space_demo",
 ]
 
 MAX_SEED = 2**32 - 1
@@ -111,7 +112,9 @@ def recorded_training_dataset(pipeline_or_path, pipeline_class):
 def upscale(image: Image.Image, tile_px: int) -> Image.Image:
     """Enlarge by an integer factor (nearest neighbour) so that a `tile_px`-pixel tile reaches MIN_TILE_PX."""
     factor = max(1, math.ceil(MIN_TILE_PX / tile_px))
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    big = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    big.info[SCALE_KEY] = str(factor)  # a card that shows it says so
+    return big
 
 
 def show_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
@@ -176,15 +179,18 @@ def fit_to_model(ink: np.ndarray, size: int) -> np.ndarray:
     """Crop ink (H, W) to its bounding box and scale it into a (size, size) image in [0, 1], peak 1.
 
     MNIST's recipe for size >= 16 (LeCun et al.: the digit fit into a 20x20 box, keeping its aspect ratio,
-    then placed in 28x28 with its centre of mass at the centre); small images (sklearn's 8x8 digits) fill
-    the whole frame, centred.
+    then placed in 28x28 with its centre of mass at the centre). Small images are made as sklearn's 8x8 digits
+    are: the full height, and one empty column on each side (in that data set columns 0 and 7 hold ink in under
+    1% of the images), aspect kept, centred: a round drawn 0 stretched to the frame's edges became a square ring
+    that no training digit looks like.
     """
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if rows.size == 0:
         raise EmptyCanvasError("The canvas is empty: draw a digit first.")
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w)
     box = round(size * 20 / 28) if size >= 16 else size
-    scale = box / max(crop.shape)
+    box_w = box if size >= 16 else max(1, size - 2)
+    scale = min(box / crop.shape[0], box_w / crop.shape[1])
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
     digit = np.clip(_resize(crop, h, w), 0.0, None)  # (h, w)
     digit = np.clip(digit / digit.max(), 0.0, 1.0)
@@ -236,7 +242,7 @@ def show_value_errors(fn):
 def seed_box(label: str, value: int = 0):
     import gradio as gr
 
-    return gr.Number(value=value, label=label, precision=0, minimum=0, maximum=MAX_SEED)
+    return gr.Number(value=value, label=label, precision=0, minimum=0, maximum=MAX_SEED, interactive=True)
 
 
 def image_out(label: str):
@@ -250,13 +256,15 @@ def sketchpad(label: str = "Your digit"):
     import gradio as gr
 
     return gr.Sketchpad(
-        label=label,
+        label=f"{label}: choose the brush (the pen in the toolbar), then draw",
+        placeholder="Choose the brush in the toolbar, then draw one digit, large and in the middle.",
         type="numpy",
         image_mode="RGBA",
         format="png",
         layers=False,
         canvas_size=(CANVAS_PX, CANVAS_PX),
         brush=gr.Brush(default_size=CANVAS_PX // 28, colors=["#000000"], color_mode="fixed"),
+        interactive=True,
     )
 
 
@@ -271,3 +279,29 @@ def limit_uploads() -> None:
 def launch_options() -> dict:
     """The keyword arguments hubgen passes to `Blocks.launch` (the CLI, Spaces): uploads capped in bytes."""
     return {"max_file_size": MAX_UPLOAD_BYTES}
+
+
+# -- Spaces --------------------------------------------------------------------------------------------------------
+
+
+def space_demo(model: str | None):
+    """The demo a model Space serves: `model` (a Hub repo id or a local folder) built by its family's demo, or,
+    when no model is set or it cannot be loaded, a page that says so and what to set: a Space that crashed at
+    start showed its visitors nothing but a build log."""
+    import gradio as gr
+
+    from .hub import family_of
+
+    how = ("Set the variable `HUBGEN_MODEL` to a hubgen model: a Hub repo id such as `your-name/vae-digits` "
+           "(on a Space: Settings, Variables and secrets, New variable; then restart the Space), or a local folder "
+           "written by `hubgen train FAMILY` (`HUBGEN_MODEL=./models/vae-digits python app.py`).")  # fmt: skip
+    if model and str(model).strip():
+        try:
+            return family_of(model).load("build_demo")(model)
+        except (OSError, ValueError) as e:  # a missing repo or folder, a foreign model: say so on the page
+            problem = f"The model `{model}` could not be loaded: {type(e).__name__}: {e}"
+    else:
+        problem = "No model is set."
+    with gr.Blocks(title="hubgen model demo") as demo:
+        gr.Markdown(f"# hubgen model demo\n\n**{problem}**\n\n{how}")
+    return demo

@@ -120,10 +120,20 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
         declared = {"unit": spec.unit, "higher_is_better": spec.higher_is_better}
         if spec.bound:
             declared["bound"] = _format(spec.bound, results)
+        if spec.unit in ("nats/image", "bits/dim"):
+            declared["data_encoding"] = data_encoding(results, info)
         eval_results.append(
-            EvalResult(task_type=task, dataset_type=dataset_id or dataset_label, dataset_name=where,
-                       dataset_split=results.get("split"), metric_type=spec.metric_type, metric_name=label,
-                       metric_config=key, metric_args=declared, metric_value=round(value["mean"], 4))  # fmt: skip
+            EvalResult(
+                task_type=task,
+                dataset_type=dataset_id or dataset_label,
+                dataset_name=where,
+                dataset_split=results.get("split"),
+                metric_type=spec.metric_type,
+                metric_name=label,
+                metric_config=key,
+                metric_args=declared,
+                metric_value=round(value["mean"], 4),
+            )  # fmt: skip
         )
     quality = results.get("sample_quality")
     if quality and quality.get("feature_network"):  # no feature network: no figures (the card says why not)
@@ -138,10 +148,16 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
             figures += [(name, prdc[name], f"{name} (k={prdc['k']})") for name in ("precision", "recall", "coverage")]
         for metric_type, value, label in figures:
             eval_results.append(
-                EvalResult(task_type=task, dataset_type=dataset_id or dataset_label, dataset_name=where,
-                           dataset_split=quality["reference_split"], metric_type=metric_type,
-                           metric_name=f"{label}, {common}", metric_config=metric_type,
-                           metric_value=round(float(value), 4))  # fmt: skip
+                EvalResult(
+                    task_type=task,
+                    dataset_type=dataset_id or dataset_label,
+                    dataset_name=where,
+                    dataset_split=quality["reference_split"],
+                    metric_type=metric_type,
+                    metric_name=f"{label}, {common}",
+                    metric_config=metric_type,
+                    metric_value=round(float(value), 4),
+                )  # fmt: skip
             )
     return ModelCardData(
         library_name="hubgen",
@@ -152,6 +168,19 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
         model_name=model_name or folder.resolve().name,
         eval_results=eval_results or None,
     )
+
+
+def data_encoding(results: dict, info: dict) -> str:
+    """The data a likelihood is of, in one canonical form for comparisons (the leaderboard groups by it):
+    "binarized" or "<L> levels" (per channel). Families word their pixel modes differently ("continuous" for a
+    dequantized flow, "256-level discrete" for the DDPM); the encoding of the data is the same."""
+    mode = str(results.get("pixel_mode") or info.get("pixel_mode") or "").lower()
+    if "binar" in mode or mode == "binary":
+        return "binarized"
+    levels = results.get("pixel_levels") or info.get("pixel_levels")
+    found = re.search(r"(\d+)[- ]level", mode)
+    levels = levels or (int(found.group(1)) if found else None)
+    return f"{levels} levels" if levels else "unstated"
 
 
 def eval_results_yaml(card_data) -> str | None:
@@ -183,6 +212,29 @@ def eval_results_yaml(card_data) -> str | None:
     return header + yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True)
 
 
+def _enlarged(picture: Path) -> str:
+    """A caption's note on how much a picture was enlarged (its PNG's pipeline_utils.SCALE_KEY), or ""."""
+    from PIL import Image
+
+    from .pipeline_utils import SCALE_KEY
+
+    if not picture.is_file():
+        return ""
+    with Image.open(picture) as image:
+        k = getattr(image, "text", {}).get(SCALE_KEY)
+    return f" Shown enlarged {k}x (nearest neighbour: each pixel a {k} x {k} block)." if k and k != "1" else ""
+
+
+def _same_picture(a: Path, b: Path) -> bool:
+    """Two pictures of the folder with the same pixels (a card shows such a picture once)."""
+    from PIL import Image
+
+    if not (a.is_file() and b.is_file()):
+        return False
+    with Image.open(a) as x, Image.open(b) as y:
+        return x.size == y.size and x.mode == y.mode and x.tobytes() == y.tobytes()
+
+
 def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: bool = True):
     """Render README.md from the family's template and the folder's config, training record and results.
 
@@ -210,11 +262,17 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: boo
     sample_quality_section = jinja2.Template(partial.read_text()).render(results=results, has_nn_grid=has_nn_grid)
     data_partial = Path(str(resources.files("hubgen.cards").joinpath("_data.md")))
     data_section = jinja2.Template(data_partial.read_text()).render(info=info)
+    cpu = info.get("train_cpu_seconds")
+    threads = info.get("torch_threads")
+    # wall time alone hides how many cores a run used; a budget in CPU-minutes is checked against this figure
+    cpu_time = "" if cpu is None else f"; {cpu} CPU-s in the main process, {threads} torch thread{'s' * (threads != 1)}"
     card = ModelCard.from_template(
         card_data_for(folder, family, info, results, model_name=repo_id),
         template_path=str(template),
         model_id=repo_id or folder.resolve().name,
-        repo_id=repo_id or str(folder),
+        # a local card's snippets name the folder by its absolute path: "models/x" read from another folder is
+        # taken for a Hub repo id and fails with a network error; a pushed card names the repo id
+        repo_id=repo_id or str(folder.resolve()),
         family=family,
         info=info,
         results=results,
@@ -224,7 +282,10 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: boo
         has_loss_curve=(folder / mf.LOSS_CURVE).is_file(),
         sample_quality_section=sample_quality_section.strip(),
         data_section=data_section.strip(),
-        folder=str(folder),
+        cpu_time=cpu_time,
+        enlarged=lambda name: _enlarged(folder / name),
+        same_picture=lambda a, b: _same_picture(folder / a, folder / b),
+        folder=str(folder) if repo_id else str(folder.resolve()),
     )
     if save:
         mf.write_text(folder / mf.CARD, str(card))

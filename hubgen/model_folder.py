@@ -29,6 +29,7 @@ returns figures and pictures; it never writes here itself: `write_evaluation` do
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,13 +90,18 @@ NOT_PUBLISHED = [f"{CHECKPOINTS}/**", f"{LOGS}/**", f"{_PIPELINE_TMP}/**", ".old
 
 # The Hub copy a named dataset (or a saved copy of it) stands for, for the card's `datasets:` field.
 HUB_DATASET_IDS = {"mnist": "ylecun/mnist"}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name": what hubgen.data loads from the Hub
 
 
 def hub_dataset_id(dataset: str) -> str | None:
-    """The Hub dataset id of a named dataset or of a saved copy of it (`mnist`, `.../mnist.npz` -> ylecun/mnist);
-    None for local data. (Here and not in hubgen.data, which imports torch: `hubgen push` stays light.)"""
+    """The Hub dataset id of a named dataset or of a saved copy of it (`mnist`, `.../mnist.npz` -> ylecun/mnist),
+    or the id itself for data loaded from the Hub (`user/name` that is no local path: a card's `datasets`
+    entry); None for local data. (Here and not in hubgen.data, which imports torch: `hubgen push` stays light.)"""
     name = str(dataset)
-    return HUB_DATASET_IDS.get(name) or HUB_DATASET_IDS.get(Path(name).stem)
+    known = HUB_DATASET_IDS.get(name) or HUB_DATASET_IDS.get(Path(name).stem)
+    if known is None and HUB_ID.match(name) and not Path(name).expanduser().exists():
+        return name
+    return known
 
 
 def is_model_folder(path: str | os.PathLike) -> bool:
@@ -213,7 +219,13 @@ def write_image(path: str | os.PathLike, image) -> None:
     if hasattr(image, "savefig"):
         _replace_atomic(Path(path), lambda tmp: image.savefig(tmp, format="png", dpi=100))
     else:
-        _replace_atomic(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+        from PIL.PngImagePlugin import PngInfo
+
+        text = PngInfo()
+        for key, value in image.info.items():  # e.g. the enlargement of a card grid (pipeline_utils.SCALE_KEY)
+            if isinstance(key, str) and key.startswith("hubgen:"):
+                text.add_text(key, str(value))
+        _replace_atomic(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=text))
 
 
 def _remove(path: Path) -> None:

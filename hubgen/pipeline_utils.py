@@ -28,6 +28,9 @@ __all__ = [
     "images_to_tensor",
     "convert_images",
     "make_grid",
+    "card_grid",
+    "MIN_CARD_PX",
+    "SCALE_KEY",
     "PICKLE_SUFFIXES",
 ]
 
@@ -198,3 +201,18 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
         grid[:, top : top + h, left : left + w] = images[i].detach().float().cpu()
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
     return Image.fromarray(arr[..., 0] if c == 1 else arr)
+
+
+MIN_CARD_PX = 256  # a card's picture is at least this wide: an 82 px grid of 8x8 digits could not be seen
+SCALE_KEY = "hubgen:scale"  # the PNG text chunk that says how much a picture was enlarged (the card states it)
+
+
+def card_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, min_tile_px: int = 0) -> Image.Image:
+    """make_grid, enlarged by an integer factor k with nearest neighbour (every model pixel a k x k block, nothing
+    interpolated) until it is MIN_CARD_PX wide and a tile at least `min_tile_px`; k is kept in the image's
+    `info[SCALE_KEY]`, which hubgen's write_image stores in the PNG so that the card can say it."""
+    grid = make_grid(images, nrow=nrow, padding=padding)
+    k = max(1, -(-MIN_CARD_PX // grid.width), -(-min_tile_px // images.shape[-1]))
+    big = grid.resize((grid.width * k, grid.height * k), Image.Resampling.NEAREST) if k > 1 else grid
+    big.info[SCALE_KEY] = str(k)
+    return big

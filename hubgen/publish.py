@@ -449,12 +449,10 @@ model's model_index.json; this file only picks the model.
 
 import os
 
-from hubgen.demo_utils import launch_options, limit_uploads
-from hubgen.hub import family_of
+from hubgen.demo_utils import launch_options, limit_uploads, space_demo
 
 limit_uploads()  # image uploads are bounded before Gradio decodes them
-model = os.environ.get("HUBGEN_MODEL", "{repo_id}")
-demo = family_of(model).load("build_demo")(model)
+demo = space_demo(os.environ.get("HUBGEN_MODEL", "{repo_id}"))  # a model that cannot load: a page saying so
 
 if __name__ == "__main__":
     demo.launch(**launch_options())

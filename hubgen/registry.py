@@ -271,17 +271,26 @@ class Family:
 
     def sample_call(self, num_images: int, values: dict) -> dict:
         """The pipeline's keyword arguments for `num_images` images with the declared sample options set from
-        `values` (None or an empty prompt keep the pipeline's default). With a prompt the count goes to
-        `num_images_per_prompt` (diffusers' convention), otherwise to `batch_size`."""
+        `values`; a value that is missing or None takes the option's declared default (so the CLI, the gallery
+        and the demos sample alike), and a default of None or an empty prompt keeps the pipeline's. With a
+        prompt the count goes to `num_images_per_prompt` (diffusers' convention), otherwise to `batch_size`."""
         kwargs = {"batch_size": num_images}
         for option in self.sample_options:
             value = values.get(option.name)
+            value = option.default if value is None else value
             if value is None or (option.kind == "prompt" and not str(value).strip()):
                 continue
             kwargs[option.name] = value
             if option.kind == "prompt":
                 kwargs["num_images_per_prompt"] = kwargs.pop("batch_size")
         return kwargs
+
+    def sample_default(self, name: str):
+        """The declared default of sample option `name` (the demos start their controls from it)."""
+        for option in self.sample_options:
+            if option.name == name:
+                return option.default
+        raise KeyError(f"The {self.name} family declares no sample option {name!r}.")
 
     def card_template_path(self):
         """The card template as a path (a package resource, or an absolute path)."""

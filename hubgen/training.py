@@ -182,15 +182,22 @@ class Run:
     images_seen: int = 0
     history: list = field(default_factory=list)
     trained_seconds: float = 0.0
+    trained_cpu_seconds: float = 0.0  # CPU time of this process, all its threads (time.process_time)
     diverged: str | None = None
     last_checkpoint: Path | None = None
     progress: object = None
     configs: dict = field(default_factory=dict)
     _clock: float = field(default_factory=time.perf_counter)
+    _cpu_clock: float = field(default_factory=time.process_time)
 
     @property
     def elapsed(self) -> float:
         return self.trained_seconds + time.perf_counter() - self._clock
+
+    @property
+    def cpu_elapsed(self) -> float:
+        """CPU-seconds of training so far: what a budget in CPU-minutes counts (wall time x busy threads)."""
+        return self.trained_cpu_seconds + time.process_time() - self._cpu_clock
 
 
 def prepare_run(args, pipeline_class: str):
@@ -264,7 +271,6 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
     checkpoint of another model is never loaded into this one. Returns the script's own saved state (what its
     `end_of_step(state=...)` returned), or None when starting fresh. Also opens the progress bar.
     """
-    from tqdm.auto import tqdm
 
     run.configs, saved = configs, None
     if run.resume is not None:
@@ -277,16 +283,42 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
         run.step = full["step"]
         run.batches_seen, run.images_seen = run_state["batches_seen"], run_state["images_seen"]
         run.history, run.trained_seconds = run_state["history"], run_state["trained_seconds"]
+        run.trained_cpu_seconds = run_state.get("trained_cpu_seconds", 0.0)
         saved = full["state"].get("script", {})
         run.accelerator.print(f"Resumed from {run.resume} at step {run.step}")
     elif run.args.resume_from_checkpoint is not None:
         run.accelerator.print(f"No checkpoint in {run.out} yet: starting from step 0.")
     if run.step >= max_steps:
         run.accelerator.print(f"Already trained to step {run.step} (>= {max_steps}): writing the outputs only.")
-    run.progress = tqdm(total=max_steps, initial=run.step, desc=run.family, mininterval=1,
-                        disable=not run.accelerator.is_local_main_process)  # fmt: skip
-    run._clock = time.perf_counter()
+    run.progress = _open_progress(run, max_steps)
+    run._clock, run._cpu_clock = time.perf_counter(), time.process_time()
     return saved
+
+
+_UNBOUNDED_STEPS = 10**6  # a step limit this large comes from --num_epochs 100000 under a time budget: not shown
+
+
+def _open_progress(run: Run, max_steps: int):
+    """The progress bar: steps of max_steps, or, under --max_train_time, seconds of the budget with the step in
+    its description (a bar over num_epochs x batches steps sat at 0% with an ETA of a hundred hours)."""
+    from tqdm.auto import tqdm
+
+    disable = not run.accelerator.is_local_main_process
+    budget = run.args.max_train_time
+    if budget is None:
+        return tqdm(total=max_steps, initial=run.step, desc=run.family, mininterval=1, disable=disable)
+    shown = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}"
+    bar = tqdm(total=float(budget), initial=min(run.trained_seconds, budget), unit="s", mininterval=1,
+               disable=disable, bar_format=shown)  # fmt: skip
+    bar.max_steps = max_steps
+    _describe_step(run, bar)
+    return bar
+
+
+def _describe_step(run: Run, bar) -> None:
+    limit = getattr(bar, "max_steps", _UNBOUNDED_STEPS)
+    shown = f"{run.step}/{limit}" if limit < _UNBOUNDED_STEPS else f"{run.step}"
+    bar.set_description(f"{run.family} step {shown}", refresh=False)
 
 
 def training_batches(run: Run, loader, max_steps: int):
@@ -352,11 +384,19 @@ def end_of_step(
     process before a checkpoint is written: a message it returns (on any process) stops the run as diverged
     and no checkpoint is written (e.g. a flow whose inverse no longer matches). Returns True to stop."""
     args, accelerator = run.args, run.accelerator
-    run.progress.update(1)
     elapsed = run.elapsed
+    if args.max_train_time is None:
+        run.progress.update(1)
+    else:
+        _describe_step(run, run.progress)
+        run.progress.update(min(elapsed, args.max_train_time) - run.progress.n)
     out_of_time = args.max_train_time is not None and elapsed >= args.max_train_time
     flag = torch.tensor([float(out_of_time)], device=accelerator.device)
     stop = run.step >= max_steps or bool(accelerator.gather(flag)[0].item())
+    if stop and run.step < max_steps:
+        run.progress.refresh()
+        accelerator.print(f"\nThe time budget (--max_train_time {args.max_train_time:g} s) ended training at step "
+                          f"{run.step}.")  # fmt: skip
     grid_due = sample_grid is not None and run.step % args.sample_steps == 0
     checkpoint_due = run.step % args.checkpointing_steps == 0 or stop
     if before_save is not None and (grid_due or checkpoint_due) and accelerator.is_main_process:
@@ -371,7 +411,9 @@ def end_of_step(
             return True
     if checkpoint_due:
         run.trained_seconds, run._clock = elapsed, time.perf_counter()
+        run.trained_cpu_seconds, run._cpu_clock = run.cpu_elapsed, time.process_time()
         full = {"run": {"configs": run.configs, "history": run.history, "trained_seconds": run.trained_seconds,
+                        "trained_cpu_seconds": run.trained_cpu_seconds,
                         "batches_seen": run.batches_seen, "images_seen": run.images_seen, "args": args.argv},
                 "script": state() if state is not None else {}}  # fmt: skip
         run.last_checkpoint = save_checkpoint(accelerator, run.out, run.step, models, optimizers, full,
@@ -454,18 +496,48 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "mixed_precision": args.mixed_precision,
             "num_processes": accelerator.num_processes,
             "train_seconds": round(seconds, 1),
+            # the main process's CPU time (all its threads): the figure a budget in CPU-minutes is checked against
+            "train_cpu_seconds": round(run.trained_cpu_seconds, 1),
+            "torch_threads": torch.get_num_threads(),
             "images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
             "license": args.license,
             "versions": versions(),
             **record_fields,
         }
         mf.write_json(out / mf.TRAINING_RECORD, info)
+        written = [mf.CARD, mf.SAMPLES, mf.TRAINING_RECORD]
         if evaluate is not None:
-            mf.write_evaluation(out, evaluate())
+            accelerator.print(f"Evaluating the {run.family} model (its options: hubgen eval {out} --help)")
+            mf.write_evaluation(out, _with_clock("evaluation", evaluate, not accelerator.is_local_main_process))
+            written.append(mf.EVAL_RESULTS)
         render_card(out)
+        accelerator.print(f"wrote {out} ({', '.join(written)})")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
+
+
+def _with_clock(what: str, fn: Callable, disable: bool):
+    """fn() under a line that counts the seconds while it runs (an evaluation of minutes showed nothing)."""
+    import threading
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=None, desc=what, bar_format="{desc}: {elapsed} elapsed", disable=disable)
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(1.0):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        return fn()
+    finally:
+        done.set()
+        ticker.join()
+        bar.close()
 
 
 # -- accelerator, records, output folder -------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def test_card_metadata_and_content(trained_vae_dir):
         f"first **{results['num_images']}** images of the **test** split",  # N and split
         f"IWAE NLL, k = {results['k']}",
         info["command"],  # the exact command that reproduces the run
+        f"{info['train_cpu_seconds']} CPU-s in the main process",  # CPU time beside wall time
         f"hubgen eval {trained_vae_dir} --split test --k {results['k']}",  # and the one that re-evaluates it
         "![Samples",
         "1312.6114",

@@ -59,12 +59,39 @@ def test_a_smoke_run_writes_a_complete_model_folder(tiny_models, name):
     folder, family = tiny_models[name], hubgen.get_family(name)
     for file in (mf.MODEL_INDEX, mf.CARD, mf.SAMPLES, mf.TRAINING_RECORD, mf.EVAL_RESULTS):
         assert (folder / file).is_file(), file
-    assert mf.training_record(folder)["family"] == name
+    record = mf.training_record(folder)
+    assert record["family"] == name
+    # CPU time beside wall time: a budget in CPU-minutes is checked against it (1 thread in the smoke runs: the
+    # process's CPU time cannot be much above the wall time)
+    assert 0 < record["train_cpu_seconds"] <= record["torch_threads"] * record["train_seconds"] + 2.0
     results = mf.eval_results(folder)
     assert results["family"] == name and results["request"]["seed"] == 0
     assert all(family.metric(key) is not None for key in results["metrics"]), "every figure is declared"
     assert all((folder / picture).is_file() for picture in results["pictures"])
     assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt")), "safetensors only"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_card_picture_can_be_seen(tiny_models, name):
+    """Each picture the card shows is at least 256 px wide (an 82 px grid of 8x8 digits could not be seen), and
+    the caption of an enlarged grid states the factor."""
+    import re
+
+    from PIL import Image
+
+    folder = tiny_models[name]
+    card = (folder / mf.CARD).read_text()
+    pictures = re.findall(r"!\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(([^)\s]+)\)", card)
+    assert "samples.png" in pictures
+    pixels = set()
+    for picture in pictures:
+        with Image.open(folder / picture) as image:
+            assert image.width >= 256, (picture, image.size)
+            k = image.text.get("hubgen:scale")
+            pixels.add(image.tobytes())
+        if k not in (None, "1"):
+            assert f"Shown enlarged {k}x (nearest neighbour" in card, picture
+    assert len(pixels) == len(pictures), "the card shows no picture twice"
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -110,8 +137,15 @@ def test_eval_and_sample_take_the_family_options(tiny_models, tmp_path, capsys, 
     assert main(["eval", str(folder), "--no_such_option", "1"]) == 2  # the parser is the family's request
     assert "unrecognized arguments: --no_such_option" in capsys.readouterr().err
     extra = [f"--{o.name}={o.default}" for o in family.sample_options if o.default is not None]
+    extra += [f"--{o.name}=a handwritten seven" for o in family.sample_options if o.required]
     assert main(["sample", str(folder), "--num_images", "2", "--out", str(tmp_path / "g.png"), *extra]) == 0
     assert (tmp_path / "g.png").is_file()
+    assert main(["sample", str(folder), "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())  # help lines wrap at the terminal's width
+    assert "--out OUT" in shown and "(default: 16)" in shown  # help shows the defaults
+    for option in family.sample_options:
+        assert f"--{option.name}" in shown and (option.default is None or f"(default: {option.default})" in shown)
+    assert main(["sample", str(folder), "--num_images", "2"]) == 2  # no default --out: nothing in the cwd
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -156,3 +190,31 @@ def test_the_model_space_runs_the_family_demo_from_hubgen_model(tiny_models, mon
     root = Path(__file__).resolve().parents[1] / "spaces" / "model"
     app = runpy.run_path(str(root / "app.py"))  # __name__ != "__main__": builds the demo, no launch
     assert app["demo"].fns and any(fn.api_name for fn in app["demo"].fns.values())
+
+
+@pytest.mark.parametrize("model", [None, "", "no-such-user/no-such-model", "./no/such/folder"])
+def test_the_model_space_starts_without_a_model_and_says_what_to_set(monkeypatch, tmp_path, model):
+    import runpy
+
+    import gradio as gr
+
+    if model is None:
+        monkeypatch.delenv("HUBGEN_MODEL", raising=False)
+    else:
+        monkeypatch.setenv("HUBGEN_MODEL", model)
+    monkeypatch.chdir(tmp_path)
+    root = Path(__file__).resolve().parents[1] / "spaces" / "model"
+    app = runpy.run_path(str(root / "app.py"))  # no crash at start: the page explains
+    shown = " ".join(b.value for b in app["demo"].blocks.values() if isinstance(b, gr.Markdown))
+    assert "HUBGEN_MODEL" in shown and "Variables and secrets" in shown
+    assert ("No model is set" if not model else f"The model `{model}` could not be loaded") in shown
+
+
+def test_an_empty_gallery_says_where_it_looked_and_what_to_set(tmp_path):
+    import gradio as gr
+
+    from hubgen.gallery import build_gallery
+
+    demo = build_gallery(tmp_path)  # an empty folder
+    shown = " ".join(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert "No models to show" in shown and str(tmp_path) in shown and "HUBGEN_GALLERY_HUB=1" in shown

@@ -104,6 +104,17 @@ def test_open_model_shows_card_and_metadata(catalog):
     assert "cannot be shown" in text and table == []
 
 
+@pytest.mark.parametrize("model_id", sorted(MODELS))
+def test_every_card_image_is_inlined_and_the_page_keeps_one_h1(catalog, model_id):
+    import re
+
+    text, _ = open_model(catalog, model_id)
+    card = (catalog.local_dir / model_id / "README.md").read_text()
+    assert text.count("](data:image/") == card.count("![") > 0  # alt texts with brackets (E[x|z]) included
+    assert not re.search(r"!\[.*\]\((?!data:)", text), "an image link left relative shows as a broken image"
+    assert not re.search(r"^# ", text, flags=re.M), "the gallery's title is the page's only H1"
+
+
 def test_sample_any_family_is_seeded_and_cache_is_bounded(catalog):
     cache = PipelineCache(max_loaded=1)
     a = sample(catalog, cache, "gan-digits", 3, 4)
@@ -213,3 +224,26 @@ def test_blocks_build_with_the_family_demo_rendered(catalog):
     api_names = {d.api_name for d in demo.fns.values() if d.api_name}
     assert {"tiles", "list_models", "open_model", "sample", "leaderboard"} <= api_names
     assert demo.catalog is catalog and isinstance(demo.cache, PipelineCache)
+
+
+def test_leaderboard_tables_compare_only_like_with_like(catalog):
+    from hubgen.gallery.catalog import leaderboard_tables
+
+    tables = leaderboard_tables(list(catalog.entries.values()))
+    seen = set()
+    for title, headers, rows in tables:
+        assert len(headers) <= 6 and all(len(row) == len(headers) for row in rows)  # narrow: fits 1280 px
+        for row in rows:
+            entry = catalog.get(row[0])
+            if title.startswith("Likelihood"):
+                encodings = {(r.metric_args or {}).get("data_encoding") for r in entry.results if r.metric_args
+                             and (r.metric_args or {}).get("unit") in ("bits/dim", "nats/image")}  # fmt: skip
+                assert len(encodings) == 1 and f"{entry.dataset}, {encodings.pop()} " in title, (title, row[0])
+                seen.add(row[0])
+            elif title.startswith("Sample quality"):
+                fd = next(r for r in entry.results if r.metric_type == "frechet_distance")
+                n = fd.metric_name.split("N=")[1].split(" ")[0]
+                assert f"N = {n} " in title and row[2] == pytest.approx(fd.metric_value, abs=0.01)
+    assert {"vae-digits", "flow-digits", "ddpm-digits"} <= seen
+    flow = catalog.get("flow-digits").results
+    assert {(r.metric_args or {}).get("data_encoding") for r in flow if r.metric_args} == {"17 levels"}

@@ -123,7 +123,13 @@ def test_eval_and_sample_commands(trained_dir, tmp_path, capsys):
     results = json.loads((trained_dir / "eval_results.json").read_text())
     assert results["seed"] == 3 and results["num_samples_per_set"] == 10
     assert "--num_samples 10 --seed 3" in (trained_dir / "README.md").read_text()
-    assert main(["sample", str(trained_dir), "--num_images", "4", "--out", str(tmp_path / "grid.png")]) == 0
+    assert main(["sample", str(trained_dir), "--num_images", "4", "--out", str(tmp_path / "grid.png")]) == 2
+    assert "the following arguments are required: --prompt" in capsys.readouterr().err  # never silently unprompted
+    assert not (tmp_path / "grid.png").exists()
+    grid = str(tmp_path / "grid.png")
+    assert (
+        main(["sample", str(trained_dir), "--num_images", "4", "--out", grid, "--prompt", "a handwritten seven"]) == 0
+    )
     assert (tmp_path / "grid.png").is_file()
     assert main(["eval", str(trained_dir), "--num_samples", "5"]) == 2  # fewer than one per digit
     assert "`num_samples` must be >= 10" in capsys.readouterr().err

@@ -244,6 +244,19 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path):
     assert json.loads((tmp_path / "r" / "hubgen_training.json").read_text())["steps"] == 4
 
 
+def test_a_time_budget_shows_elapsed_of_budget_says_it_ended_and_where_the_model_went(tmp_path, capsys):
+    out = tmp_path / "timed"
+    argv = ["train", "vae", "--output_dir", str(out), *SMALL, "--max_train_time", "1", "--num_epochs", "100000"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "s of the time budget" in shown  # elapsed / budget, not an ETA over num_epochs x batches steps
+    assert "The time budget (--max_train_time 1 s) ended training at step" in captured.out
+    assert "evaluation:" in captured.err  # the evaluation's clock
+    last = captured.out.strip().splitlines()[-1]
+    assert last == f"wrote {out} (README.md, samples.png, hubgen_training.json, eval_results.json)"
+
+
 # -- colour images: a tiny RGB 16x16 .npz, the conv stack and the discretized logistic decoder -----------------
 
 

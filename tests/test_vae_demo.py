@@ -123,6 +123,21 @@ def test_fit_to_model_small_images_fill_the_frame():
     assert 3.0 <= cols.mean() <= 4.0  # centred
 
 
+def test_fit_to_model_small_images_keep_the_digits_side_margins():
+    """sklearn's digits leave columns 0 and 7 empty: a round drawn 0 must not become a ring touching every edge."""
+    from sklearn.datasets import load_digits
+
+    assert (load_digits().images[:, :, [0, 7]] > 2).any(axis=(1, 2)).mean() < 0.05  # the data's own margins
+    ink = np.zeros((200, 200), np.float32)
+    ys, xs = np.mgrid[0:200, 0:200]
+    radius = np.hypot(ys - 100, xs - 100)
+    ink[(radius > 70) & (radius < 90)] = 1.0  # a round 0, as wide as it is tall
+    x = demo_utils.fit_to_model(ink, 8)
+    rows, cols = np.nonzero(x > demo_utils.INK_THRESHOLD)
+    assert cols.min() >= 1 and cols.max() <= 6, "columns 0 and 7 stay empty"
+    assert rows.max() - rows.min() + 1 == cols.max() - cols.min() + 1  # aspect kept: round stays round
+
+
 def test_reconstruct_drawing_gives_finite_likelihood(pipe):
     model_input, recon, text = vae_demo.reconstruct_drawing(pipe, sketch_value(stroke_rgba()), k=16)
     assert model_input.size == recon.size == (S * FACTOR, S * FACTOR)

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..demo_utils import MAX_SEED, check_int, image_out, load_family_pipeline, seed_box, show_grid, show_value_errors
 from ..errors import UserInputError
+from .family import FAMILY
 from .pipeline_ddpm import SAMPLERS, DDPMPipeline, frame_indices
 
 __all__ = ["build_demo", "load_pipeline", "describe", "check_sampler", "run_sampler", "compare_samplers"]
@@ -155,12 +156,18 @@ def build_demo(pipeline_or_path):
                 "The gallery shows the trajectory: the sample x_t above the x_0 it implies."
             )
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value="dpmsolver++", label="Sampler")
-                steps = gr.Slider(1, T, value=min(20, T), step=1, precision=0, label="Steps")
+                sampler = gr.Dropdown(
+                    list(SAMPLERS), value=FAMILY.sample_default("sampler"), label="Sampler", interactive=True
+                )
+                steps = gr.Slider(1, T, value=min(20, T), step=1, precision=0, label="Steps", interactive=True)
                 seed = seed_box("Seed")
             with gr.Row():
-                num_images = gr.Slider(1, MAX_DEMO_IMAGES, value=4, step=1, precision=0, label="Number of images")
-                num_frames = gr.Slider(1, MAX_FRAMES, value=8, step=1, precision=0, label="Trajectory frames")
+                num_images = gr.Slider(
+                    1, MAX_DEMO_IMAGES, value=4, step=1, precision=0, label="Number of images", interactive=True
+                )
+                num_frames = gr.Slider(
+                    1, MAX_FRAMES, value=8, step=1, precision=0, label="Trajectory frames", interactive=True
+                )
             button = gr.Button("Sample", variant="primary")
             images = image_out("Samples")
             trajectory = gr.Gallery(label="Denoising trajectory: x_t (top), predicted x_0 (bottom)", columns=4,
@@ -174,7 +181,9 @@ def build_demo(pipeline_or_path):
             gr.Markdown(f"The same initial noise through DDPM ({T} steps), DDIM (50) and DPM-Solver++ (20).")
             with gr.Row():
                 c_seed = seed_box("Seed")
-                c_num_images = gr.Slider(1, MAX_DEMO_IMAGES, value=4, step=1, precision=0, label="Number of images")
+                c_num_images = gr.Slider(
+                    1, MAX_DEMO_IMAGES, value=4, step=1, precision=0, label="Number of images", interactive=True
+                )
             c_button = gr.Button("Compare", variant="primary")
             c_gallery = gr.Gallery(label="DDPM, DDIM, DPM-Solver++", columns=3, format="png")
             c_table = gr.Markdown()

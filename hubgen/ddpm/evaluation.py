@@ -49,11 +49,11 @@ def sampler_label(name: str, steps: int) -> str:
 
 
 def image_grid(images: torch.Tensor, nrow: int):
-    """make_grid, enlarged (nearest neighbour) until a tile is 64 pixels: 8x8 digits stay legible on a card."""
-    from ..demo_utils import upscale
-    from ..pipeline_utils import make_grid
+    """card_grid with tiles of at least 64 pixels: 8x8 digits stay legible on a card."""
+    from ..demo_utils import MIN_TILE_PX
+    from ..pipeline_utils import card_grid
 
-    return upscale(make_grid(images.float().cpu(), nrow=nrow), images.shape[-1])
+    return card_grid(images.float().cpu(), nrow=nrow, min_tile_px=MIN_TILE_PX)
 
 
 @dataclass

@@ -28,10 +28,21 @@ FAMILY = Family(
         ),  # fmt: skip
     ),
     sample_options=(
-        SampleOption("sampler", "choice", None, "a sampler of the shared table (default: the saved scheduler)",
-                     choices=("ddpm", "ddim", "dpmsolver++")),  # fmt: skip
         SampleOption(
-            "num_inference_steps", "int", None, "denoising steps (default: the sampler's)", minimum=1, maximum=1000
+            "sampler",
+            "choice",
+            "dpmsolver++",
+            "a sampler of the shared table: ddpm is the paper's ancestral "
+            "sampler over every training timestep, ddim and dpmsolver++ take fewer steps",
+            choices=("ddpm", "ddim", "dpmsolver++"),
+        ),  # fmt: skip
+        SampleOption(
+            "num_inference_steps",
+            "int",
+            None,
+            "denoising steps (default: the sampler's: 20 for dpmsolver++, 50 for ddim, every timestep for ddpm)",
+            minimum=1,
+            maximum=1000,
         ),  # fmt: skip
     ),
     space=SpaceStyle("yellow", "red"),

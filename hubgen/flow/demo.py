@@ -49,6 +49,7 @@ from ..demo_utils import (
     show_value_errors,
     sketchpad,
 )
+from .family import FAMILY
 from .pipeline_flow import MAX_TEMPERATURE, FlowPipeline, check_temperature
 from .transforms import unsqueeze
 
@@ -248,7 +249,9 @@ def score_drawing(pipe: FlowPipeline, sketch, reference: np.ndarray | None = Non
         pct = percentile_of(bits, reference)
         median = float(np.median(reference))
         verdict = (
-            "typical of the test set" if pct <= 95 else "less likely than 95% of test images: out of distribution?"
+            "typical of the test set"
+            if pct <= 95
+            else "less likely than 95% of test images: possibly out of distribution"
         )
         lines.append(
             f"- Test set ({len(reference)} images): median {median:.3f} bits/dim; your drawing scores higher "
@@ -321,8 +324,17 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
             )
             with gr.Row():
                 seed = seed_box("Seed")
-                num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images")
-                temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.7, step=0.05, label="Temperature T")
+                num_images = gr.Slider(
+                    1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images", interactive=True
+                )
+                temperature = gr.Slider(
+                    0,
+                    MAX_TEMPERATURE,
+                    value=FAMILY.sample_default("temperature"),
+                    step=0.05,
+                    label="Temperature T (1: the model's distribution)",
+                    interactive=True,
+                )
             button = gr.Button("Sample", variant="primary")
             samples = image_out("Samples")
             button.click(sample, [seed, num_images, temperature], samples, api_name="sample")
@@ -331,7 +343,8 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
             gr.Markdown(
                 f"Draw a digit: it is cropped, scaled to {cfg.sample_size}×{cfg.sample_size} and quantized to "
                 f"{cfg.pixel_levels} levels{grey_note}. Its exact bits/dim is shown beside those of "
-                f"{num_reference} test images of `{dataset}`: an out-of-distribution meter (an illustration: a "
+                f"the first {num_reference} test images of `{dataset}` (all of them if the split is smaller; the "
+                "result names the count): an out-of-distribution meter (an illustration: a "
                 "likelihood alone is not a reliable detector, Nalisnick et al. 2019)."
                 if dataset
                 else "Draw a digit and see its exact bits/dim. *No test set is known for this model: pass "
@@ -354,7 +367,7 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
                 "dimensions as the image."
             )
             with gr.Row():
-                index = gr.Number(value=0, label="Test image index", precision=0, minimum=0)
+                index = gr.Number(value=0, label="Test image index", precision=0, minimum=0, interactive=True)
                 trip_seed = seed_box("Dequantization seed")
             button = gr.Button("Encode and decode", variant="primary")
             trip_strip = image_out("x | z | f⁻¹(z)")

@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def sample_grid(model, num_images: int = 64, seed: int = 0, temperature: float = 1.0):
     """x = f^-1(z), z ~ N(0, T^2 I), for `num_images` draws from `seed`, at their grey level, as one grid."""
-    from ..pipeline_utils import make_grid
+    from ..pipeline_utils import card_grid
 
     was_training = model.training
     model.eval()
@@ -90,7 +90,7 @@ def sample_grid(model, num_images: int = 64, seed: int = 0, temperature: float =
         x = model.sample(num_images, temperature, generator=torch.Generator(model.device).manual_seed(seed))
         images = model.to_intensities(x).float()
     model.train(was_training)
-    return make_grid(images, nrow=int(math.sqrt(num_images)))
+    return card_grid(images, nrow=int(math.sqrt(num_images)))
 
 
 @torch.no_grad()
@@ -138,7 +138,6 @@ def _record(args, run, model) -> dict:
             "preprocessing": "none (x - 1/2)" if cfg.logit_alpha is None else f"logit, alpha = {cfg.logit_alpha}",
             "optimizer": args.optimizer, "lr_warmup_steps": args.lr_warmup_steps, "max_grad_norm": args.max_grad_norm,
             "ema_decay": args.ema_decay if args.use_ema else None, "init_batch_size": args.init_batch_size,
-            "torch_threads": torch.get_num_threads(),
             "final_train_bits_per_dim": run.history[-1]["bits_per_dim"] if run.history else None}  # fmt: skip
 
 

@@ -16,7 +16,16 @@ from PIL import Image, ImageDraw
 
 from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, limit_uploads, show_grid, show_value_errors
 from ..errors import UserInputError
-from .catalog import Catalog, ModelEntry, PipelineCache, card_markdown, leaderboard_columns, leaderboard_rows
+from .catalog import (
+    Catalog,
+    ModelEntry,
+    PipelineCache,
+    card_markdown,
+    demote_headings,
+    leaderboard_columns,
+    leaderboard_rows,
+    leaderboard_tables,
+)
 
 __all__ = ["build_gallery", "gallery_from_env", "tiles", "open_model", "sample", "leaderboard"]
 
@@ -74,19 +83,21 @@ def open_model(catalog: Catalog, model_id: str) -> tuple[str, list[list]]:
     table = [[key, ", ".join(map(str, v)) if isinstance(v, list) else str(v)]
              for key, v in meta.items() if key != "model-index"]  # fmt: skip
     table += [[f"{r.metric_type} ({r.dataset_split})", f"{r.metric_value} — {r.metric_name}"] for r in entry.results]
-    return header + (card_markdown(entry) if entry.card_text else "*This model has no card.*"), table
+    card = demote_headings(card_markdown(entry)) if entry.card_text else "*This model has no card.*"
+    return header + card, table
 
 
-def sample(catalog: Catalog, cache: PipelineCache, model_id: str, seed, num_images, prompt: str = "", steps=20):
+def sample(catalog: Catalog, cache: PipelineCache, model_id: str, seed, num_images, prompt: str = "", steps=None):
     """A grid of `num_images` samples of any family from `seed`.
 
-    The gallery's prompt and steps controls go to the family's declared sample options of those names
-    (`prompt`, `num_inference_steps`); a family that declares neither ignores them. An option the family marks
-    `required` (a text-to-image prompt) must be given.
+    The `sample` API's prompt and steps go to the family's declared sample options of those names (`prompt`,
+    `num_inference_steps`; steps None: the declared default); a family that declares neither ignores them;
+    every other option takes its declared default. An option the family marks `required` (a text-to-image
+    prompt) must be given.
     """
     seed = check_int(seed, "seed", 0, MAX_SEED)
     num_images = check_int(num_images, "num_images", 1, MAX_IMAGES)
-    steps = check_int(steps, "steps", 1, MAX_STEPS)
+    steps = None if steps is None else check_int(steps, "steps", 1, MAX_STEPS)  # None: the family's default
     entry = catalog.get(model_id)
     family = entry.family
     values = {"prompt": prompt, "num_inference_steps": steps}
@@ -102,6 +113,24 @@ def sample(catalog: Catalog, cache: PipelineCache, model_id: str, seed, num_imag
     images = images if isinstance(images, torch.Tensor) else torch.as_tensor(images)
     nrow = max(1, int(num_images**0.5))
     return show_grid(images.float().clamp(0, 1), nrow=nrow)
+
+
+def empty_gallery_note(catalog: Catalog) -> str:
+    """What an empty gallery says instead of showing nothing: where it looked and what to set."""
+    looked = f"the folder `{catalog.local_dir}`" if catalog.local_dir is not None else "no local folder"
+    hub = "and the Hub" if catalog.hub else "(the Hub is not listed)"
+    return (f"**No models to show.** Looked in {looked} {hub}. Set `HUBGEN_GALLERY_DIR` to a folder of model "
+            "folders (`hubgen quickstart` writes `models/`), or `HUBGEN_GALLERY_HUB=1` to list hubgen models on "
+            "the Hub (narrowed by `HUBGEN_GALLERY_AUTHOR` and `HUBGEN_GALLERY_TAGS`).")  # fmt: skip
+
+
+def demote_demo_title(demo) -> None:
+    """A family demo's "# title" becomes "## title": inside the gallery the page's one H1 is the gallery's."""
+    import gradio as gr
+
+    for block in demo.blocks.values():
+        if isinstance(block, gr.Markdown) and isinstance(block.value, str) and block.value.startswith("# "):
+            block.value = "#" + block.value
 
 
 def leaderboard(catalog: Catalog, family: str = "All") -> list[list]:
@@ -159,6 +188,8 @@ def build_gallery(
         )
         for warning in catalog.warnings:
             gr.Markdown(f"*{warning}*")
+        if not len(catalog):
+            gr.Markdown(empty_gallery_note(catalog), elem_id="gallery-empty")
         ids_state = gr.State([])
         with gr.Tabs() as tabs:
             with gr.Tab("Gallery", id="gallery"):
@@ -168,44 +199,62 @@ def build_gallery(
                     query = gr.Textbox(label="Search", placeholder="name, family or dataset")
                 gallery = gr.Gallery(label="Models", columns=4, object_fit="contain", allow_preview=False)
             with gr.Tab("Model", id="model"):
-                model_dd = gr.Dropdown(list(catalog.entries), value=None, label="Model")
-                card_md = gr.Markdown()
-                with gr.Accordion("Card metadata", open=False):
-                    meta = gr.Dataframe(headers=["field", "value"], wrap=True)
-                with gr.Group():
-                    gr.Markdown("### Sample (every family)")
-                    with gr.Row():
-                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
-                        num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
-                        steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps (diffusion)")
-                    prompt = gr.Textbox(label="Prompt (text-to-image models)", placeholder="a handwritten seven")
-                    go = gr.Button("Generate", variant="primary")
-                    grid = gr.Image(
-                        label="Samples", format="png", type="pil", interactive=False, elem_id="gallery-samples"
-                    )
+                model_dd = gr.Dropdown(list(catalog.entries), value=None, label="Model", interactive=True)
+                # one sampler per page: the family's own demo (its defaults are the family's declared ones);
+                # the generic `sample` endpoint stays as an API with no controls on the page
+                with gr.Tabs():
+                    with gr.Tab("Demo", id="demo"):
 
-                @gr.render(inputs=model_dd)
-                def family_demo(model_id):
-                    if not model_id:
-                        return
-                    try:
-                        entry = catalog.get(model_id)
-                        pipe = cache.get(entry)
-                        gr.Markdown(f"### The {entry.family_name} demo")
-                        # Blocks built inside a render function attach to it: no .render() (that would add it twice)
-                        entry.family.load("build_demo")(pipe)
-                    except Exception as e:  # a broken model or plugin shows a message, the app keeps serving
-                        gr.Markdown(f"**The demo of {model_id!r} could not be built:** {type(e).__name__}: {e}")
+                        @gr.render(inputs=model_dd)
+                        def family_demo(model_id):
+                            if not model_id:
+                                gr.Markdown("*Choose a model in the gallery or the list above.*")
+                                return
+                            try:
+                                entry = catalog.get(model_id)
+                                pipe = cache.get(entry)
+                                # Blocks built inside a render function attach to it: no .render() (it would add
+                                # them twice)
+                                built = entry.family.load("build_demo")(pipe)
+                                demote_demo_title(built)
+                            except Exception as e:  # a broken model or plugin shows a message, the app keeps serving
+                                gr.Markdown(f"**The demo of {model_id!r} could not be built:** {type(e).__name__}: {e}")
+
+                    with gr.Tab("Card", id="card"):
+                        card_md = gr.Markdown()
+                        with gr.Accordion("Card metadata", open=False):
+                            meta = gr.Dataframe(headers=["field", "value"], wrap=True)
+                with gr.Group(visible=False):  # the `sample` API's inputs and output (not shown)
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED)
+                    num_images = gr.Number(16, precision=0, minimum=1, maximum=MAX_IMAGES)
+                    prompt = gr.Textbox()
+                    steps = gr.Number(None, precision=0, minimum=1, maximum=MAX_STEPS)
+                    go = gr.Button()
+                    grid = gr.Image(format="png", type="pil", interactive=False)
 
             with gr.Tab("Leaderboard", id="leaderboard"):
                 gr.Markdown(
-                    "Figures as each card states them. Likelihoods: bits/dim and nats per image, with the bound "
-                    "each card declares (exact, or which bound); lower is better. The Frechet distance is computed "
-                    "in a digit classifier's features (not Inception FID) "
-                    "and is comparable only at the same features and N. Click a column header to sort."
+                    "Figures as each card states them, one table per thing that can be compared. Likelihoods: "
+                    "bits/dim and nats per image with the bound each card declares (exact, or which bound), one "
+                    "table per dataset and data encoding (binarized pixels and grey levels are different data). "
+                    "Sample quality: the Frechet distance in a classifier's features (not Inception FID), one "
+                    "table per feature network and N, since the figure moves with N. Click a column header to sort."
                 )
-                lb_family = gr.Dropdown(families, value="All", label="Family")
-                board = gr.Dataframe(headers=leaderboard_columns(), value=leaderboard(catalog), interactive=False)
+                lb_family = gr.Dropdown(families, value="All", label="Family", interactive=True)
+
+                @gr.render(inputs=lb_family)
+                def leaderboard_view(family):
+                    tables = leaderboard_tables(catalog.filter(family))
+                    if not tables:
+                        gr.Markdown("*No evaluated model to compare.*")
+                    for title, headers, rows in tables:
+                        gr.Markdown(f"#### {title}")
+                        gr.Dataframe(value=rows, headers=headers, interactive=False, wrap=True,
+                                     elem_classes=["hubgen-board"])  # fmt: skip
+
+                # every figure in one flat table: the `leaderboard` API (data, not shown)
+                board = gr.Dataframe(headers=leaderboard_columns(), value=leaderboard(catalog), interactive=False,
+                                     visible=False)  # fmt: skip
 
         filters = [family_dd, dataset_dd, query]
         for component in filters:

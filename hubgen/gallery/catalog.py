@@ -109,7 +109,21 @@ def card_markdown(entry: ModelEntry) -> str:
         data = base64.b64encode(path.read_bytes()).decode()
         return f"![{alt}](data:image/{path.suffix.lower().lstrip('.')};base64,{data})"
 
-    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", replace, entry.card_text)
+    # alt text may hold one level of brackets (E[x|z]): an alt that stopped at the first "]" left the link relative
+    return re.sub(r"!\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(([^)\s]+)\)", replace, entry.card_text)
+
+
+def demote_headings(markdown: str) -> str:
+    """Every markdown heading one level down (# -> ##), code fences left alone: inside the gallery the card is
+    a section of a page whose one H1 is the gallery's title."""
+    lines, fenced = [], False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,5} ", line):
+            line = "#" + line
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def bound_type(result) -> str:
@@ -316,6 +330,80 @@ def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
             ]
         )
     return rows
+
+
+def leaderboard_tables(entries: list[ModelEntry]) -> list[tuple[str, list[str], list[list]]]:
+    """The leaderboard as narrow tables, each comparing only figures that can be compared: (title, headers, rows).
+
+    Likelihoods: one table per dataset and data encoding (binarized, L levels), never two encodings in one
+    column, each figure with its bound type. Sample quality: one table per dataset, feature network and N (a
+    Frechet distance moves with N: its bias shrinks as N grows). Then one table per family with figures of its own
+    (prompt accuracy). Rows sorted best first.
+    """
+    likelihood, quality, own = {}, {}, {}
+    columns = _declared_columns()
+    for e in entries:
+        if e.error:
+            continue
+        units = {}
+        for r in e.results:
+            spec = e.declared(r)
+            if spec is not None and spec.unit in ("bits/dim", "nats/image"):
+                units.setdefault(spec.unit, r)
+        bpd, nll = units.get("bits/dim"), units.get("nats/image")
+        if bpd or nll:
+            encoding = str(((bpd or nll).metric_args or {}).get("data_encoding") or "unstated encoding")
+            likelihood.setdefault((e.dataset, encoding), []).append(
+                [
+                    e.model_id,
+                    e.family_name,
+                    round(bpd.metric_value, 4) if bpd else None,
+                    round(nll.metric_value, 2) if nll else None,
+                    bound_type(bpd or nll),
+                ]  # fmt: skip
+            )
+        fd = _value(e, "frechet_distance")
+        if fd is not None:
+            n = re.search(r"N=(\d+)", fd.metric_name)
+            net = re.search(r"features (\S+)", fd.metric_name)
+            key = (e.dataset, net.group(1) if net else "?", n.group(1) if n else "?")
+            quality.setdefault(key, []).append(
+                [
+                    e.model_id,
+                    e.family_name,
+                    round(fd.metric_value, 2),
+                    *(
+                        round(r.metric_value, 3) if r else None
+                        for r in (_value(e, t) for t in ("precision", "recall", "coverage"))
+                    ),
+                ]  # fmt: skip
+            )
+        values = []
+        for title, (family_name, spec) in columns.items():
+            match = [r for r in e.results if e.family_name == family_name and r.metric_config == spec.key]
+            if match:
+                values.append((title, round(match[0].metric_value, 3)))
+        if values:
+            own.setdefault(e.family_name, {})[e.model_id] = (e.dataset, dict(values))
+
+    def best_first(rows, column, higher=False):
+        return sorted(rows, key=lambda r: (r[column] is None, -r[column] if higher and r[column] is not None
+                                           else r[column] if r[column] is not None else 0))  # fmt: skip
+
+    tables = []
+    for (dataset, encoding), rows in sorted(likelihood.items()):
+        tables.append((f"Likelihood: {dataset}, {encoding} (lower is better)",
+                       ["model", "family", "bits/dim", "NLL (nats/image)", "bound"], best_first(rows, 2)))  # fmt: skip
+    for (dataset, net, n), rows in sorted(quality.items()):
+        tables.append((f"Sample quality: {dataset}, classifier Frechet distance in {net} features, N = {n} "
+                       "(not Inception FID; comparable only at equal features and N)",
+                       ["model", "family", "FD", "precision", "recall", "coverage"], best_first(rows, 2)))  # fmt: skip
+    for family_name, models in sorted(own.items()):
+        titles = sorted({t for _, values in models.values() for t in values})
+        rows = [[model_id, dataset, *(values.get(t) for t in titles)] for model_id, (dataset, values) in models.items()]
+        tables.append((f"{family_name}: the family's own figures", ["model", "dataset", *titles],
+                       best_first(rows, 2, higher=True)))  # fmt: skip
+    return tables
 
 
 class PipelineCache:

@@ -251,8 +251,10 @@ def build_demo(pipeline_or_path, dataset=None):
     def sample_inputs():
         """Seed, number of images and truncation, with the Sample tab's defaults."""
         seed = seed_box("Seed")
-        num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images")
-        truncation = gr.Slider(0, MAX_TRUNCATION, value=0, step=0.05, label="Truncation t (0 = off; else |z_i| ≤ t)")
+        num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images", interactive=True)
+        truncation = gr.Slider(
+            0, MAX_TRUNCATION, value=0, step=0.05, label="Truncation t (0 = off; else |z_i| ≤ t)", interactive=True
+        )
         return seed, num_images, truncation
 
     with gr.Blocks(title=f"hubgen GAN · {name}") as demo:
@@ -272,7 +274,7 @@ def build_demo(pipeline_or_path, dataset=None):
         with gr.Tab("Interpolate"):
             with gr.Row():
                 seed_a, seed_b = seed_box("Seed A", 0), seed_box("Seed B", 1)
-                steps = gr.Slider(2, MAX_STEPS, value=10, step=1, precision=0, label="Steps")
+                steps = gr.Slider(2, MAX_STEPS, value=10, step=1, precision=0, label="Steps", interactive=True)
             button = gr.Button("Interpolate along the great circle from z_A to z_B", variant="primary")
             strip = image_out("Interpolation (spherical)")
             button.click(interpolate, [seed_a, seed_b, steps], strip, api_name="interpolate")
@@ -294,7 +296,9 @@ def build_demo(pipeline_or_path, dataset=None):
                 )
             with gr.Row():
                 nn_seed, nn_num_images, nn_truncation = sample_inputs()
-                nn_index = gr.Number(value=0, label="Sample index (0 = top left)", precision=0, minimum=0)
+                nn_index = gr.Number(
+                    value=0, label="Sample index (0 = top left)", precision=0, minimum=0, interactive=True
+                )
             button = gr.Button("Find the nearest training images", variant="primary")
             neighbours = image_out("Sample, then its nearest training images")
             distances = gr.Markdown()

@@ -75,10 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def sample_grid(pipe, num_images: int = 64, seed: int = 0):
     """G(z) of the pipeline's generator for `num_images` draws z ~ N(0, I) from `seed`, as one grid."""
-    from ..pipeline_utils import make_grid
+    from ..pipeline_utils import card_grid
 
     images = pipe(num_images, generator=torch.Generator().manual_seed(seed), output_type="pt").images
-    return make_grid(images, nrow=int(math.sqrt(num_images)))
+    return card_grid(images, nrow=int(math.sqrt(num_images)))
 
 
 def _architecture(args, image_shape) -> str:

@@ -35,6 +35,7 @@ from ..demo_utils import (
     show_value_errors,
 )
 from ..errors import UserInputError
+from .family import FAMILY
 from .pipeline_text2img import SAMPLERS, Text2ImagePipeline
 
 __all__ = [
@@ -225,15 +226,23 @@ def build_demo(pipeline_or_path):
         return guidance_strip(pipe, prompt, negative_prompt, steps, sampler, seed, progress)
 
     def prompt_inputs():
-        prompt = gr.Textbox(value=examples[0], label="Prompt", max_lines=1)
+        prompt = gr.Textbox(value=examples[0], label="Prompt", max_lines=1, interactive=True)
         negative = gr.Textbox(
-            value="", label="Negative prompt (replaces the empty prompt in the guidance)", max_lines=1
+            value="", label="Negative prompt (replaces the empty prompt in the guidance)", max_lines=1, interactive=True
         )
         return prompt, negative
 
     def sampler_inputs():
-        steps = gr.Slider(1, MAX_INFERENCE_STEPS, value=20, step=1, precision=0, label="Sampler steps")
-        sampler = gr.Dropdown(samplers, value=DEFAULT_SAMPLER, label="Sampler")
+        steps = gr.Slider(
+            1,
+            MAX_INFERENCE_STEPS,
+            value=FAMILY.sample_default("num_inference_steps"),
+            step=1,
+            precision=0,
+            label="Sampler steps",
+            interactive=True,
+        )
+        sampler = gr.Dropdown(samplers, value=DEFAULT_SAMPLER, label="Sampler", interactive=True)
         return steps, sampler, seed_box("Seed")
 
     with gr.Blocks(title=f"hubgen text-to-image · {name}") as demo:
@@ -247,9 +256,18 @@ def build_demo(pipeline_or_path):
                 prompt, negative = prompt_inputs()
             gr.Examples([[p] for p in examples], inputs=[prompt], api_name="example_prompt")
             with gr.Row():
-                guidance = gr.Slider(0, MAX_GUIDANCE, value=3.0, step=0.5, label="Guidance scale w")
+                guidance = gr.Slider(
+                    0,
+                    MAX_GUIDANCE,
+                    value=FAMILY.sample_default("guidance_scale"),
+                    step=0.5,
+                    label="Guidance scale w",
+                    interactive=True,
+                )
                 steps, sampler, seed = sampler_inputs()
-                num_images = gr.Slider(1, MAX_DEMO_IMAGES, value=8, step=1, precision=0, label="Number of images")
+                num_images = gr.Slider(
+                    1, MAX_DEMO_IMAGES, value=8, step=1, precision=0, label="Number of images", interactive=True
+                )
             button = gr.Button("Generate", variant="primary")
             samples = image_out("Samples")
             notes = gr.Markdown()

@@ -87,12 +87,12 @@ def validation_prompts(record: dict) -> list[str]:
 def prompt_grid(pipe, prompts: list[str], per_prompt: int = 8, guidance_scale: float = REFERENCE_GUIDANCE,
                 seed: int = 0, num_inference_steps: int = 20):  # fmt: skip
     """A len(prompts) x `per_prompt` grid: row i holds `per_prompt` samples for prompts[i]."""
-    from ..pipeline_utils import make_grid
+    from ..pipeline_utils import card_grid
 
     images = pipe(list(prompts), num_images_per_prompt=per_prompt, guidance_scale=guidance_scale,
                   num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(seed),
                   output_type="pt").images  # fmt: skip
-    return make_grid(images, nrow=per_prompt)
+    return card_grid(images, nrow=per_prompt)
 
 
 def digit_grid(pipe, per_digit: int = 8, guidance_scale: float = REFERENCE_GUIDANCE, seed: int = 0,
@@ -105,14 +105,14 @@ def guidance_sweep(pipe, scales=SWEEP_GUIDANCE_SCALES, seed: int = 0, num_infere
                    prompts: list[str] | None = None):  # fmt: skip
     """Rows: the prompts (default: the ten digit prompts); columns: guidance scales, every column from the same
     initial noise."""
-    from ..pipeline_utils import make_grid
+    from ..pipeline_utils import card_grid
 
     prompts = list(prompts or validation_prompts({}))
     c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
     noise = torch.randn((len(prompts), c, s, s), generator=torch.Generator().manual_seed(seed))
     columns = [pipe(prompts, guidance_scale=w, num_inference_steps=num_inference_steps, sampler=sampler,
                     latents=noise, output_type="pt").images for w in scales]  # fmt: skip
-    return make_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(scales))  # (P * S, C, H, W), row-major
+    return card_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(scales))  # (P * S, C, H, W), row-major
 
 
 # -- figures -------------------------------------------------------------------------------------------------------

@@ -249,7 +249,9 @@ def build_demo(pipeline_or_path):
         with gr.Tab("Sample"):
             with gr.Row():
                 seed = seed_box("Seed")
-                num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images")
+                num_images = gr.Slider(
+                    1, MAX_IMAGES, value=16, step=1, precision=0, label="Number of images", interactive=True
+                )
             button = gr.Button("Sample z ~ N(0, I)", variant="primary")
             samples = image_out("Decoded means E[x|z]")
             button.click(sample, [seed, num_images], samples, api_name="sample")
@@ -275,14 +277,16 @@ def build_demo(pipeline_or_path):
         with gr.Tab("Interpolate"):
             with gr.Row():
                 seed_a, seed_b = seed_box("Seed A", 0), seed_box("Seed B", 1)
-                steps = gr.Slider(2, MAX_STEPS, value=10, step=1, precision=0, label="Steps")
+                steps = gr.Slider(2, MAX_STEPS, value=10, step=1, precision=0, label="Steps", interactive=True)
             button = gr.Button("Interpolate z_t = (1 - t) z_A + t z_B", variant="primary")
             strip = image_out("Interpolation")
             button.click(interpolate, [seed_a, seed_b, steps], strip, api_name="interpolate")
 
         with gr.Tab("Latent space"):
             gr.Markdown(latent_grid_note(cfg.latent_dim))
-            grid_size = gr.Slider(2, MAX_GRID, value=10, step=1, precision=0, label="Grid size n (n×n tiles)")
+            grid_size = gr.Slider(
+                2, MAX_GRID, value=10, step=1, precision=0, label="Grid size n (n×n tiles)", interactive=True
+            )
             button = gr.Button("Decode the grid", variant="primary")
             grid = image_out("Latent traversal")
             button.click(decode_grid, grid_size, grid, api_name="latent_grid")

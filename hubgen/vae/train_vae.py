@@ -99,7 +99,7 @@ def checkpoint_config(model) -> dict:
 
 def sample_grid(model, num_images: int = 64, seed: int = 0):
     """Decoder means E[x|z] for `num_images` draws z ~ N(0, I) from `seed`, as one grid."""
-    from ..pipeline_utils import make_grid
+    from ..pipeline_utils import card_grid
 
     z = torch.randn((num_images, model.config.latent_dim), generator=torch.Generator().manual_seed(seed))
     was_training = model.training
@@ -107,7 +107,7 @@ def sample_grid(model, num_images: int = 64, seed: int = 0):
     with torch.no_grad():
         images = model.decode_to_images(z.to(model.device, model.dtype))
     model.train(was_training)
-    return make_grid(images.float(), nrow=int(math.sqrt(num_images)))
+    return card_grid(images.float(), nrow=int(math.sqrt(num_images)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     if run.diverged:
         return tr.stop_diverged(run, "Lower --learning_rate.")
     pipe = PixelPipeline(model=run.accelerator.unwrap_model(model))
-    from hubgen.pipeline_utils import make_grid
+    from hubgen.pipeline_utils import card_grid
 
-    grid = make_grid(pipe(16, generator=torch.Generator().manual_seed(0), output_type="pt").images, nrow=4)
+    grid = card_grid(pipe(16, generator=torch.Generator().manual_seed(0), output_type="pt").images, nrow=4)
     request = PixelEvalRequest(num_images=args.eval_num_images, num_samples=0)
     panels = [("nats / image", {"nll": "-log p(x) (train batch)"}, "linear")]
     evaluation = (lambda: evaluate(run.out, request, pipeline=pipe)) if request.num_images else None  # noqa: E731
