@@ -110,3 +110,14 @@ def test_card_passes_validate_against_a_loopback_validator(trained_vae_dir, monk
             card.validate()
     finally:
         server.shutdown()
+
+
+def test_the_datasets_entry_names_hub_data_and_never_a_local_path(tmp_path, monkeypatch):
+    from hubgen.model_folder import hub_dataset_id
+
+    assert hub_dataset_id("mnist") == "ylecun/mnist" and hub_dataset_id("../shared/data/mnist.npz") == "ylecun/mnist"
+    assert hub_dataset_id("huggan/smithsonian_butterflies_subset") == "huggan/smithsonian_butterflies_subset"
+    (tmp_path / "mine" / "photos").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert hub_dataset_id("mine/photos") is None  # a local folder that looks like "user/name" is not a Hub id
+    assert hub_dataset_id("digits") is None

@@ -166,6 +166,13 @@ def test_the_gallery_shows_the_tile_and_builds_the_demo(tiny_models, tmp_path, n
     with gr.Blocks() as outer:  # built inside the gallery's Blocks, as gr.render does
         family.load("build_demo")(PipelineCache().get(entry))
     assert outer.fns, "the family's demo registered no event"
+    # inside gr.render Gradio cannot infer which controls are inputs, and showed them disabled: every control the
+    # demo declares says it is interactive (the browser test checks the page itself)
+    controls = (gr.Slider, gr.Number, gr.Textbox, gr.Dropdown, gr.Radio, gr.Checkbox, gr.ImageEditor)
+    inputs = {id(c) for fn in outer.fns.values() for c in fn.inputs}
+    for block in outer.blocks.values():
+        if isinstance(block, controls) and id(block) in inputs and block.visible:
+            assert block.interactive is True, f"{name}: {type(block).__name__} {block.label!r} is not interactive"
 
 
 def test_the_model_space_folder_has_front_matter_and_the_galleries_requirements():

@@ -106,17 +106,17 @@ def test_gallery_demo_controls_respond_and_the_card_can_be_seen(browser, gallery
         page.get_by_text("hubgen model gallery").first.wait_for(timeout=TIMEOUT)
         page.get_by_text("broken-model · error").first.wait_for(timeout=TIMEOUT)  # an error tile, no crash
         page.locator("button.thumbnail-item", has=page.locator(f"img[alt^='{family}-digits']")).first.click()
-        page.get_by_role("tab", name="Demo").first.wait_for(timeout=TIMEOUT)
-        demo = page.locator("[role='tabpanel']:visible", has=page.get_by_text("demo")).last
-        page.wait_for_timeout(1000)
+        demo = page.locator("#gallery-demo")
+        demo.locator("button.primary").first.wait_for(timeout=TIMEOUT)  # the family's demo, built in place
         assert exercise_tabs(page, demo, family) >= 1, "no tab of the demo produced an image"
         assert page.locator("h1:visible").count() == 1, "one H1 on the page"
         page.screenshot(path=str(ARTIFACTS / f"gallery-{family}-demo.png"), full_page=True)
         page.get_by_role("tab", name="Card").first.click()
-        page.wait_for_function("() => [...document.querySelectorAll('img')].filter(i => i.offsetParent !== null)"
-                               ".every(i => i.complete)", timeout=TIMEOUT)  # fmt: skip
-        widths = page.evaluate("() => [...document.querySelectorAll('[role=tabpanel] img')]"
-                               ".filter(i => i.offsetParent !== null).map(i => [i.alt, i.naturalWidth])")  # fmt: skip
+        page.locator("#gallery-card img").first.wait_for(timeout=TIMEOUT)
+        page.wait_for_function("() => [...document.querySelectorAll('#gallery-card img')].every(i => i.complete)",
+                               timeout=TIMEOUT)  # fmt: skip
+        widths = page.evaluate("() => [...document.querySelectorAll('#gallery-card img')]"
+                               ".map(i => [i.alt, i.naturalWidth])")  # fmt: skip
         assert widths and all(w >= 256 for _, w in widths), widths
         page.screenshot(path=str(ARTIFACTS / f"gallery-{family}-card.png"), full_page=True)
     finally:
@@ -155,7 +155,7 @@ def test_standalone_demo_controls_respond(browser, tiny_models, family):
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     try:
         page.goto(url)
-        page.locator("h1").first.wait_for(timeout=TIMEOUT)
+        page.locator("button.primary").first.wait_for(timeout=TIMEOUT)
         assert exercise_tabs(page, page.locator("body"), family) >= 1
         page.screenshot(path=str(ARTIFACTS / f"demo-{family}.png"), full_page=True)
     finally:

@@ -197,13 +197,14 @@ def build_gallery(
                     family_dd = gr.Dropdown(families, value="All", label="Family")
                     dataset_dd = gr.Dropdown(datasets, value="All", label="Dataset")
                     query = gr.Textbox(label="Search", placeholder="name, family or dataset")
-                gallery = gr.Gallery(label="Models", columns=4, object_fit="contain", allow_preview=False)
+                gallery = gr.Gallery(label="Models", columns=4, object_fit="contain", allow_preview=False,
+                                     elem_id="gallery-tiles")  # fmt: skip
             with gr.Tab("Model", id="model"):
                 model_dd = gr.Dropdown(list(catalog.entries), value=None, label="Model", interactive=True)
                 # one sampler per page: the family's own demo (its defaults are the family's declared ones);
                 # the generic `sample` endpoint stays as an API with no controls on the page
                 with gr.Tabs():
-                    with gr.Tab("Demo", id="demo"):
+                    with gr.Tab("Demo", id="demo", elem_id="gallery-demo"):
 
                         @gr.render(inputs=model_dd)
                         def family_demo(model_id):
@@ -220,7 +221,7 @@ def build_gallery(
                             except Exception as e:  # a broken model or plugin shows a message, the app keeps serving
                                 gr.Markdown(f"**The demo of {model_id!r} could not be built:** {type(e).__name__}: {e}")
 
-                    with gr.Tab("Card", id="card"):
+                    with gr.Tab("Card", id="card", elem_id="gallery-card"):
                         card_md = gr.Markdown()
                         with gr.Accordion("Card metadata", open=False):
                             meta = gr.Dataframe(headers=["field", "value"], wrap=True)

@@ -17,8 +17,8 @@ def build_demo(pipeline_or_path):
         return make_grid(images, nrow=4)
 
     with gr.Blocks() as demo:
-        seed = gr.Number(0, label="Seed", precision=0)
-        button = gr.Button("Sample")
+        seed = gr.Number(0, label="Seed", precision=0, interactive=True)
+        button = gr.Button("Sample", variant="primary")
         out = gr.Image(type="pil", format="png")
         button.click(draw, seed, out, api_name="sample")
     return demo
