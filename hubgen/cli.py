@@ -215,9 +215,8 @@ def _sample(args) -> int:
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(options.seed), output_type="pt").images
     from .model_folder import write_image
 
-    write_image(
-        out, card_grid(images)
-    )  # at least 256 px wide (nearest neighbour); atomic: a failed write leaves any earlier file whole
+    # at least 256 px wide (nearest neighbour); atomic: a failed write leaves any earlier file whole
+    write_image(out, card_grid(images))
     print(f"wrote {out} ({options.num_images} samples, seed {options.seed})")
     return 0
 

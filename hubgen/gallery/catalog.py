@@ -387,8 +387,8 @@ def leaderboard_tables(entries: list[ModelEntry]) -> list[tuple[str, list[str], 
             own.setdefault(e.family_name, {})[e.model_id] = (e.dataset, dict(values))
 
     def best_first(rows, column, higher=False):
-        return sorted(rows, key=lambda r: (r[column] is None, -r[column] if higher and r[column] is not None
-                                           else r[column] if r[column] is not None else 0))  # fmt: skip
+        known = sorted((r for r in rows if r[column] is not None), key=lambda r: r[column], reverse=higher)
+        return known + [r for r in rows if r[column] is None]
 
     tables = []
     for (dataset, encoding), rows in sorted(likelihood.items()):
