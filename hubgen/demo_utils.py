@@ -276,9 +276,20 @@ def limit_uploads() -> None:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+# Page style of every hubgen app (Gradio 6 takes css at launch): the gallery's tiles wrap to the screen's width
+# (a fixed 4 columns put tiles off a 390 px phone screen) with their whole caption; leaderboard tables wrap.
+DEMO_CSS = """
+#gallery-tiles .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }
+#gallery-tiles .caption-label { white-space: normal; overflow-wrap: anywhere; max-width: 95%; }
+.hubgen-board table { table-layout: auto; }
+.hubgen-board td, .hubgen-board th { white-space: normal; overflow-wrap: anywhere; }
+"""
+
+
 def launch_options() -> dict:
-    """The keyword arguments hubgen passes to `Blocks.launch` (the CLI, Spaces): uploads capped in bytes."""
-    return {"max_file_size": MAX_UPLOAD_BYTES}
+    """The keyword arguments hubgen passes to `Blocks.launch` (the CLI, Spaces): uploads capped in bytes, and
+    the page style (DEMO_CSS)."""
+    return {"max_file_size": MAX_UPLOAD_BYTES, "css": DEMO_CSS}
 
 
 # -- Spaces --------------------------------------------------------------------------------------------------------

@@ -34,7 +34,10 @@ def browser():
 
 
 def launch(demo):
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, ssr_mode=False)
+    from hubgen.demo_utils import launch_options
+
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, ssr_mode=False,
+                            **launch_options())  # fmt: skip
     return url
 
 
