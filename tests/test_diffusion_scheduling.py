@@ -98,6 +98,33 @@ def test_q_posterior_is_the_product_of_the_two_gaussians():
     assert first.variance == 0 and first.log_variance == q_posterior(x0, xt, 1, abar).variance.log()
 
 
+def test_q_posterior_in_float32_keeps_the_float64_mean():
+    """At small t, 1 - abar_t / abar_{t-1} in float32 keeps few digits; the coefficients are computed in float64, so
+    the float32 mean is within 1e-4 posterior standard deviations of the float64 one at every t."""
+    abar = _abar(DDPMScheduler())  # float64
+    t = torch.arange(1, 1000)
+    x0 = torch.randn(999, 16, generator=_g(0)).clamp(-1, 1)
+    xt = torch.randn(999, 16, generator=_g(1))
+    exact = q_posterior(x0.double(), xt.double(), t, abar)
+    single = q_posterior(x0, xt, t, abar.float())
+    assert single.mean.dtype == torch.float32
+    error = (single.mean.double() - exact.mean).abs() / exact.variance.sqrt()
+    assert error.max() < 1e-4, (error.max(), t[error.max(1).values.argmax()])
+
+
+def test_the_prior_term_depends_on_x0():
+    """L_T = KL(q(x_T | x_0) || N(0, I)) is a function of x_0 (through sqrt(abar_T) x_0): x_0 = 1 costs more than
+    x_0 = 0, by exactly the closed form's difference, 1/2 abar_T x_0^2 per dimension."""
+    scheduler = _fast_scheduler("fixed_small")
+    model = _optimal_eps(_abar(scheduler), MU, S)
+    near, far = torch.zeros(2, 16, dtype=torch.float64), torch.ones(2, 16, dtype=torch.float64)
+    a = variational_bound(model, scheduler, near, generator=_g(0)).prior
+    b = variational_bound(model, scheduler, far, generator=_g(0)).prior
+    abar_T = _abar(scheduler)[-1]
+    torch.testing.assert_close(b - a, torch.full((2,), 16 * 0.5 * abar_T * 1.0**2, dtype=torch.float64))
+    assert (b - a > 0).all()
+
+
 @pytest.mark.parametrize("t", [0, 1, 37, 600, 999])
 def test_q_posterior_matches_the_diffusers_scheduler(t):
     """Against DDPMScheduler's posterior variance (_get_variance) and its step() mean (x_0 implied by the noise)."""
