@@ -103,7 +103,7 @@ def test_rgb_16px_trains_saves_reloads_and_scores_over_768_dimensions(rgb16_run)
     bits, nats = (results["metrics"][k]["mean"] for k in ("exact_bits_per_dim", "exact_nll_nats"))
     assert nats == pytest.approx(bits * 768 * math.log(2), rel=1e-9) and 0 < bits < 12
     card = (out / "README.md").read_text()
-    assert "(RGB), L = 256 levels per channel, D = 768 dimensions" in card and "exact bits/dim" in card
+    assert "(RGB), L = 256 levels per channel, D = 768 dimensions" in card and "bits/dim, dequantization bound" in card
     assert "digit classifier" not in card
 
 

@@ -59,7 +59,7 @@ def test_filters_and_tiles(catalog):
     captions = dict(zip(ids, (c for _, c in items), strict=True))
     assert "bits/dim (IWAE-" in captions["vae-digits"]  # headline: the likelihood with its bound
     assert "classifier FD" in captions["gan-digits"]  # a GAN has no likelihood
-    assert "bits/dim (exact)" in captions["flow-digits"]
+    assert "bits/dim (uniform dequantization bound, 1 draw)" in captions["flow-digits"]
     assert "prompt accuracy" in captions["text2img-digits"] and "guidance 3" in captions["text2img-digits"]
     assert captions["broken-model"].endswith("error")
     assert all(image.width == 192 for image, _ in items)
@@ -71,7 +71,8 @@ def test_bound_types_are_read_from_the_card_as_declared_not_parsed_from_labels(c
 
     k = json.loads((catalog.local_dir / "vae-digits" / "eval_results.json").read_text())["request"]["k"]
     assert bounds("vae-digits") == {"iwae_nll_nats": f"IWAE-{k}", "bits_per_dim": f"IWAE-{k}", "neg_elbo_nats": "ELBO"}
-    assert set(bounds("flow-digits").values()) == {"exact"} and set(bounds("pixels-digits").values()) == {"exact"}
+    assert set(bounds("flow-digits").values()) == {"uniform dequantization bound, 1 draw"}
+    assert set(bounds("pixels-digits").values()) == {"exact"}
     t = json.loads((catalog.local_dir / "ddpm-digits" / "eval_results.json").read_text())["num_timesteps"]
     assert set(bounds("ddpm-digits").values()) == {f"variational bound ({t} timesteps)"}
 
@@ -79,7 +80,7 @@ def test_bound_types_are_read_from_the_card_as_declared_not_parsed_from_labels(c
 def test_leaderboard_rows_match_the_cards(catalog):
     rows = {r[0]: r for r in leaderboard_rows(list(catalog.entries.values()))}
     assert set(rows) == MODELS  # broken folders have no row
-    assert rows["flow-digits"][5] == "exact" and rows["vae-digits"][5].startswith("IWAE-")
+    assert rows["flow-digits"][5] == "uniform dequantization bound, 1 draw" and rows["vae-digits"][5].startswith("IWAE-")
     assert rows["ddpm-digits"][5].startswith("variational bound")
     t2i = json.loads((catalog.local_dir / "text2img-digits" / "eval_results.json").read_text())
     column = leaderboard_columns().index("prompt accuracy (training templates, guidance 3)")

@@ -1,4 +1,5 @@
-"""The flow's evaluation: the exact bits/dim of test images, and sample quality at each temperature.
+"""The flow's evaluation: test bits/dim (exact density of dequantized images, a bound for the discrete ones)
+and sample quality at each temperature.
 
 hubgen eval out/flow --num_images all --num_samples 1000 --temperatures 1 0.7
 """

@@ -127,7 +127,8 @@ def likelihood_markdown(scores: LikelihoodOutput, num_dims: int, decoder: str) -
         [
             f"- **IWAE NLL** −L_k(x) = **{nll:.2f} nats**, with k = {scores.k} importance samples "
             "(an upper bound on −log p(x); Burda et al., arXiv:1509.00519)",
-            f"- **−ELBO** = {neg_elbo:.2f} nats (one-sample estimate; −ELBO ≥ −L_k)",
+            f"- **−ELBO** = {neg_elbo:.2f} nats (a one-sample estimate: E[−ELBO] ≥ −L_k holds in expectation, so "
+            "one draw can fall below the IWAE figure)",
             f"- **bits/dim** = {bpd:.3f} (the IWAE NLL over {num_dims} pixels)",
             f"- Note: {note}.",
         ]
