@@ -342,13 +342,14 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
         with gr.Tab("Draw and score"):
             gr.Markdown(
                 f"Draw a digit: it is cropped, scaled to {cfg.sample_size}×{cfg.sample_size} and quantized to "
-                f"{cfg.pixel_levels} levels{grey_note}. Its bits/dim (one dequantization draw) is shown beside those of "
-                f"the first {num_reference} test images of `{dataset}` (all of them if the split is smaller; the "
-                "result names the count): an out-of-distribution meter (an illustration: a "
+                f"{cfg.pixel_levels} levels{grey_note}. Its bits/dim (one dequantization draw) is shown beside "
+                f"those of the first {num_reference} test images of `{dataset}` (all of them if the split is smaller; "
+                "the result names the count): an out-of-distribution meter (an illustration: a "
                 "likelihood alone is not a reliable detector, Nalisnick et al. 2019)."
                 if dataset
-                else "Draw a digit and see its bits/dim (one dequantization draw). *No test set is known for this model: pass "
-                "`dataset` to `build_demo` (or set HUBGEN_DATASET in the Space) to compare with test images.*"
+                else "Draw a digit and see its bits/dim (one dequantization draw). *No test set is known for this "
+                "model: pass `dataset` to `build_demo` (or set HUBGEN_DATASET in the Space) to compare with test "
+                "images.*"
             )
             with gr.Row():
                 sketch = sketchpad("Your digit")
