@@ -63,7 +63,8 @@ def test_training_writes_a_complete_flow_folder(trained_flow_dir):
 def test_card_states_the_likelihood_protocol(trained_flow_dir):
     card = (trained_flow_dir / "README.md").read_text()
     for needle in ["FlowPipeline.from_pretrained(", "lower bound on",
-                   "bits/dim, dequantization bound (uniform dequantization, N = 360, test split)", "### Sample quality", "#### By temperature", "| 0.7 |", "1605.08803",
+                   "bits/dim, dequantization bound (uniform dequantization, N = 360, test split)",
+                   "### Sample quality", "#### By temperature", "| 0.7 |", "1605.08803",
                    "1807.03039", "hubgen train flow --output_dir", "--num_images 360 --num_samples 30 --seed 0",
                    "library_name: hubgen", "bits/dim (change of variables on dequantized data)"]:  # fmt: skip
         assert needle in card, needle
