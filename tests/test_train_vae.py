@@ -168,6 +168,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
             ["train", "vae", "--output_dir", "{tmp}/o", "--architecture", "conv", "--hidden_dims", "8"],
             "two --hidden_dims",
         ),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--k", "5"], "--k 5 is the number of importance samples"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--k", "0"], "--k must be >= 1"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--kl_warmup_steps", "9"], "no separate KL"),
         (["eval", "{tmp}", "--k", "0"], "is not a hubgen model folder"),
         (["sample", "{tmp}/nothing-here"], "does not exist"),
         (["sample", "someone/uncached-model"], "Cannot fetch model_index.json"),
@@ -198,6 +201,16 @@ def test_output_folder_with_a_model_needs_resume_or_overwrite(trained_vae_dir, t
     assert _train(copy, 2, "--overwrite_output_dir") == 2
     assert "holds a different model (GANPipeline" in capsys.readouterr().err
     assert (copy / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == before
+
+
+def test_the_iwae_objective_trains_through_the_cli_and_the_card_says_so(tmp_path):
+    out = tmp_path / "iwae"
+    assert main(["train", "vae", "--output_dir", str(out), *SMALL, "--max_train_steps", "3", "--objective", "iwae",
+                 "--k", "3"]) == 0  # fmt: skip
+    record = json.loads((out / "hubgen_training.json").read_text())
+    assert record["objective"] == "iwae" and record["train_k"] == 3 and math.isfinite(record["final_train_neg_iwae"])
+    assert "importance-weighted bound L_k with k = 3 samples" in (out / "README.md").read_text()
+    assert VAEPipeline.from_pretrained(out).vae.config.latent_dim == 2
 
 
 def test_gradient_accumulation_bf16_and_continuous_pixels_run(tmp_path):

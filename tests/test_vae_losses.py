@@ -14,6 +14,7 @@ from hubgen.vae.losses import (
     gaussian_kl,
     gaussian_log_likelihood,
     iwae_bound,
+    iwae_objective,
     log_normal,
     log_standard_normal,
     reparameterize,
@@ -124,6 +125,48 @@ def test_iwae_chunking_does_not_change_the_estimate():
 def test_iwae_rejects_k_below_one():
     with pytest.raises(ValueError, match="`k`"):
         iwae_bound(_tiny_model(), torch.zeros(1, 1, 2, 2, dtype=torch.float64), 0)
+
+
+def test_iwae_objective_equals_the_bound_for_the_same_draws_and_k1_is_the_one_sample_elbo():
+    model = _tiny_model(3)
+    x = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]], [[[0.0, 1.0], [0.0, 1.0]]]], dtype=torch.float64)
+    with torch.no_grad():
+        for k in (1, 7):
+            # the same generator seed draws the same eps (k, B, D) in both: the same weights, the same bound
+            torch.testing.assert_close(iwae_objective(model, x, k, generator=_gen(30))["iwae"],
+                                       iwae_bound(model, x, k, generator=_gen(30)))  # fmt: skip
+        # k = 1: log p(x|z) + log p(z) - log q(z|x) for one z; in expectation the closed-form-KL ELBO
+        reps = 4000
+        xr = x.repeat(reps, 1, 1, 1)
+        one = iwae_objective(model, xr, 1, generator=_gen(31))["iwae"].view(reps, 2)
+        closed = elbo(model, xr, generator=_gen(32))["elbo"].view(reps, 2)
+        se = (one.var(0) / reps + closed.var(0) / reps).sqrt()
+        assert torch.all((one.mean(0) - closed.mean(0)).abs() < 4 * se), (one.mean(0), closed.mean(0), se)
+
+
+def test_iwae_objective_gradient_is_the_normalized_weights_estimator():
+    """autograd of log (1/k) sum_i w_i equals sum_i w~_i grad log w_i (IWAE eq. 14), computed term by term."""
+    model = _tiny_model(4)
+    x = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]], dtype=torch.float64)
+    k = 6
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = iwae_objective(model, x, k, generator=_gen(40))
+    grads = torch.autograd.grad(out["iwae"].sum(), params)
+    log_w = iwae_objective(model, x, k, generator=_gen(40))["log_w"][:, 0]  # the same draws, a new graph
+    w_tilde = torch.softmax(log_w.detach(), dim=0)
+    expected = [torch.zeros_like(p) for p in params]
+    for i in range(k):
+        for acc, g in zip(expected, torch.autograd.grad(log_w[i], params, retain_graph=True, allow_unused=True),
+                          strict=True):  # fmt: skip
+            if g is not None:
+                acc += w_tilde[i] * g
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_iwae_objective_rejects_k_below_one():
+    with pytest.raises(ValueError, match="`k`"):
+        iwae_objective(_tiny_model(), torch.zeros(1, 1, 2, 2, dtype=torch.float64), 0)
 
 
 def test_elbo_terms_are_consistent_with_the_model():

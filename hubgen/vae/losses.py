@@ -191,6 +191,28 @@ def elbo(model, x: torch.Tensor, beta: float = 1.0, generator=None) -> dict[str,
     return {"elbo": log_px_z - beta * kl, "log_px_z": log_px_z, "kl": kl}
 
 
+def iwae_objective(model, x: torch.Tensor, k: int, generator=None) -> dict[str, torch.Tensor]:
+    """The importance-weighted bound as a training objective (Burda et al. 2015, arXiv:1509.00519, eq. 8):
+
+        L_k(x) = log (1/k) sum_{i=1}^k w_i,   w_i = p(x|z_i) p(z_i) / q(z_i|x),   z_i = mu + sigma eps_i
+
+    with reparameterized z_i, so autograd of this log-mean-exp is the paper's gradient estimator (eq. 14):
+    sum_i w~_i grad log w_i, with w~_i = w_i / sum_j w_j the normalized weights. k = 1 is the ELBO with its KL
+    estimated by the one sample (in expectation the closed-form ELBO); L_k rises toward log p(x) as k grows.
+    Returns per-image `iwae` (B,) and the log-weights `log_w` (k, B). `model` is called (DDP sees the pass).
+    """
+    if not isinstance(k, int) or k < 1:
+        raise UserInputError(f"`k` must be an integer >= 1 (the number of importance samples), got {k!r}.")
+    out = model(x, generator=generator, num_samples=k)
+    batch = x.shape[0]
+    mean, logvar = out.latent_dist.mean.repeat(k, 1), out.latent_dist.logvar.repeat(k, 1)  # (k * B, D), sample-major
+    x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
+    z = out.latents
+    log_w = _decoded_log_likelihood(x_rep, out) + log_standard_normal(z) - log_normal(z, mean, logvar)  # (k * B,)
+    log_w = log_w.reshape(k, batch)
+    return {"iwae": torch.logsumexp(log_w, dim=0) - math.log(k), "log_w": log_w}
+
+
 MAX_DECODED_VALUES = 16384 * 784  # one IWAE chunk's decoder output: 16384 MNIST images (about 50 MB in float32)
 
 

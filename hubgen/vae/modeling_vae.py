@@ -262,14 +262,22 @@ class VAEModel(ModelMixin, ConfigMixin):
             return (out, logvar) if log_scale is None else (out, log_scale)
         return DecoderOutput(sample=out, logvar=logvar, log_scale=log_scale, num_levels=levels)
 
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True, generator=None, return_dict: bool = True):
+    def forward(self, x: torch.Tensor, sample_posterior: bool = True, generator=None, return_dict: bool = True,
+                num_samples: int = 1):  # fmt: skip
         """Encode, take z (a reparameterized posterior sample, or the posterior mean), decode.
 
-        Training calls the model through `forward` (not encode/decode) so that a DistributedDataParallel
+        `num_samples` k > 1 draws k reparameterized z per image (the IWAE objective's samples): `latents` is then
+        (k * B, D), sample-major (row i * B + b is sample i of image b), and the decoder's outputs follow that
+        order. Training calls the model through `forward` (not encode/decode) so that a DistributedDataParallel
         wrapper sees the pass and all-reduces the gradients.
         """
         posterior = self.encode(x).latent_dist
-        z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+        if num_samples > 1:
+            mean, logvar = posterior.mean, posterior.logvar
+            eps = torch.randn((num_samples, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+            z = reparameterize(mean, logvar, eps).reshape(num_samples * mean.shape[0], -1)  # (k * B, D)
+        else:
+            z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
         decoded = self.decode(z)
         out = VAEOutput(sample=decoded.sample, logvar=decoded.logvar, latent_dist=posterior, latents=z,
                         log_scale=decoded.log_scale, num_levels=decoded.num_levels)  # fmt: skip

@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--activation", choices=("relu", "elu", "tanh", "softplus"), default="relu")
     opt.add_argument("--adam_weight_decay", type=float, default=0.0)
     opt.add_argument("--kl_warmup_steps", type=int, default=0, help="anneal the KL weight from 0 to 1 over these steps")
+    opt.add_argument("--objective", choices=("elbo", "iwae"), default="elbo",
+                     help="elbo: one posterior sample per image (AEVB); iwae: the importance-weighted bound L_k with "
+                     "--k samples (Burda et al. 2015), tighter and with a stronger posterior")  # fmt: skip
+    opt.add_argument("--k", type=int, default=None, help="importance samples per image of --objective iwae (default 5)")
     out.add_argument("--eval_k", type=int, default=1000, help="importance samples for the IWAE bound at the end")
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
@@ -52,6 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.kl_warmup_steps < 0:
         p.error(f"--kl_warmup_steps must be >= 0, got {args.kl_warmup_steps}")
+    if args.objective == "elbo" and args.k is not None:
+        p.error(f"--k {args.k} is the number of importance samples of --objective iwae; the ELBO takes one sample")
+    if args.objective == "iwae":
+        args.k = 5 if args.k is None else args.k
+        if args.k < 1:
+            p.error(f"--k must be >= 1, got {args.k}")
+        if args.kl_warmup_steps:
+            p.error("--kl_warmup_steps anneals the ELBO's KL term; the IWAE bound has no separate KL term to anneal")
     if args.hidden_dims is not None and any(h < 1 for h in args.hidden_dims):
         p.error(f"--hidden_dims must be positive, got {args.hidden_dims}")
     if args.architecture == "conv" and args.hidden_dims is not None and len(args.hidden_dims) < 2:
@@ -113,7 +125,7 @@ def sample_grid(model, num_images: int = 64, seed: int = 0):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from .evaluation import VAEEvalRequest, evaluate
-    from .losses import elbo
+    from .losses import elbo, iwae_objective
     from .modeling_vae import VAEModel
     from .pipeline_vae import VAEPipeline
 
@@ -138,19 +150,28 @@ def main(argv: list[str] | None = None) -> int:
         with accelerator.accumulate(model):
             x = model_input(intensities, args.pixel_mode, train_set.levels)  # a fresh draw at every use (not discrete)
             beta = min(1.0, (run.step + 1) / args.kl_warmup_steps) if args.kl_warmup_steps else 1.0
-            terms = elbo(model, x, beta=beta)  # per image: log p(x|z), KL(q(z|x) || p(z)), the (warm-up) ELBO
-            loss = -terms["elbo"].mean()
+            if args.objective == "iwae":
+                terms = iwae_objective(model, x, args.k)  # per image: L_k(x), autograd gives eq. 14's gradient
+                loss = -terms["iwae"].mean()
+                logged = terms["iwae"].mean()[None]
+            else:
+                terms = elbo(model, x, beta=beta)  # per image: log p(x|z), KL(q(z|x) || p(z)), the (warm-up) ELBO
+                loss = -terms["elbo"].mean()
+                logged = torch.stack([terms["elbo"].mean(), terms["log_px_z"].mean(), terms["kl"].mean()])
             if tr.nonfinite(run, loss):
                 break
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
-            window.append(torch.stack([terms["elbo"].mean(), terms["log_px_z"].mean(), terms["kl"].mean()]).detach())
+            window.append(logged.detach())
         run.images_seen += x.shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
         run.step += 1
-        if tr.log_due(run, max_steps):
+        if tr.log_due(run, max_steps) and args.objective == "iwae":
+            (bound,) = tr.gather_mean(run, window)
+            tr.record(run, {"neg_iwae": -bound, "loss": -bound})
+        elif tr.log_due(run, max_steps):
             objective, log_px_z, kl = tr.gather_mean(run, window)
             # loss: the warm-up objective -(log p(x|z) - beta KL); neg_elbo: the bound itself -(log p(x|z) - KL)
             tr.record(run, {"neg_elbo": kl - log_px_z, "loss": -objective, "recon_nll": -log_px_z, "kl": kl,
@@ -167,9 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                              num_samples=args.eval_num_samples)  # fmt: skip
     panels = [("nats / image", {"neg_elbo": "-ELBO (train batch)"}, "linear"),
               ("nats / image", {"kl": "KL(q(z|x) || p(z))", "recon_nll": "-log p(x|z)"}, "linear")]  # fmt: skip
+    if args.objective == "iwae":
+        panels = [("nats / image", {"neg_iwae": f"-L_{args.k} (train batch)"}, "linear")]
+    final = run.history[-1] if run.history else {}
     record = {"pixel_mode": args.pixel_mode, "decoder": config["decoder_distribution"],
-              "kl_warmup_steps": args.kl_warmup_steps,
-              "final_train_neg_elbo": run.history[-1]["neg_elbo"] if run.history else None}  # fmt: skip
+              "kl_warmup_steps": args.kl_warmup_steps, "objective": args.objective, "train_k": args.k,
+              "final_train_neg_elbo": final.get("neg_elbo"), "final_train_neg_iwae": final.get("neg_iwae")}  # fmt: skip
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
     return tr.finish_run(run, pipe, sample_grid(vae), panels, record, evaluation if request.num_images or
                          request.num_samples else None)  # fmt: skip
