@@ -170,7 +170,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         ),
         (["train", "vae", "--output_dir", "{tmp}/o", "--k", "5"], "--k 5 is the number of importance samples"),
         (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--k", "0"], "--k must be >= 1"),
-        (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--kl_warmup_steps", "9"], "no separate KL"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--kl_warmup_steps", "9"], "no separate"),
         (["eval", "{tmp}", "--k", "0"], "is not a hubgen model folder"),
         (["sample", "{tmp}/nothing-here"], "does not exist"),
         (["sample", "someone/uncached-model"], "Cannot fetch model_index.json"),
