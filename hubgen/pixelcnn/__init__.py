@@ -1,0 +1,1 @@
+"""The autoregressive family (PixelCNN, Gated PixelCNN): model so far; pipeline, training, card and demo to come."""

@@ -1,0 +1,252 @@
+"""PixelCNN (van den Oord et al. 2016, arXiv:1601.06759) and Gated PixelCNN (arXiv:1606.05328) as a diffusers model.
+
+An autoregressive model factorizes the image's distribution in raster order, colours R -> G -> B within a pixel
+(PixelRNN paper eq. 1-2):
+
+    p(x) = prod_{i=1}^{H W} p(x_{i,R} | x_<i) p(x_{i,G} | x_<i, x_{i,R}) p(x_{i,B} | x_<i, x_{i,R}, x_{i,G})
+
+so log p(x) is an exact sum of per-value log-probabilities: no bound, no dequantization. One network pass gives every
+conditional at once because its convolutions are masked (section 3.4): a kernel sees the rows above its centre and,
+on the centre row, the columns to its left; at the centre tap a feature of colour group g sees the input groups
+before g (mask "A", the first layer: a value never sees itself) or up to and including g (mask "B", later layers).
+
+- `architecture="pixelcnn"`: a 7x7 mask-A convolution, residual blocks (1x1 -> 3x3 -> 1x1, mask B; paper Figure 5),
+  then two 1x1 mask-B layers. Stacked masked 3x3 kernels leave a blind spot above and to the right.
+- `architecture="gated"`: a vertical stack that sees every row above (any column) and a horizontal stack that sees
+  the current row to the left, joined by a 1x1 link from vertical to horizontal, with gated activations
+  tanh(W_f * x) * sigmoid(W_g * x) (Gated PixelCNN eq. 2): no blind spot.
+
+The output is a Bernoulli logit per value (`pixel_levels=2`, binarized data) or a `pixel_levels`-way categorical per
+value: logits (B, C, K, H, W). Every value an output depends on lies in the `receptive_rows` rows above it and its
+own row, which the pipeline's fast sampler uses to run the network on a window of rows instead of the whole image.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin  # noqa: F401  (diffusers' loader looks ModelMixin up here)
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from ..errors import UserInputError
+
+__all__ = ["PixelCNNModel", "MaskedConv2d", "causal_mask"]
+
+
+def _groups(n: int, channels: int, repeats: int = 1) -> torch.Tensor:
+    """The colour group of each of n features: `repeats` contiguous blocks, each split evenly in `channels` groups
+    (a gated layer's output is two blocks: the tanh half and the sigmoid half)."""
+    per = n // repeats
+    return torch.arange(n) % per * channels // per
+
+
+def causal_mask(out_channels: int, in_channels: int, kernel: tuple[int, int], mask_type: Literal["A", "B"],
+                channels: int, out_repeats: int = 1,
+                rows: Literal["causal", "above"] = "causal") -> torch.Tensor:  # fmt: skip
+    """The (out, in, kh, kw) 0/1 mask of a masked convolution whose centre is (kh // 2, kw // 2).
+
+    rows="causal": the rows above the centre, and on the centre row the columns left of it, plus the centre tap
+    between colour groups: in group < out group (A) or <= (B). rows="above": the centre row and every row above it,
+    all columns (the gated vertical stack, whose input is shifted down one row so that it sees only rows above)."""
+    kh, kw = kernel
+    mask = torch.zeros(out_channels, in_channels, kh, kw)
+    cy, cx = kh // 2, kw // 2
+    if rows == "above":
+        mask[:, :, : cy + 1, :] = 1
+        return mask
+    mask[:, :, :cy, :] = 1
+    mask[:, :, cy, :cx] = 1
+    g_out, g_in = _groups(out_channels, channels, out_repeats), _groups(in_channels, channels)
+    allowed = g_in[None, :] < g_out[:, None] if mask_type == "A" else g_in[None, :] <= g_out[:, None]
+    mask[:, :, cy, cx] = allowed.float()
+    return mask
+
+
+class MaskedConv2d(nn.Conv2d):
+    """nn.Conv2d whose weight is multiplied by a fixed mask (a buffer) on every call, with "same" padding."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int], mask: torch.Tensor):
+        super().__init__(in_channels, out_channels, kernel, padding=(kernel[0] // 2, kernel[1] // 2))
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def _conv(c_in: int, c_out: int, k: int, mask_type: str, channels: int, out_repeats: int = 1) -> MaskedConv2d:
+    return MaskedConv2d(c_in, c_out, (k, k), causal_mask(c_out, c_in, (k, k), mask_type, channels, out_repeats))
+
+
+class ResidualBlock(nn.Module):
+    """PixelCNN paper Figure 5: ReLU -> 1x1 (h -> h/2) -> ReLU -> 3x3 -> ReLU -> 1x1 (h/2 -> h), all mask B, plus
+    the input."""
+
+    def __init__(self, hidden: int, channels: int):
+        super().__init__()
+        half = hidden // 2
+        self.net = nn.Sequential(nn.ReLU(), _conv(hidden, half, 1, "B", channels), nn.ReLU(),
+                                 _conv(half, half, 3, "B", channels), nn.ReLU(),
+                                 _conv(half, hidden, 1, "B", channels))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class GatedLayer(nn.Module):
+    """One Gated PixelCNN layer (arXiv:1606.05328 Figure 2): v' = gate(V * v), h' = h + 1x1(gate(H * h + 1x1(V * v))),
+    gate(a, b) = tanh(a) * sigmoid(b). The vertical kernel is k x k over the centre row and the rows above (its input is
+    shifted down a row once, at the stack's start); the horizontal kernel is 1 x k, masked causally (A in the first
+    layer, which has no residual)."""
+
+    def __init__(self, hidden: int, channels: int, kernel: int, mask_type: str, c_in: int | None = None):
+        super().__init__()
+        c_in = c_in or hidden
+        self.residual = mask_type == "B"
+        v_mask = causal_mask(2 * hidden, c_in, (kernel, kernel), "B", channels, rows="above")
+        self.vertical = MaskedConv2d(c_in, 2 * hidden, (kernel, kernel), v_mask)
+        h_mask = causal_mask(2 * hidden, c_in, (1, kernel), mask_type, channels, out_repeats=2)
+        self.horizontal = MaskedConv2d(c_in, 2 * hidden, (1, kernel), h_mask)
+        self.link = nn.Conv2d(2 * hidden, 2 * hidden, 1)  # vertical -> horizontal: rows above only, no mask needed
+        self.out = _conv(hidden, hidden, 1, "B", channels)
+
+    @staticmethod
+    def gate(x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_pre = self.vertical(v)
+        h_new = self.out(self.gate(self.horizontal(h) + self.link(v_pre)))
+        return self.gate(v_pre), (h + h_new if self.residual else h_new)
+
+
+class PixelCNNModel(ModelMixin, ConfigMixin):
+    """Per-value conditionals of an image: `forward(x)` -> logits (B, C, H, W) for Bernoulli values
+    (`pixel_levels=2`) or (B, C, K, H, W) for a K-way categorical, K = `pixel_levels`.
+
+    `x` holds the values scaled to [-1, 1] (level k of K as 2 k / (K - 1) - 1), the network's input.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 28,
+        in_channels: int = 1,
+        pixel_levels: int = 2,
+        architecture: Literal["pixelcnn", "gated"] = "gated",
+        hidden_channels: int = 64,
+        num_layers: int = 7,
+        kernel_size: int = 3,
+        output_hidden: int | None = None,
+    ):
+        super().__init__()
+        if architecture not in ("pixelcnn", "gated"):
+            raise UserInputError(f"`architecture` must be 'pixelcnn' or 'gated', got {architecture!r}.")
+        if in_channels not in (1, 3):
+            raise UserInputError(f"`in_channels` must be 1 or 3, got {in_channels}.")
+        if pixel_levels < 2:
+            raise UserInputError(f"`pixel_levels` must be >= 2, got {pixel_levels}.")
+        unit = 2 * in_channels  # hidden/2 must still split evenly into the colour groups
+        if hidden_channels < unit or hidden_channels % unit:
+            raise UserInputError(f"`hidden_channels` must be a positive multiple of {unit} for {in_channels} "
+                                 f"channel(s), got {hidden_channels}.")  # fmt: skip
+        if num_layers < 1 or kernel_size < 3 or kernel_size % 2 == 0:
+            raise UserInputError(f"`num_layers` must be >= 1 and `kernel_size` odd and >= 3, got {num_layers}, "
+                                 f"{kernel_size}.")  # fmt: skip
+        c, h, k = in_channels, hidden_channels, 1 if pixel_levels == 2 else pixel_levels
+        out_hidden = output_hidden or h
+        if out_hidden % c:
+            raise UserInputError(f"`output_hidden` must be a multiple of {c}, got {out_hidden}.")
+        if architecture == "pixelcnn":
+            self.stem = _conv(c, h, 7, "A", c)
+            self.blocks = nn.ModuleList(ResidualBlock(h, c) for _ in range(num_layers))
+        else:
+            rest = [GatedLayer(h, c, kernel_size, "B") for _ in range(num_layers - 1)]
+            self.layers = nn.ModuleList([GatedLayer(h, c, kernel_size, "A", c_in=c), *rest])
+        self.head = nn.Sequential(nn.ReLU(), _conv(h, out_hidden, 1, "B", c), nn.ReLU(),
+                                  _conv(out_hidden, c * k, 1, "B", c))  # fmt: skip
+
+    @property
+    def receptive_rows(self) -> int:
+        """How many rows above its own an output depends on (the fast sampler's window)."""
+        cfg = self.config
+        if cfg.architecture == "pixelcnn":
+            return 3 + cfg.num_layers  # the 7x7 stem, then one row per 3x3 block
+        return 1 + cfg.num_layers * (cfg.kernel_size // 2)  # the shift, then the vertical kernels' reach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.architecture == "pixelcnn":
+            h = self.stem(x)
+            for block in self.blocks:
+                h = block(h)
+        else:
+            v = F.pad(x, (0, 0, 1, 0))[:, :, :-1]  # shifted down one row: the vertical stack sees only rows above
+            h = x
+            for layer in self.layers:
+                v, h = layer(v, h)
+        logits = self.head(h)
+        b, _, height, width = x.shape
+        if cfg.pixel_levels == 2:
+            return logits  # (B, C, H, W)
+        return logits.view(b, cfg.in_channels, cfg.pixel_levels, height, width)
+
+    def log_prob(self, levels: torch.Tensor) -> torch.Tensor:
+        """log p(value) of every value (B, C, H, W) given the values before it, in nats; levels are integers
+        0..K-1 (0/1 for binarized data). Their sum over C, H, W is the exact log-likelihood log p(x)."""
+        logits = self(to_input(levels, self.config.pixel_levels).to(self.dtype))
+        if self.config.pixel_levels == 2:
+            return -F.binary_cross_entropy_with_logits(logits, levels.to(logits.dtype), reduction="none")
+        log_p = F.log_softmax(logits, dim=2)  # (B, C, K, H, W)
+        return log_p.gather(2, levels.long().unsqueeze(2)).squeeze(2)
+
+
+def to_input(levels: torch.Tensor, pixel_levels: int) -> torch.Tensor:
+    """Integer levels 0..K-1 -> the network's input in [-1, 1]."""
+    return levels.float() * (2.0 / (pixel_levels - 1)) - 1.0
+
+
+@torch.no_grad()
+def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Generator | None = None,
+                  temperature: float = 1.0, fast: bool = True, known: torch.Tensor | None = None,
+                  known_mask: torch.Tensor | None = None, progress=None) -> torch.Tensor:  # fmt: skip
+    """Draw integer levels (B, C, H, W) value by value in raster order, R -> G -> B within a pixel.
+
+    Every value costs one network pass (its conditional needs the values drawn just before it). `fast=False` runs
+    the network on the whole image each time (the naive sampler); `fast=True` runs it on the `receptive_rows` rows
+    above the current one and that row only, which gives the same conditionals because no output depends on
+    anything else (zero padding at the window's top edge changes only rows that the window's bottom row does not
+    read). Both draw one uniform u per value and image from `generator`, in the same order, and take the level
+    whose cumulative probability first exceeds u: the same generator gives the same images.
+    `known` levels where `known_mask` is True are kept (completion: the rest is drawn conditioned on the values
+    before it in raster order); `temperature` divides the logits.
+    """
+    cfg = model.config
+    c, s, k = cfg.in_channels, cfg.sample_size, cfg.pixel_levels
+    device = model.device
+    levels = torch.zeros(batch_size, c, s, s, dtype=torch.long, device=device)
+    if known is not None:
+        levels = torch.where(known_mask.to(device), known.to(device).long(), levels)
+    reach = model.receptive_rows
+    for r in range(s):
+        top = max(0, r - reach) if fast else 0
+        bottom = r + 1 if fast else s
+        for col in range(s):
+            for ch in range(c):
+                u = torch.rand(batch_size, generator=generator, device=generator.device if generator else device)
+                u = u.to(device)
+                if known_mask is not None and bool(known_mask[:, ch, r, col].all()):
+                    continue
+                logits = model(to_input(levels[:, :, top:bottom], k).to(model.dtype))
+                if k == 2:
+                    p1 = torch.sigmoid(logits[:, ch, r - top, col].double() / temperature)
+                    value = (u.double() < p1).long()
+                else:
+                    probs = torch.softmax(logits[:, ch, :, r - top, col].double() / temperature, dim=1)  # (B, K)
+                    value = (probs.cumsum(1) < u.double()[:, None]).sum(1).clamp(max=k - 1)
+                keep = known_mask[:, ch, r, col].to(device) if known_mask is not None else None
+                levels[:, ch, r, col] = value if keep is None else torch.where(keep, levels[:, ch, r, col], value)
+        if progress is not None:
+            progress(r + 1, s)
+    return levels
