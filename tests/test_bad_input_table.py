@@ -19,7 +19,7 @@ from hubgen.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAMILIES = ("vae", "gan", "flow", "ddpm", "text2img")
+FAMILIES = ("vae", "gan", "flow", "ddpm", "text2img", "pixelcnn")
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -116,6 +116,8 @@ def _train_cases():
                  (["--beta_start", "0.5", "--beta_end", "0.1"], "--beta_start")],
         "text2img": [(["--caption_dropout", "1.5"], "--caption_dropout"), (["--snr_gamma", "-1"], "--snr_gamma"),
                      (["--prediction_type", "epsilon"], "--prediction_type v_prediction")],
+        "pixelcnn": [(["--kernel_size", "4"], "--kernel_size"), (["--hidden_channels", "0"], "--hidden_channels"),
+                     (["--max_grad_norm", "0"], "--max_grad_norm")],
     }  # fmt: skip
     for family, items in own.items():
         for extra, needle in items:

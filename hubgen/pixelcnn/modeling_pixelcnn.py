@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import UserInputError
 
-__all__ = ["PixelCNNModel", "MaskedConv2d", "causal_mask"]
+__all__ = ["PixelCNNModel", "MaskedConv2d", "causal_mask", "sample_levels", "to_input", "value_log_probs"]
 
 
 def _groups(n: int, channels: int, repeats: int = 1) -> torch.Tensor:
@@ -195,11 +195,15 @@ class PixelCNNModel(ModelMixin, ConfigMixin):
     def log_prob(self, levels: torch.Tensor) -> torch.Tensor:
         """log p(value) of every value (B, C, H, W) given the values before it, in nats; levels are integers
         0..K-1 (0/1 for binarized data). Their sum over C, H, W is the exact log-likelihood log p(x)."""
-        logits = self(to_input(levels, self.config.pixel_levels).to(self.dtype))
-        if self.config.pixel_levels == 2:
-            return -F.binary_cross_entropy_with_logits(logits, levels.to(logits.dtype), reduction="none")
-        log_p = F.log_softmax(logits, dim=2)  # (B, C, K, H, W)
-        return log_p.gather(2, levels.long().unsqueeze(2)).squeeze(2)
+        return value_log_probs(self(to_input(levels, self.config.pixel_levels).to(self.dtype)), levels)
+
+
+def value_log_probs(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """log p of each observed value from the network's logits: Bernoulli logits (B, C, H, W), or categorical
+    logits (B, C, K, H, W) normalized over K by log-softmax. (B, C, H, W) in nats."""
+    if logits.ndim == 4:
+        return -F.binary_cross_entropy_with_logits(logits, levels.to(logits.dtype), reduction="none")
+    return F.log_softmax(logits, dim=2).gather(2, levels.long().unsqueeze(2)).squeeze(2)
 
 
 def to_input(levels: torch.Tensor, pixel_levels: int) -> torch.Tensor:
