@@ -216,12 +216,10 @@ def _enlarged(picture: Path) -> str:
     """A caption's note on how much a picture was enlarged (its PNG's pipeline_utils.SCALE_KEY), or ""."""
     from PIL import Image
 
-    from .pipeline_utils import SCALE_KEY
-
     if not picture.is_file():
         return ""
     with Image.open(picture) as image:
-        k = getattr(image, "text", {}).get(SCALE_KEY)
+        k = getattr(image, "text", {}).get(mf.SCALE_KEY)
     return f" Shown enlarged {k}x (nearest neighbour: each pixel a {k} x {k} block)." if k and k != "1" else ""
 
 

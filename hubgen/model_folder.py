@@ -89,6 +89,7 @@ NOT_PUBLISHED = [f"{CHECKPOINTS}/**", f"{LOGS}/**", f"{_PIPELINE_TMP}/**", ".old
 
 
 # The Hub copy a named dataset (or a saved copy of it) stands for, for the card's `datasets:` field.
+SCALE_KEY = "hubgen:scale"  # the PNG text chunk that says how much a picture was enlarged (the card states it)
 HUB_DATASET_IDS = {"mnist": "ylecun/mnist"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name": what hubgen.data loads from the Hub
 

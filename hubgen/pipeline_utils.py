@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import model_folder as mf
 from .errors import UserInputError
 
 __all__ = [
@@ -204,7 +205,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 
 
 MIN_CARD_PX = 256  # a card's picture is at least this wide: an 82 px grid of 8x8 digits could not be seen
-SCALE_KEY = "hubgen:scale"  # the PNG text chunk that says how much a picture was enlarged (the card states it)
+SCALE_KEY = mf.SCALE_KEY
 
 
 def card_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, min_tile_px: int = 0) -> Image.Image:

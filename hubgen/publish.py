@@ -452,7 +452,8 @@ import os
 from hubgen.demo_utils import launch_options, limit_uploads, space_demo
 
 limit_uploads()  # image uploads are bounded before Gradio decodes them
-demo = space_demo(os.environ.get("HUBGEN_MODEL", "{repo_id}"))  # a model that cannot load: a page saying so
+model = os.environ.get("HUBGEN_MODEL", "{repo_id}")
+demo = space_demo(model)  # a model that cannot be loaded: a page that says so, not a crash
 
 if __name__ == "__main__":
     demo.launch(**launch_options())

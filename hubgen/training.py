@@ -497,7 +497,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "num_processes": accelerator.num_processes,
             "train_seconds": round(seconds, 1),
             # the main process's CPU time (all its threads): the figure a budget in CPU-minutes is checked against
-            "train_cpu_seconds": round(run.trained_cpu_seconds, 1),
+            "train_cpu_seconds": round(run.trained_cpu_seconds, 2),
             "torch_threads": torch.get_num_threads(),
             "images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
             "license": args.license,

@@ -170,12 +170,14 @@ def _tool_cases():
         (["metrics", "train-classifier", "--dataset", "DATA/truncated.npz", "--output_dir", "WS/new-clf"],
          "truncated.npz"),
     ]  # fmt: skip
+    cases.append((["sample", f"{m}/text2img", "--out", "WS/x.png"], "--prompt"))  # never silently unprompted
     for family in FAMILIES:
+        p = ["--prompt", "a seven"] if family == "text2img" else []  # the required option given: the case's fails
         cases += [
-            (["sample", f"{m}/{family}", "--num_images", "0", "--out", "WS/x.png"], "--num_images"),
-            (["sample", f"{m}/{family}", "--num_images", "-2", "--out", "WS/x.png"], "--num_images"),
-            (["sample", f"{m}/{family}", "--out", "WS/no/such/dir/x.png"], "no/such/dir"),
-            (["sample", f"{m}/{family}", "--out", "WS/x.gif"], "x.gif"),
+            (["sample", f"{m}/{family}", *p, "--num_images", "0", "--out", "WS/x.png"], "--num_images"),
+            (["sample", f"{m}/{family}", *p, "--num_images", "-2", "--out", "WS/x.png"], "--num_images"),
+            (["sample", f"{m}/{family}", *p, "--out", "WS/no/such/dir/x.png"], "no/such/dir"),
+            (["sample", f"{m}/{family}", *p, "--out", "WS/x.gif"], "x.gif"),
             (["eval", f"{m}/{family}", "--num_samples", "-1"], "num_samples"),
             (["eval", f"{m}/{family}", "--split", "dev"], "split"),
             (["eval", f"{m}/{family}", "--dataset", "DATA/truncated.npz"], "truncated.npz"),

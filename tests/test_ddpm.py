@@ -397,7 +397,8 @@ def test_eval_and_sample_commands(trained, tmp_path, capsys):
     )
     assert main(["sample", str(trained), "--num_images", "4", "--seed", "2", "--out", str(tmp_path / "g.png")]) == 0
     with Image.open(tmp_path / "g.png") as grid:
-        assert grid.size == (2 * 10 + 2, 2 * 10 + 2)
+        k = -(-256 // (2 * 10 + 2))  # card_grid: enlarged by an integer factor to at least 256 px wide
+        assert grid.size == ((2 * 10 + 2) * k, (2 * 10 + 2) * k) and grid.text["hubgen:scale"] == str(k)
     # the recorded request repeats its protocol, samplers included, figure for figure
     again = evaluate(trained, DDPMEvalRequest.from_record(results)).to_json()  # what `hubgen verify` re-runs
     assert again["metrics"] == results["metrics"] and again["headline_sampler"] == "DDPM-50"

@@ -133,7 +133,8 @@ def test_q_posterior_matches_the_diffusers_scheduler(t):
     xt = scheduler.add_noise(x0, eps, torch.full((4,), t))
     post = q_posterior(x0, xt, t, scheduler.alphas_cumprod)
     if t > 0:
-        torch.testing.assert_close(post.variance, scheduler._get_variance(t), rtol=1e-5, atol=0)
+        # diffusers computes the variance in float32, hubgen's coefficients in float64: 1e-4 relative apart at t = 1
+        torch.testing.assert_close(post.variance, scheduler._get_variance(t), rtol=2e-4, atol=0)
     # step() draws its noise from the generator: the same seed recovers it, and with it the mean
     prev = scheduler.step(eps, t, xt, generator=_g(7)).prev_sample
     noise = torch.randn(xt.shape, generator=_g(7)) if t > 0 else torch.zeros_like(xt)

@@ -61,9 +61,9 @@ def test_a_smoke_run_writes_a_complete_model_folder(tiny_models, name):
         assert (folder / file).is_file(), file
     record = mf.training_record(folder)
     assert record["family"] == name
-    # CPU time beside wall time: a budget in CPU-minutes is checked against it (1 thread in the smoke runs: the
-    # process's CPU time cannot be much above the wall time)
-    assert 0 < record["train_cpu_seconds"] <= record["torch_threads"] * record["train_seconds"] + 2.0
+    # CPU time beside wall time: a budget in CPU-minutes is checked against it (the process's CPU time cannot be
+    # much above its threads times the wall time)
+    assert 0 <= record["train_cpu_seconds"] <= record["torch_threads"] * record["train_seconds"] + 2.0
     results = mf.eval_results(folder)
     assert results["family"] == name and results["request"]["seed"] == 0
     assert all(family.metric(key) is not None for key in results["metrics"]), "every figure is declared"
@@ -212,7 +212,7 @@ def test_the_model_space_starts_without_a_model_and_says_what_to_set(monkeypatch
     monkeypatch.chdir(tmp_path)
     root = Path(__file__).resolve().parents[1] / "spaces" / "model"
     app = runpy.run_path(str(root / "app.py"))  # no crash at start: the page explains
-    shown = " ".join(b.value for b in app["demo"].blocks.values() if isinstance(b, gr.Markdown))
+    shown = " ".join(b.value or "" for b in app["demo"].blocks.values() if isinstance(b, gr.Markdown))
     assert "HUBGEN_MODEL" in shown and "Variables and secrets" in shown
     assert ("No model is set" if not model else f"The model `{model}` could not be loaded") in shown
 
@@ -223,5 +223,5 @@ def test_an_empty_gallery_says_where_it_looked_and_what_to_set(tmp_path):
     from hubgen.gallery import build_gallery
 
     demo = build_gallery(tmp_path)  # an empty folder
-    shown = " ".join(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    shown = " ".join(b.value or "" for b in demo.blocks.values() if isinstance(b, gr.Markdown))
     assert "No models to show" in shown and str(tmp_path) in shown and "HUBGEN_GALLERY_HUB=1" in shown

@@ -58,6 +58,7 @@ def test_rgb_images_train_with_colour_ordering(tmp_path):
     out = tmp_path / "rgb"
     assert main(["train", "pixelcnn", "--dataset", str(data), "--output_dir", str(out), "--pixel_mode", "discrete",
                  "--hidden_channels", "12", "--num_layers", "2", "--max_train_steps", "2", "--eval_num_images", "4",
+                 "--train_batch_size", "16",
                  "--eval_num_samples", "0", "--report_to", "none"]) == 0  # fmt: skip
     pipe = PixelCNNPipeline.from_pretrained(out)
     assert pipe.model.config.in_channels == 3 and pipe.model.config.pixel_levels == 256

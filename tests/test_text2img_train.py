@@ -87,8 +87,8 @@ def test_training_writes_a_complete_text2img_folder(trained_dir):
     assert unet["addition_embed_type"] == "text" and unet["addition_embed_type_num_heads"] == unet["attention_head_dim"]
     from PIL import Image
 
-    with Image.open(out / "samples.png") as grid:  # 10 rows (digits) of 8 samples, 8x8 each, 2 px padding
-        assert grid.size == (8 * 10 + 2, 10 * 10 + 2)
+    with Image.open(out / "samples.png") as grid:  # 10 rows (digits) of 8 samples, 8x8 each, 2 px padding, x 4
+        assert grid.size == (4 * (8 * 10 + 2), 4 * (10 * 10 + 2)) and grid.text["hubgen:scale"] == "4"
 
 
 def test_eval_results_and_card(trained_dir):
@@ -321,7 +321,7 @@ def test_training_on_rgb_captions_with_a_word_level_tokenizer_of_their_words(cap
     from PIL import Image
 
     with Image.open(out / "samples.png") as grid:  # one row of 8 per validation prompt, in colour
-        assert grid.mode == "RGB" and grid.size == (8 * 18 + 2, 10 * 18 + 2)
+        assert grid.mode == "RGB" and grid.size == (2 * (8 * 18 + 2), 2 * (10 * 18 + 2))  # enlarged x 2: >= 256 px
     card = (out / "README.md").read_text()
     for needle in ["trained on the dataset's own captions", "48 captions, 12 distinct", "captions from the dataset's",
                    "over the words of the training captions", f'"{PROMPT}"', "was not measured"]:  # fmt: skip

@@ -124,10 +124,11 @@ def test_fit_to_model_small_images_fill_the_frame():
 
 
 def test_fit_to_model_small_images_keep_the_digits_side_margins():
-    """sklearn's digits leave columns 0 and 7 empty: a round drawn 0 must not become a ring touching every edge."""
+    """sklearn's digits leave columns 0 and 7 nearly empty: a round drawn 0 must not become a ring touching every
+    edge."""
     from sklearn.datasets import load_digits
 
-    assert (load_digits().images[:, :, [0, 7]] > 2).any(axis=(1, 2)).mean() < 0.05  # the data's own margins
+    assert (load_digits().images[:, :, [0, 7]] > 2).any(axis=(1, 2)).mean() < 0.1  # the data's own margins
     ink = np.zeros((200, 200), np.float32)
     ys, xs = np.mgrid[0:200, 0:200]
     radius = np.hypot(ys - 100, xs - 100)

@@ -128,7 +128,12 @@ def demote_demo_title(demo) -> None:
     """A family demo's "# title" becomes "## title": inside the gallery the page's one H1 is the gallery's."""
     import gradio as gr
 
-    for block in demo.blocks.values():
+    def walk(block):  # built inside gr.render, the demo's components are its children, not in `demo.blocks`
+        yield block
+        for child in getattr(block, "children", None) or []:
+            yield from walk(child)
+
+    for block in {id(b): b for b in [*walk(demo), *demo.blocks.values()]}.values():  # each block once
         if isinstance(block, gr.Markdown) and isinstance(block.value, str) and block.value.startswith("# "):
             block.value = "#" + block.value
 

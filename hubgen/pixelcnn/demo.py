@@ -96,7 +96,9 @@ def log_prob_map(pipe: PixelCNNPipeline, sketch) -> tuple[Image.Image, Image.Ima
     cost = (-scores.log_prob_map[0]).numpy()  # (H, W) nats
     rgb = (colormaps["magma"](cost / max(float(cost.max()), 1e-6))[..., :3] * 255).astype(np.uint8)
     heat = upscale(Image.fromarray(rgb), cfg.sample_size)
-    model_input = show_grid(pipe.to_levels(x, binarize_inputs=False).float() / (cfg.pixel_levels - 1), nrow=1)
+    seen = (pipe.to_levels(x, binarize_inputs=False)[0].float() / (cfg.pixel_levels - 1)).permute(1, 2, 0)  # (H, W, C)
+    seen = (seen.squeeze(-1) if cfg.in_channels == 1 else seen).mul(255).round().byte().numpy()
+    model_input = upscale(Image.fromarray(seen), cfg.sample_size)  # the same size as the heat map
     worst = np.unravel_index(cost.argmax(), cost.shape)
     text = (f"- **Exact NLL** -log p(x) = **{scores.nll_nats.item():.2f} nats** "
             f"({scores.bits_per_dim.item():.4f} bits/dim over {x[0].numel()} values): no bound.\n"

@@ -12,7 +12,8 @@ import os
 from hubgen.demo_utils import launch_options, limit_uploads, space_demo
 
 limit_uploads()  # image uploads are bounded before Gradio decodes them
-demo = space_demo(os.environ.get("HUBGEN_MODEL"))  # unset or unloadable: a page that says what to set
+model = os.environ.get("HUBGEN_MODEL")
+demo = space_demo(model)  # unset or unloadable: a page that says what to set, not a crash
 
 if __name__ == "__main__":
     demo.launch(**launch_options())
