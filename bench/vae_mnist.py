@@ -2,6 +2,8 @@
 
     python bench/vae_mnist.py --data ../shared/data/mnist.npz --minutes 10
     python bench/vae_mnist.py --data ../shared/data/mnist.npz --eval_only bench/out/vae-mnist --k 5000 --num_images 0
+    python bench/vae_mnist.py --data ../shared/data/mnist.npz --minutes 10 --objective iwae --train_k 5 \
+        --out bench/out/vae-mnist-iwae5
 
 Trains through the real CLI (`hubgen train vae`) on the 50k training images of the npz, stops after the
 budget, then reports on the test split: training images/s, the negative ELBO and the IWAE NLL (k = 1000 on
@@ -37,6 +39,13 @@ def main() -> int:
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--num_images", type=int, default=1000, help="first N test images (0: all 10000)")
     p.add_argument("--eval_only", default=None, help="evaluate an existing model folder instead of training")
+    p.add_argument(
+        "--objective",
+        choices=("elbo", "iwae"),
+        default="elbo",
+        help="iwae: train on the importance-weighted bound with --train_k samples (no KL warm-up)",
+    )
+    p.add_argument("--train_k", type=int, default=5, help="importance samples of --objective iwae")
     args = p.parse_args()
 
     out = Path(args.eval_only or args.out)
@@ -63,8 +72,11 @@ def main() -> int:
                 "128",
                 "--learning_rate",
                 "1e-3",
-                "--kl_warmup_steps",
-                "4000",
+                *(
+                    ["--kl_warmup_steps", "4000"]
+                    if args.objective == "elbo"
+                    else ["--objective", "iwae", "--k", str(args.train_k)]
+                ),  # fmt: skip
                 "--num_epochs",
                 "100000",
                 "--max_train_time",

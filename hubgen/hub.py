@@ -213,7 +213,7 @@ def eval_results_yaml(card_data) -> str | None:
 
 
 def _enlarged(picture: Path) -> str:
-    """A caption's note on how much a picture was enlarged (its PNG's pipeline_utils.SCALE_KEY), or ""."""
+    """A caption's note on how much a picture was enlarged (its PNG's model_folder.SCALE_KEY chunk), or ""."""
     from PIL import Image
 
     if not picture.is_file():

@@ -307,7 +307,7 @@ def _open_progress(run: Run, max_steps: int):
     budget = run.args.max_train_time
     if budget is None:
         return tqdm(total=max_steps, initial=run.step, desc=run.family, mininterval=1, disable=disable)
-    shown = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}"
+    shown = "{desc}{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}"  # desc ends in ": "
     bar = tqdm(total=float(budget), initial=min(run.trained_seconds, budget), unit="s", mininterval=1,
                disable=disable, bar_format=shown)  # fmt: skip
     bar.max_steps = max_steps

@@ -277,6 +277,16 @@ def _value(entry: ModelEntry, metric_type: str):
     return None
 
 
+def _likelihoods(entry: ModelEntry) -> tuple:
+    """The card's first bits/dim figure and its first nats/image figure (or None), by their declared units."""
+    units = {}
+    for r in entry.results:
+        spec = entry.declared(r)
+        if spec is not None and spec.unit in ("bits/dim", "nats/image"):
+            units.setdefault(spec.unit, r)
+    return units.get("bits/dim"), units.get("nats/image")
+
+
 def _declared_columns() -> dict:
     """{column title: (family name, Metric)} for every registered family's figure that has its own column."""
     from ..registry import list_families
@@ -299,12 +309,7 @@ def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
     for e in entries:
         if e.error:
             continue
-        units = {}
-        for r in e.results:
-            spec = e.declared(r)
-            if spec is not None and spec.unit in ("bits/dim", "nats/image"):
-                units.setdefault(spec.unit, r)
-        bpd, nll, fd = units.get("bits/dim"), units.get("nats/image"), _value(e, "frechet_distance")
+        (bpd, nll), fd = _likelihoods(e), _value(e, "frechet_distance")
         fd_where = ""
         if fd is not None:
             n = re.search(r"N=(\d+)", fd.metric_name)
@@ -345,12 +350,7 @@ def leaderboard_tables(entries: list[ModelEntry]) -> list[tuple[str, list[str], 
     for e in entries:
         if e.error:
             continue
-        units = {}
-        for r in e.results:
-            spec = e.declared(r)
-            if spec is not None and spec.unit in ("bits/dim", "nats/image"):
-                units.setdefault(spec.unit, r)
-        bpd, nll = units.get("bits/dim"), units.get("nats/image")
+        bpd, nll = _likelihoods(e)
         if bpd or nll:
             encoding = str(((bpd or nll).metric_args or {}).get("data_encoding") or "unstated encoding")
             likelihood.setdefault((e.dataset, encoding), []).append(
