@@ -172,10 +172,10 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
 
 def data_encoding(results: dict, info: dict) -> str:
     """The data a likelihood is of, in one canonical form for comparisons (the leaderboard groups by it):
-    "binarized" or "<L> levels" (per channel). Families word their pixel modes differently ("continuous" for a
-    dequantized flow, "256-level discrete" for the DDPM); the encoding of the data is the same."""
+    "binarized" or "<L> levels" (per channel), from the evaluation's pixel mode and levels. Families word their
+    pixel modes differently ("continuous" for dequantized data, "256-level discrete"); the data are the same."""
     mode = str(results.get("pixel_mode") or info.get("pixel_mode") or "").lower()
-    if "binar" in mode or mode == "binary":
+    if "binar" in mode:
         return "binarized"
     levels = results.get("pixel_levels") or info.get("pixel_levels")
     found = re.search(r"(\d+)[- ]level", mode)

@@ -216,6 +216,18 @@ class EvalResult:
     pictures: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)  # extra lines `hubgen eval` prints (e.g. one per sampler)
 
+    def add_sample_quality(self, samples, dataset, description: str) -> None:
+        """hubgen.metrics.evaluate_samples of `samples` (B, C, H, W) in [0, 1] against the request's split and
+        feature network, seeded with the request's seed: the report becomes `sample_quality` (saying what the
+        samples are) and its pictures (the nearest-neighbour grid) join `pictures`."""
+        from .metrics import evaluate_samples
+
+        quality = evaluate_samples(samples, dataset, seed=self.request.seed, reference_split=self.request.split,
+                                   feature_network=self.request.feature_network)  # fmt: skip
+        self.pictures.update(quality.pop("pictures", {}))
+        quality["samples"] = description
+        self.sample_quality = quality
+
     def to_json(self) -> dict:
         record = {**self.details}
         record.update(

@@ -310,14 +310,12 @@ def _open_progress(run: Run, max_steps: int):
     shown = "{desc}{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}"  # desc ends in ": "
     bar = tqdm(total=float(budget), initial=min(run.trained_seconds, budget), unit="s", mininterval=1,
                disable=disable, bar_format=shown)  # fmt: skip
-    bar.max_steps = max_steps
-    _describe_step(run, bar)
+    _describe_step(run, bar, max_steps)
     return bar
 
 
-def _describe_step(run: Run, bar) -> None:
-    limit = getattr(bar, "max_steps", _UNBOUNDED_STEPS)
-    shown = f"{run.step}/{limit}" if limit < _UNBOUNDED_STEPS else f"{run.step}"
+def _describe_step(run: Run, bar, max_steps: int) -> None:
+    shown = f"{run.step}/{max_steps}" if max_steps < _UNBOUNDED_STEPS else f"{run.step}"
     bar.set_description(f"{run.family} step {shown}", refresh=False)
 
 
@@ -388,7 +386,7 @@ def end_of_step(
     if args.max_train_time is None:
         run.progress.update(1)
     else:
-        _describe_step(run, run.progress)
+        _describe_step(run, run.progress, max_steps)
         run.progress.update(min(elapsed, args.max_train_time) - run.progress.n)
     out_of_time = args.max_train_time is not None and elapsed >= args.max_train_time
     flag = torch.tensor([float(out_of_time)], device=accelerator.device)

@@ -7,7 +7,6 @@ Gaussian decoder of eq. 13 (hubgen.diffusion.scheduling.variational_bound). The 
 denoise the same initial noises, so their figures differ by the sampler only.
 """
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from .. import data as hdata
 from ..diffusion import scheduling
 from ..errors import UserInputError
+from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
 
@@ -79,11 +79,6 @@ class DDPMEvalRequest(EvalRequest):
             parse_sampler(spec)
 
 
-def _summary(values: torch.Tensor) -> dict:
-    v = values.double()
-    return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
-
-
 @torch.no_grad()
 def _bound(pipe, test, n: int, num_timesteps: int | None, seed: int, batch_size: int) -> tuple[dict, dict]:
     """The variational bound (Ho et al. eq. 5) on the first `n` images: metrics and the protocol's details."""
@@ -113,7 +108,10 @@ def _bound(pipe, test, n: int, num_timesteps: int | None, seed: int, batch_size:
             f"{test.levels} levels, one x_t ~ q(x_t | x_0) per term, seed {seed}; {estimate}"
         ),
     }
-    return {"vlb_nats": _summary(terms["total"]), "vlb_bits_per_dim": _summary(terms["bits_per_dim"])}, details
+    return {
+        "vlb_nats": mean_and_stderr(terms["total"]),
+        "vlb_bits_per_dim": mean_and_stderr(terms["bits_per_dim"]),
+    }, details
 
 
 @torch.no_grad()

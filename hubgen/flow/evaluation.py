@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserInputError
+from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
 
@@ -36,11 +37,6 @@ class FlowEvalRequest(EvalRequest):
         if not isinstance(self.temperatures, (tuple, list)) or not self.temperatures:
             raise UserInputError(f"`temperatures` must be a non-empty tuple of numbers, got {self.temperatures!r}.")
         self.temperatures = tuple(check_temperature(t) for t in self.temperatures)
-
-
-def _summary(values: torch.Tensor) -> dict:
-    v = values.double()
-    return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
 
 
 @torch.no_grad()
@@ -96,8 +92,8 @@ def evaluate(folder, request: FlowEvalRequest, pipeline=None, batch_size: int = 
         bits = [pipe.log_likelihood(test.take(range(i, min(i + batch_size, n))).float() / 255.0, generator=g)
                 .bits_per_dim.double() for i in range(0, n, batch_size)]  # fmt: skip
         per_image = torch.cat(bits)  # (n,)
-        result.metrics = {"exact_nll_nats": _summary(per_image * (flow.num_dims * math.log(2))),
-                          "exact_bits_per_dim": _summary(per_image)}  # fmt: skip
+        result.metrics = {"exact_nll_nats": mean_and_stderr(per_image * (flow.num_dims * math.log(2))),
+                          "exact_bits_per_dim": mean_and_stderr(per_image)}  # fmt: skip
         quantiles = torch.quantile(per_image, torch.tensor(QUANTILES, dtype=torch.float64) / 100).tolist()
         # [percent, bits/dim] pairs in order (a JSON object's keys would be sorted "1", "25", "5", ...)
         result.details["bits_per_dim_quantiles"] = [list(p) for p in zip(QUANTILES, quantiles, strict=True)]

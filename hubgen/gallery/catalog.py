@@ -287,6 +287,13 @@ def _likelihoods(entry: ModelEntry) -> tuple:
     return units.get("bits/dim"), units.get("nats/image")
 
 
+def _fd_features_and_n(fd) -> tuple[str, str]:
+    """The feature network and N a card's Frechet distance names in its label ("?" where it does not)."""
+    n = re.search(r"N=(\d+)", fd.metric_name)
+    net = re.search(r"features (\S+)", fd.metric_name)
+    return (net.group(1) if net else "?", n.group(1) if n else "?")
+
+
 def _declared_columns() -> dict:
     """{column title: (family name, Metric)} for every registered family's figure that has its own column."""
     from ..registry import list_families
@@ -310,11 +317,7 @@ def leaderboard_rows(entries: list[ModelEntry]) -> list[list]:
         if e.error:
             continue
         (bpd, nll), fd = _likelihoods(e), _value(e, "frechet_distance")
-        fd_where = ""
-        if fd is not None:
-            n = re.search(r"N=(\d+)", fd.metric_name)
-            net = re.search(r"features (\S+)", fd.metric_name)
-            fd_where = f"{net.group(1) if net else '?'}, N={n.group(1) if n else '?'}"
+        fd_where = "{}, N={}".format(*_fd_features_and_n(fd)) if fd is not None else ""
         own = []
         for family_name, spec in columns.values():
             match = [r for r in e.results if e.family_name == family_name and r.metric_config == spec.key]
@@ -364,9 +367,7 @@ def leaderboard_tables(entries: list[ModelEntry]) -> list[tuple[str, list[str], 
             )
         fd = _value(e, "frechet_distance")
         if fd is not None:
-            n = re.search(r"N=(\d+)", fd.metric_name)
-            net = re.search(r"features (\S+)", fd.metric_name)
-            key = (e.dataset, net.group(1) if net else "?", n.group(1) if n else "?")
+            key = (e.dataset, *_fd_features_and_n(fd))
             quality.setdefault(key, []).append(
                 [
                     e.model_id,

@@ -47,7 +47,6 @@ def evaluate(folder, request: GANEvalRequest, pipeline=None) -> EvalResult:
     Frechet distance, precision/recall/density/coverage, classes covered, memorization, with the
     nearest-neighbour grid as a picture. `num_images` does not apply (no likelihood) and is recorded as None.
     """
-    from ..metrics import evaluate_samples
     from .pipeline_gan import GANPipeline
 
     folder = Path(folder)
@@ -58,11 +57,6 @@ def evaluate(folder, request: GANEvalRequest, pipeline=None) -> EvalResult:
     result.details = {"likelihood": "none: a GAN defines no likelihood, so `num_images` does not apply"}
     samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), truncation=request.truncation,
                    output_type="pt").images  # fmt: skip
-    quality = evaluate_samples(samples, dataset, seed=request.seed, reference_split=request.split,
-                               feature_network=request.feature_network)  # fmt: skip
-    result.pictures.update(quality.pop("pictures", {}))
-    quality["samples"] = "G(z) of the EMA generator, z ~ N(0, I)" + (
-        f" truncated to |z_i| <= {request.truncation}" if request.truncation else ""
-    )
-    result.sample_quality = quality
+    truncated = f" truncated to |z_i| <= {request.truncation}" if request.truncation else ""
+    result.add_sample_quality(samples, dataset, f"G(z) of the EMA generator, z ~ N(0, I){truncated}")
     return result

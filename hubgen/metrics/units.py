@@ -65,6 +65,13 @@ def _check_dims(num_dims, num_levels) -> None:
         raise UserInputError(f"`num_levels` must be None (discrete data) or an integer >= 2, got {num_levels!r}.")
 
 
+def mean_and_stderr(values) -> dict:
+    """{"mean", "stderr"} of per-image figures (a tensor, or a list of tensors to concatenate): the mean over images
+    and its standard error std / sqrt(n) (None for a single image), in float64."""
+    v = (torch.cat(list(values)) if isinstance(values, (list, tuple)) else values).double()
+    return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
+
+
 def nats_to_bits(nats):
     """bits = nats / ln 2."""
     return nats / LN2

@@ -1,14 +1,14 @@
 """The PixelCNN's evaluation: the exact negative log-likelihood of test images, and sample quality.
 
-    hubgen eval out/pixelcnn --num_images all --num_samples 1000
+hubgen eval out/pixelcnn --num_images all --num_samples 1000
 """
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
 
@@ -20,18 +20,12 @@ class PixelCNNEvalRequest(EvalRequest):
     pass
 
 
-def _summary(values: list[torch.Tensor]) -> dict:
-    v = torch.cat(values).double()
-    return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
-
-
 @torch.no_grad()
 def evaluate(folder, request: PixelCNNEvalRequest, pipeline=None, batch_size: int = 100) -> EvalResult:
     """Exact -log p(x) (nats) and bits/dim (D = C H W, no dequantization term) on the first `num_images` images of
     the split: binarized models score one dynamic binarization per image (a generator seeded with `seed`, the VAE's
     protocol), L-level models the levels themselves. Mean over images and its standard error. With `num_samples`,
     the sample-quality figures of hubgen.metrics for samples drawn from `seed` at temperature 1."""
-    from ..metrics import evaluate_samples
     from .pipeline_pixelcnn import PixelCNNPipeline
 
     folder = Path(folder)
@@ -58,14 +52,10 @@ def evaluate(folder, request: PixelCNNEvalRequest, pipeline=None, batch_size: in
             scores = pipe.log_likelihood(x, generator=g)
             nll.append(scores.nll_nats)
             bpd.append(scores.bits_per_dim)
-        result.metrics = {"nll_nats": _summary(nll), "bits_per_dim": _summary(bpd)}
+        result.metrics = {"nll_nats": mean_and_stderr(nll), "bits_per_dim": mean_and_stderr(bpd)}
     num_samples = request.num_samples
     if num_samples != 0:
         num_samples = num_samples or len(test)
         samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
-        quality = evaluate_samples(samples, dataset, seed=request.seed, reference_split=request.split,
-                                   feature_network=request.feature_network)  # fmt: skip
-        result.pictures.update(quality.pop("pictures", {}))
-        quality["samples"] = "ancestral samples in raster order, temperature 1"
-        result.sample_quality = quality
+        result.add_sample_quality(samples, dataset, "ancestral samples in raster order, temperature 1")
     return result

@@ -1,15 +1,15 @@
 """The VAE's evaluation: the negative ELBO and the IWAE bound on test images, and sample quality.
 
-    hubgen eval out/vae --k 1000 --num_images 1000 --num_samples 1000
+hubgen eval out/vae --k 1000 --num_images 1000 --num_samples 1000
 """
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import UserInputError
+from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
 
@@ -25,11 +25,6 @@ class VAEEvalRequest(EvalRequest):
         super().__post_init__()
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
             raise UserInputError(f"`k` must be an integer >= 1, got {self.k!r}.")
-
-
-def _summary(values: list[torch.Tensor]) -> dict:
-    v = torch.cat(values).double()
-    return {"mean": v.mean().item(), "stderr": (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else None}
 
 
 def _pixel_protocol(pipe, seed: int) -> tuple[str, str]:
@@ -62,7 +57,6 @@ def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 1
     precision/recall/density/coverage, mode coverage, memorization) for `num_samples` decoder means E[x|z],
     z ~ N(0, I) drawn from `seed`, with the nearest-neighbour grid as a picture.
     """
-    from ..metrics import evaluate_samples
     from .pipeline_vae import VAEPipeline
 
     folder = Path(folder)
@@ -82,15 +76,11 @@ def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 1
             nll.append(scores.nll_nats)
             neg_elbo.append(scores.neg_elbo_nats)
             bpd.append(scores.bits_per_dim)
-        result.metrics = {"iwae_nll_nats": _summary(nll), "neg_elbo_nats": _summary(neg_elbo),
-                          "bits_per_dim": _summary(bpd)}  # fmt: skip
+        result.metrics = {"iwae_nll_nats": mean_and_stderr(nll), "neg_elbo_nats": mean_and_stderr(neg_elbo),
+                          "bits_per_dim": mean_and_stderr(bpd)}  # fmt: skip
     num_samples = request.num_samples
     if num_samples != 0:
         num_samples = num_samples or len(test)
         samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
-        quality = evaluate_samples(samples, dataset, seed=request.seed, reference_split=request.split,
-                                   feature_network=request.feature_network)  # fmt: skip
-        result.pictures.update(quality.pop("pictures", {}))
-        quality["samples"] = "decoder means E[x|z], z ~ N(0, I)"
-        result.sample_quality = quality
+        result.add_sample_quality(samples, dataset, "decoder means E[x|z], z ~ N(0, I)")
     return result
