@@ -194,12 +194,20 @@ class InvertibleConv1x1(nn.Module):
         return self.log_s.sum()
 
     def forward(self, x):
-        y = F.conv2d(x, self.weight()[:, :, None, None])  # y_bchw = sum_k W_ck x_bkhw
+        y = _conv1x1(x, self.weight())  # y_bchw = sum_k W_ck x_bkhw
         return y, _per_example(x.shape[2] * x.shape[3] * self.log_det_per_pixel(), x)
 
     def inverse(self, y):
-        x = F.conv2d(y, self.inverse_weight()[:, :, None, None])
+        x = _conv1x1(y, self.inverse_weight())
         return x, _per_example(-y.shape[2] * y.shape[3] * self.log_det_per_pixel(), y)
+
+
+def _conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """y = W x per pixel in the weights' precision, also under mixed-precision autocast (which would run the
+    convolution in bf16/fp16): the 1x1 convolution is the bijection's own data path (C x C per pixel, cheap), so
+    z = f(x) stays invertible to float32 accuracy and only the coupling networks run in low precision."""
+    with torch.autocast(x.device.type, enabled=False):
+        return F.conv2d(x.to(weight.dtype), weight[:, :, None, None])
 
 
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
@@ -236,7 +244,9 @@ class AffineCoupling(nn.Module):
         self.net = coupling_network(self.num_pass, hidden_channels, 2 * (num_channels - self.num_pass))
 
     def _shift_and_log_scale(self, x_a):
-        shift, raw = self.net(x_a).chunk(2, dim=1)  # (B, C_b, H, W) each
+        # NN(x_a) may run in bf16/fp16 under autocast; the affine map and its log-det sum (B,) are computed in the
+        # data's precision (float32): a bf16 sum over C*H*W log-scales would lose the likelihood's digits
+        shift, raw = self.net(x_a).to(x_a.dtype).chunk(2, dim=1)  # (B, C_b, H, W) each
         return shift, F.logsigmoid(raw + 2.0)
 
     def forward(self, x):
@@ -272,13 +282,13 @@ class Split(nn.Module):
 
     def forward(self, x):
         x_a, x_b = x[:, : self.num_keep], x[:, self.num_keep :]
-        mean, log_sigma = self.prior(x_a).chunk(2, dim=1)
+        mean, log_sigma = self.prior(x_a).to(x_a.dtype).chunk(2, dim=1)  # the data's precision under autocast
         eps = (x_b - mean) * torch.exp(-log_sigma)
         return torch.cat([x_a, eps], dim=1), -log_sigma.flatten(1).sum(1)
 
     def inverse(self, y):
         y_a, eps = y[:, : self.num_keep], y[:, self.num_keep :]
-        mean, log_sigma = self.prior(y_a).chunk(2, dim=1)
+        mean, log_sigma = self.prior(y_a).to(y_a.dtype).chunk(2, dim=1)
         x_b = mean + torch.exp(log_sigma) * eps
         return torch.cat([y_a, x_b], dim=1), log_sigma.flatten(1).sum(1)
 

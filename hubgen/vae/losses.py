@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserInputError
-from ..metrics.units import nats_to_bits_per_dim
+from ..metrics.units import at_least_float32, nats_to_bits_per_dim
 
 __all__ = [
     "reparameterize",
@@ -174,8 +174,16 @@ def decoder_log_likelihood(
 
 
 def _decoded_log_likelihood(x: torch.Tensor, out) -> torch.Tensor:
-    """log p(x|z) from a DecoderOutput or VAEOutput."""
-    return decoder_log_likelihood(x, out.sample, out.logvar, out.log_scale, out.num_levels)
+    """log p(x|z) from a DecoderOutput or VAEOutput, in float32 at least (a bf16/fp16 decoder's outputs are
+    upcast: see hubgen.metrics.units.at_least_float32)."""
+    x, params, logvar, log_scale = at_least_float32(x, out.sample, out.logvar, out.log_scale)
+    return decoder_log_likelihood(x, params, logvar, log_scale, out.num_levels)
+
+
+def _posterior(out) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z|x)'s mean and log-variance in float32 at least: the KL and log q(z|x) sums of a mixed-precision
+    forward (accelerate casts the model's tensor outputs to float32, not the distribution object's)."""
+    return at_least_float32(out.latent_dist.mean, out.latent_dist.logvar)
 
 
 def elbo(model, x: torch.Tensor, beta: float = 1.0, generator=None) -> dict[str, torch.Tensor]:
@@ -187,7 +195,7 @@ def elbo(model, x: torch.Tensor, beta: float = 1.0, generator=None) -> dict[str,
     """
     out = model(x, generator=generator)
     log_px_z = _decoded_log_likelihood(x, out)
-    kl = gaussian_kl(out.latent_dist.mean, out.latent_dist.logvar)
+    kl = gaussian_kl(*_posterior(out))
     return {"elbo": log_px_z - beta * kl, "log_px_z": log_px_z, "kl": kl}
 
 
@@ -205,9 +213,9 @@ def iwae_objective(model, x: torch.Tensor, k: int, generator=None) -> dict[str, 
         raise UserInputError(f"`k` must be an integer >= 1 (the number of importance samples), got {k!r}.")
     out = model(x, generator=generator, num_samples=k)
     batch = x.shape[0]
-    mean, logvar = out.latent_dist.mean.repeat(k, 1), out.latent_dist.logvar.repeat(k, 1)  # (k * B, D), sample-major
+    mean, logvar = (v.repeat(k, 1) for v in _posterior(out))  # (k * B, D), sample-major
     x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
-    z = out.latents
+    z = at_least_float32(out.latents)  # log w and its log-sum-exp in float32 under mixed precision
     log_w = _decoded_log_likelihood(x_rep, out) + log_standard_normal(z) - log_normal(z, mean, logvar)  # (k * B,)
     log_w = log_w.reshape(k, batch)
     return {"iwae": torch.logsumexp(log_w, dim=0) - math.log(k), "log_w": log_w}
@@ -228,7 +236,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator=None, max_rows: int = 1
     if not isinstance(k, int) or k < 1:
         raise UserInputError(f"`k` must be an integer >= 1 (the number of importance samples), got {k!r}.")
     posterior = model.encode(x).latent_dist
-    mean, logvar = posterior.mean, posterior.logvar  # (B, D)
+    mean, logvar = at_least_float32(posterior.mean, posterior.logvar)  # (B, D); log w and its logsumexp in float32
     batch = x.shape[0]
     max_rows = min(max_rows, max(1, MAX_DECODED_VALUES // x[0].numel()))
     chunk = max(1, min(k, max_rows // max(batch, 1)))
@@ -239,7 +247,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator=None, max_rows: int = 1
         z = reparameterize(mean, logvar, eps)  # (n, B, D)
         z_flat = z.reshape(n * batch, -1)  # (n*B, D)
         x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * batch, *x.shape[1:])  # (n*B, C, H, W)
-        decoded = model.decode(z_flat)
+        decoded = model.decode(z_flat.to(posterior.mean.dtype))  # in the model's precision
         log_px_z = _decoded_log_likelihood(x_rep, decoded)
         log_pz = log_standard_normal(z_flat)
         log_qz = log_normal(z_flat, mean.repeat(n, 1), logvar.repeat(n, 1))  # log q(z_i|x), same row order as z_flat
