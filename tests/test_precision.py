@@ -51,13 +51,8 @@ def _run(cmd: list[str], env: dict | None = None) -> dict[str, int]:
     return codes
 
 
-def _history(folder: Path) -> list[dict]:
-    """The logged rows of the run's last checkpoint (every step with --logging_steps 1)."""
-    last = max((folder / mf.CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return json.loads((last / "state.json").read_text())["state"]["run"]["history"]
-
-
 def _run_state(folder: Path) -> dict:
+    """The run's record in its last checkpoint: images seen, the logged rows (every step with --logging_steps 1)."""
     last = max((folder / mf.CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return json.loads((last / "state.json").read_text())["state"]["run"]
 
@@ -162,7 +157,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(distributed, na
     assert record["num_processes"] == 2 and record["steps"] == 2 and mf.training_record(one)["num_processes"] == 1
     assert _run_state(two)["images_seen"] == _run_state(one)["images_seen"] > 0  # the same global batches
     assert (two / mf.CHECKPOINTS / "checkpoint-2" / "rng_1.safetensors").is_file()  # each rank's RNG
-    h2, h1 = _history(two), _history(one)
+    h2, h1 = _run_state(two)["history"], _run_state(one)["history"]
     assert [r["step"] for r in h2] == [r["step"] for r in h1] == [1, 2]
     if name == EXACT:
         # No noise in the loss: the same images give the same loss, gradient (the all-reduced mean of the two
@@ -249,3 +244,46 @@ def test_gradient_accumulation_of_two_batches_is_one_step_of_their_union(tmp_pat
     a, b = (load_file(next((tmp_path / f / mf.CHECKPOINTS / "checkpoint-2").glob("model_*"))) for f in ("acc", "big"))
     for key in a:  # 1% of an Adam step (lr 1e-3): float32 sums in another order; one batch's gradient misses it
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+
+
+# -- the likelihoods under autocast -----------------------------------------------------------------------------------
+
+
+def test_the_likelihoods_under_bf16_autocast_are_float32_and_near_the_float32_ones():
+    """What accelerate's --mixed_precision bf16 does to a forward pass (torch.autocast), on each family's
+    likelihood: the log-determinant sums, the ELBO's terms and the log-softmax come out in float32, close to a
+    float32 pass (tolerances: bf16 keeps 8 bits of mantissa in the networks' convolutions and matmuls)."""
+    from conftest import tiny_vae
+
+    from hubgen.flow.losses import log_prob
+    from hubgen.flow.modeling_flow import FlowModel
+    from hubgen.pixelcnn.modeling_pixelcnn import value_log_probs
+    from hubgen.vae.losses import elbo
+
+    torch.manual_seed(0)
+    flow = FlowModel(sample_size=8, in_channels=1, pixel_levels=17, num_levels=2, steps_per_level=1, hidden_channels=8)
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    flow.initialize(x, generator=torch.Generator().manual_seed(2))
+    for p in flow.parameters():  # off the identity initialization, so that the couplings contribute
+        p.data.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+    x, _ = flow.dequantize(x, generator=torch.Generator().manual_seed(4))
+    full = log_prob(flow, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = log_prob(flow, x)
+        z, log_det = flow(x)
+    assert mixed.dtype == log_det.dtype == z.dtype == torch.float32
+    # nats per image: 0.02 seen; 0.13 when the 1x1 convolutions ran in bf16 (and f^-1 missed f by 7e-3, not 1e-3)
+    torch.testing.assert_close(mixed, full, rtol=0, atol=0.05)
+
+    vae, xb = tiny_vae(), (torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = elbo(vae, xb, generator=torch.Generator().manual_seed(6))
+    assert all(t.dtype == torch.float32 for t in terms.values())
+    torch.testing.assert_close(terms["elbo"], elbo(vae, xb, generator=torch.Generator().manual_seed(6))["elbo"],
+                               rtol=0, atol=0.5)  # fmt: skip
+
+    logits = torch.randn(4, 1, 256, 8, 8, generator=torch.Generator().manual_seed(7))
+    levels = torch.randint(0, 256, (4, 1, 8, 8), generator=torch.Generator().manual_seed(8))
+    low = value_log_probs(logits.bfloat16(), levels)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, value_log_probs(logits.bfloat16().float(), levels))  # the same math, in float32

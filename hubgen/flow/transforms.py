@@ -43,6 +43,7 @@ __all__ = [
     "Squeeze",
     "ActNorm",
     "InvertibleConv1x1",
+    "without_autocast",
     "AffineCoupling",
     "coupling_network",
     "Split",
@@ -194,20 +195,24 @@ class InvertibleConv1x1(nn.Module):
         return self.log_s.sum()
 
     def forward(self, x):
-        y = _conv1x1(x, self.weight())  # y_bchw = sum_k W_ck x_bkhw
+        with without_autocast(x):
+            w = self.weight()
+            y = F.conv2d(x.to(w.dtype), w[:, :, None, None])  # y_bchw = sum_k W_ck x_bkhw
         return y, _per_example(x.shape[2] * x.shape[3] * self.log_det_per_pixel(), x)
 
     def inverse(self, y):
-        x = _conv1x1(y, self.inverse_weight())
+        with without_autocast(y):
+            w_inv = self.inverse_weight()
+            x = F.conv2d(y.to(w_inv.dtype), w_inv[:, :, None, None])
         return x, _per_example(-y.shape[2] * y.shape[3] * self.log_det_per_pixel(), y)
 
 
-def _conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """y = W x per pixel in the weights' precision, also under mixed-precision autocast (which would run the
-    convolution in bf16/fp16): the 1x1 convolution is the bijection's own data path (C x C per pixel, cheap), so
-    z = f(x) stays invertible to float32 accuracy and only the coupling networks run in low precision."""
-    with torch.autocast(x.device.type, enabled=False):
-        return F.conv2d(x.to(weight.dtype), weight[:, :, None, None])
+def without_autocast(x: torch.Tensor):
+    """A context that turns mixed-precision autocast off (on x's device type), for the bijection's own data path:
+    autocast would run the 1x1 convolution and its weight's matmuls in bf16/fp16. They are cheap (C x C per
+    pixel), and in the weights' precision x, z = f(x) and the log-determinant sums stay float32, so that f^-1
+    inverts f to float32 accuracy; only the coupling networks (the bulk of the compute) run in low precision."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
