@@ -137,6 +137,9 @@ def distributed(tmp_path_factory):
     one = [
         f"train {n} {_compare_options(n)} --train_batch_size {2 * B} --output_dir {root / 'one' / n}" for n in FAMILIES
     ]
+    # On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process, and `--multi_gpu`
+    # starts two that each see world size 1 unless ACCELERATE_USE_CPU=1 asks for the CPU (gloo) backend; the test
+    # asserts the world size each run recorded.
     ports = ",".join(str(free_port()) for _ in two)
     launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
     launch += f" --dynamo_backend no --main_process_port {free_port()}"
@@ -157,6 +160,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(distributed, na
     assert record["num_processes"] == 2 and record["steps"] == 2 and mf.training_record(one)["num_processes"] == 1
     assert _run_state(two)["images_seen"] == _run_state(one)["images_seen"] > 0  # the same global batches
     assert (two / mf.CHECKPOINTS / "checkpoint-2" / "rng_1.safetensors").is_file()  # each rank's RNG
+    family = hubgen.get_family(name)  # the folder loads and samples
+    images = hubgen.load_pipeline(two)(**family.sample_call(2, {}), generator=torch.Generator().manual_seed(0),
+                                       output_type="pt").images  # fmt: skip
+    assert torch.isfinite(torch.as_tensor(images)).all()
     h2, h1 = _run_state(two)["history"], _run_state(one)["history"]
     assert [r["step"] for r in h2] == [r["step"] for r in h1] == [1, 2]
     if name == EXACT:
