@@ -112,11 +112,12 @@ def test_fp16_on_the_cpu_is_refused_before_anything_is_written(bf16_runs):
 # -- two processes against one --------------------------------------------------------------------------------------
 
 
-def _compare_options(name: str) -> str:
-    """The smoke options, 2 steps, a row logged per step, no evaluation (the comparison is of training)."""
-    extra = " --max_train_steps 2 --logging_steps 1 --checkpointing_steps 1 --eval_num_samples 0"
-    if name not in ("gan", "text2img"):  # families without test-image figures have no --eval_num_images
-        extra += " --eval_num_images 0"
+def _compare_options(name: str, evaluate: bool) -> str:
+    """The smoke options, 2 steps, a row logged and a checkpoint per step; the smoke evaluation or none."""
+    extra = " --max_train_steps 2 --logging_steps 1 --checkpointing_steps 1"
+    if not evaluate:
+        extra += " --eval_num_samples 0"
+        extra += " --eval_num_images 0" if name not in ("gan", "text2img") else ""  # no test-image figures there
     if name == EXACT:
         extra += f" {EXACT_OPTIONS}"
     return f"--dataset digits --report_to none {_smoke(name)}{extra}"
@@ -124,18 +125,22 @@ def _compare_options(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def distributed(tmp_path_factory):
-    """Every family for 2 steps in two processes (B images each) and in one (2 B images), and, in two processes,
-    a VAE trained straight to step 3 and one stopped at step 2 and resumed (with its evaluation)."""
+    """Every family for 2 steps in two processes (B images each, then its smoke evaluation) and in one (2 B images),
+    and, in two processes, a VAE trained straight to step 3 and one stopped at step 2 and resumed."""
     root = tmp_path_factory.mktemp("ddp")
     vae = "--dataset digits --report_to none --latent_dim 2 --hidden_dims 16 --eval_k 4 --eval_num_images 8 "
     vae += f"--eval_num_samples 0 --train_batch_size {B}"
-    two = [f"train {n} {_compare_options(n)} --train_batch_size {B} --output_dir {root / 'two' / n}" for n in FAMILIES]
+    two = [
+        f"train {n} {_compare_options(n, True)} --train_batch_size {B} --output_dir {root / 'two' / n}"
+        for n in FAMILIES
+    ]
     resumed = f"{root / 'resumed'} --resume_from_checkpoint latest"
     two += [f"train vae {vae} --max_train_steps 3 --output_dir {root / 'straight'}",
             f"train vae {vae} --max_train_steps 2 --output_dir {root / 'resumed'}",
             f"train vae {vae} --max_train_steps 3 --output_dir {resumed}"]  # fmt: skip
     one = [
-        f"train {n} {_compare_options(n)} --train_batch_size {2 * B} --output_dir {root / 'one' / n}" for n in FAMILIES
+        f"train {n} {_compare_options(n, False)} --train_batch_size {2 * B} --output_dir {root / 'one' / n}"
+        for n in FAMILIES
     ]
     # On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process, and `--multi_gpu`
     # starts two that each see world size 1 unless ACCELERATE_USE_CPU=1 asks for the CPU (gloo) backend; the test
@@ -160,6 +165,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(distributed, na
     assert record["num_processes"] == 2 and record["steps"] == 2 and mf.training_record(one)["num_processes"] == 1
     assert _run_state(two)["images_seen"] == _run_state(one)["images_seen"] > 0  # the same global batches
     assert (two / mf.CHECKPOINTS / "checkpoint-2" / "rng_1.safetensors").is_file()  # each rank's RNG
+    assert all(math.isfinite(m["mean"]) for m in mf.eval_results(two)["metrics"].values())  # evaluated
     family = hubgen.get_family(name)  # the folder loads and samples
     images = hubgen.load_pipeline(two)(**family.sample_call(2, {}), generator=torch.Generator().manual_seed(0),
                                        output_type="pt").images  # fmt: skip
