@@ -5,7 +5,8 @@ For every family and for fp16 and bf16:
 
 1. `hubgen train FAMILY ... --mixed_precision P` through the real CLI, a few steps, with the family's smoke-test
    options (its end-of-training evaluation runs on the GPU: the evaluation that used to fail there);
-2. the same run stopped halfway and resumed with `--resume_from_checkpoint latest` gives the same weights;
+2. the same run stopped halfway and resumed with `--resume_from_checkpoint latest` gives the same weights (within
+   1e-6, or where a CUDA kernel stays nondeterministic, no further than a second straight run lands: both recorded);
 3. the folder samples on the GPU with a CUDA generator (and a list of them, one per image);
 4. the folder loaded on the CPU gives the samples the GPU gives for the same CPU generator (the draws happen on the
    CPU and move: hubgen.draws), up to float rounding of the two devices' kernels.
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU c
 FAMILIES = [f.name for f in hubgen.list_families()]
 PRECISIONS = ("fp16", "bf16")
 STEPS = 4  # a straight run of STEPS steps against STEPS // 2 steps + a resume to STEPS
+EXACT = 1e-6  # the largest weight difference between the straight and the resumed run taken as exact
 THROUGHPUT_SECONDS = float(os.environ.get("HUBGEN_GPU_CHECK_SECONDS", "15"))
 WORKERS = int(os.environ.get("HUBGEN_GPU_CHECK_WORKERS", "4"))  # training runs at once (the correctness runs only)
 # the CLI with deterministic kernels, so that "resumes exactly" can be asked of a GPU
@@ -84,12 +86,21 @@ def _train_and_resume(name: str, precision: str, root: Path) -> dict:
     codes.append(_train(name, resumed, STEPS, precision, "--resume_from_checkpoint", "latest"))
     result = {"return_codes": codes, "folder": str(straight)}
     if codes == [0, 0, 0]:
-        a, b = _weights(straight), _weights(resumed)
-        result["resume_max_abs_diff"] = max(((a[k].double() - b[k].double()).abs().max().item() for k in a),
-                                            default=0.0)  # fmt: skip
-        result["same_keys"] = a.keys() == b.keys()
+        a = _weights(straight)
+        result["same_keys"] = a.keys() == _weights(resumed).keys()
+        result["resume_max_abs_diff"] = _max_diff(a, _weights(resumed))
         result["record"] = mf.training_record(straight)
+        if result["resume_max_abs_diff"] > EXACT:
+            # Not bit-exact: measure the floor, two straight runs of the same command (kernels that stay
+            # nondeterministic under torch.use_deterministic_algorithms(warn_only=True) add rounding noise).
+            again = root / f"{name}-{precision}-again"
+            result["return_codes"].append(_train(name, again, STEPS, precision, "--eval_num_samples", "0"))
+            result["straight_twice_max_abs_diff"] = _max_diff(a, _weights(again))
     return result
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(((a[k].double() - b[k].double()).abs().max().item() for k in a if k in b), default=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +128,13 @@ def trained(out_dir):
 def test_trains_evaluates_and_resumes_exactly_in_mixed_precision(trained, out_dir, name, precision):
     result = trained[(name, precision)]
     RESULTS["families"].setdefault(name, {})[precision] = {k: v for k, v in result.items() if k != "record"}
-    assert result["return_codes"] == [0, 0, 0], f"see {out_dir}/{name}-{precision}*.log"
+    assert set(result["return_codes"]) == {0}, f"see {out_dir}/{name}-{precision}*.log"
     record = result["record"]
     assert record["mixed_precision"] == precision and record["steps"] == STEPS
-    assert result["same_keys"] and result["resume_max_abs_diff"] <= 1e-6, result["resume_max_abs_diff"]
+    assert result["same_keys"]
+    # exact, or no further from the straight run than a second straight run is (the GPU's rounding noise)
+    floor = result.get("straight_twice_max_abs_diff", 0.0)
+    assert result["resume_max_abs_diff"] <= EXACT + 2 * floor, (result["resume_max_abs_diff"], floor)
     metrics = mf.eval_results(Path(result["folder"]))["metrics"]  # the end-of-training evaluation, on the GPU
     RESULTS["families"][name][precision]["metrics"] = sorted(metrics)
     assert metrics, "the evaluation at the end of training wrote no figures"
