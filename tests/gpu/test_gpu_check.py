@@ -150,6 +150,7 @@ def _sample(family, pipe, generator, n: int = 4) -> torch.Tensor:
 def test_samples_with_a_cuda_generator_and_the_cpu_copy_gives_the_same_samples(trained, name):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False  # same kernels each call
     done = [trained[(name, p)] for p in ("bf16", "fp16") if set(trained[(name, p)]["return_codes"]) == {0}]
     assert done, f"no {name} run finished: see the training test"
     family, folder = hubgen.get_family(name), Path(done[0]["folder"])  # a bf16 folder, else the fp16 one
