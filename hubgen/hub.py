@@ -42,7 +42,7 @@ def family_of(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> Family:
 def load_pipeline(path_or_repo_id: str | os.PathLike, **kwargs):
     """Load any hubgen model folder or Hub repo as the right pipeline class (safetensors only).
 
-    `kwargs` go to the pipeline's `from_pretrained` (e.g. `revision`, `torch_dtype`).
+    `kwargs` go to the pipeline's `from_pretrained` (e.g. `revision`, `dtype`: diffusers 0.42 deprecates `torch_dtype`).
     """
     hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
     family = family_of(path_or_repo_id, **hub_kwargs)

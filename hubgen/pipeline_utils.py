@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from . import model_folder as mf
+from .draws import check_generators, randn_tensor
 from .errors import UserInputError
 
 __all__ = [
@@ -158,33 +159,30 @@ def check_output_type(output_type: str) -> None:
         raise UserInputError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
 
 
-def check_sampling_inputs(batch_size, generator, latents, latent_dim: int, output_type: str) -> None:
+def check_sampling_inputs(batch_size, generator, latents, latent_dim: int, output_type: str, device=None) -> None:
     """`check_inputs` of every sampling `__call__`: a ValueError names the argument, the value and what is allowed."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise UserInputError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     check_output_type(output_type)
-    if isinstance(generator, list) and len(generator) != batch_size:
-        raise UserInputError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
+    check_generators(generator, batch_size, device)
     if latents is not None and tuple(latents.shape) != (batch_size, latent_dim):
         raise UserInputError(f"`latents` must have shape ({batch_size}, {latent_dim}), got {tuple(latents.shape)}.")
 
 
-def draw_latents(batch_size: int, latent_dim: int, generator, sample=None) -> torch.Tensor:
-    """(batch_size, latent_dim) latents from one generator, or one row from each of a list of generators.
+def draw_latents(batch_size: int, latent_dim: int, generator, sample=None, device=None) -> torch.Tensor:
+    """(batch_size, latent_dim) latents on `device` from one generator, or row i from generator i of a list.
 
-    `sample(shape, generator)` draws them (default: torch.randn, i.e. z ~ N(0, I)).
+    `sample(shape, generator, device)` draws them (default: z ~ N(0, I) by hubgen.draws.randn_tensor: a CPU
+    generator draws on the CPU, so a seed gives the same latents on any device).
     """
-    sample = sample or (lambda shape, g: torch.randn(shape, generator=g))
-    if isinstance(generator, list):
-        return torch.cat([sample((1, latent_dim), g) for g in generator])
-    return sample((batch_size, latent_dim), generator)
+    return (sample or randn_tensor)((batch_size, latent_dim), generator, device)
 
 
 def seed_or_latent(value, latent_dim: int) -> torch.Tensor | None:
     """An int seed -> z ~ N(0, I) drawn from torch.Generator().manual_seed(seed); a tensor with `latent_dim`
     entries -> itself; both as a (1, latent_dim) CPU tensor. Anything else -> None (the caller decides)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return torch.randn((1, latent_dim), generator=torch.Generator().manual_seed(value))
+        return randn_tensor((1, latent_dim), torch.Generator().manual_seed(value))
     if isinstance(value, torch.Tensor) and value.numel() == latent_dim:
         return value.reshape(1, latent_dim).float().cpu()
     return None

@@ -34,6 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..draws import rand_tensor, randn_tensor
 from ..errors import UserInputError
 from ..metrics.units import nats_to_bits_per_dim
 
@@ -70,7 +71,7 @@ def reparameterize(
     Passing `eps` makes the map deterministic (used by the tests and by the IWAE bound).
     """
     if eps is None:
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = randn_tensor(mean.shape, generator, mean.device, mean.dtype)
     return mean + torch.exp(0.5 * logvar) * eps
 
 
@@ -150,7 +151,7 @@ def discretized_logistic_sample(
 ) -> torch.Tensor:
     """x ~ P(k | mu, s) as k / (L - 1): a logistic draw y = mu + s (log u - log(1 - u)), u ~ U(0, 1), put in
     the bin that holds it (round(y (L - 1)), the edge bins taking everything beyond them)."""
-    u = torch.rand(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+    u = rand_tensor(loc.shape, generator, loc.device, loc.dtype)
     u = u.clamp(1e-6, 1.0 - 1e-6)
     y = loc + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     return torch.round(y * (num_levels - 1)).clamp(0, num_levels - 1) / (num_levels - 1)
@@ -235,7 +236,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator=None, max_rows: int = 1
     log_weights = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        eps = torch.randn((n, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = randn_tensor((n, *mean.shape), generator, mean.device, mean.dtype)  # (n, B, D)
         z = reparameterize(mean, logvar, eps)  # (n, B, D)
         z_flat = z.reshape(n * batch, -1)  # (n*B, D)
         x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * batch, *x.shape[1:])  # (n*B, C, H, W)

@@ -23,6 +23,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..draws import bernoulli, randn_tensor
 from ..errors import UserInputError
 from .losses import reparameterize
 
@@ -274,7 +275,7 @@ class VAEModel(ModelMixin, ConfigMixin):
         posterior = self.encode(x).latent_dist
         if num_samples > 1:
             mean, logvar = posterior.mean, posterior.logvar
-            eps = torch.randn((num_samples, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+            eps = randn_tensor((num_samples, *mean.shape), generator, mean.device, mean.dtype)  # (k, B, D)
             z = reparameterize(mean, logvar, eps).reshape(num_samples * mean.shape[0], -1)  # (k * B, D)
         else:
             z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
@@ -301,8 +302,8 @@ class VAEModel(ModelMixin, ConfigMixin):
             return fn(out.sample, out.log_scale, out.num_levels, **extra)
         if kind == "bernoulli":
             p = torch.sigmoid(out.sample)
-            return torch.bernoulli(p, generator=generator) if sample else p
+            return bernoulli(p, generator) if sample else p
         if sample:
-            eps = torch.randn(out.sample.shape, generator=generator, device=out.sample.device, dtype=out.sample.dtype)
+            eps = randn_tensor(out.sample.shape, generator, out.sample.device, out.sample.dtype)
             return (out.sample + torch.exp(0.5 * out.logvar) * eps).clamp(0.0, 1.0)
         return out.sample.clamp(0.0, 1.0)

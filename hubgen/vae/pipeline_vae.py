@@ -57,7 +57,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
     # -- inputs ---------------------------------------------------------------------------------------------
 
-    def _images(self, images, name: str = "images") -> torch.Tensor:
+    def _images(self, images, name: str = "images", on_device: bool = True) -> torch.Tensor:
         x = images_to_tensor(images, name, channels=self.vae.config.in_channels)
         self.vae.check_images(x, name)
         if x.min() < 0 or x.max() > 1:
@@ -65,7 +65,7 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
                 f"`{name}` must hold intensities in [0, 1] (or uint8 0..255), got range "
                 f"[{x.min().item():.3g}, {x.max().item():.3g}]."
             )
-        return x.to(self.device, self.vae.dtype)
+        return x.to(self.device, self.vae.dtype) if on_device else x
 
     def _latent(self, value) -> torch.Tensor:
         """An int seed -> z ~ N(0, I) from torch.Generator(seed); a tensor (D,) or (1, D) -> itself; an image
@@ -108,11 +108,11 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         """
         # 1. Check inputs
         d = self.vae.config.latent_dim
-        check_sampling_inputs(batch_size, generator, latents, d, output_type)
+        check_sampling_inputs(batch_size, generator, latents, d, output_type, self.device)
 
         # 2. Draw z ~ p(z) = N(0, I)
         if latents is None:
-            latents = draw_latents(batch_size, d, generator)
+            latents = draw_latents(batch_size, d, generator, device=self.device)
         latents = latents.to(self.device, self.vae.dtype)
 
         # 3. Decode to the mean image E[x|z], or draw x ~ p(x|z)
@@ -165,13 +165,14 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise UserInputError(f"`k` must be an integer >= 1 (importance samples), got {k!r}.")
-        x = self._images(images)
+        x = self._images(images, on_device=False)
+        is_binary = bool(((x == 0) | (x == 1)).all())  # asked of the input on the CPU: no device sync
+        x = x.to(self.device, self.vae.dtype)
         num_dims = x[0].numel()
         kind = self.vae.config.decoder_distribution
         if kind == "discretized_logistic":
             x, levels = to_levels(x, self.vae.config.num_levels), None
         elif kind == "bernoulli":
-            is_binary = bool(((x == 0) | (x == 1)).all())
             if binarize_inputs and not is_binary:
                 x = binarize(x, generator=generator)
             levels = None
