@@ -28,9 +28,11 @@ ELBO = E_q[log p(x|z1)] - KL(q(z1, z2|x) || p(z1, z2)) as for one layer; `latent
 (layer 1: -(b) - (c); top layer: (d)). L layers follow the same pattern, layer by layer.
 
 What is NOT computed in closed form: KL(q(z1|x) || p(z1|z2)) at the drawn z2. Its expectation takes z1 and z2
-independent, E over q(z1|x) q(z2|x) with q(z2|x) the marginal, while the ELBO's term (c) - (b) is an expectation
-over the joint q(z1|x) q(z2|z1), in which z2 was drawn from z1: the two differ whenever q(z2|z1) depends on z1
-(tests/test_vae_losses.py measures the difference on a linear-Gaussian model where the ELBO is exact).
+independent, E over q(z1|x) q(z2|x) with q(z2|x) the marginal, while the ELBO's (b) + (c) = E[log p(z1|z2) -
+log q(z1|x)] is an expectation over the joint q(z1|x) q(z2|z1), in which z2 was drawn from z1: the two differ
+whenever q(z2|z1) depends on z1
+(tests/test_vae_hierarchical.py measures it on a linear-Gaussian model where the ELBO is exact: 0.54 nats below
+the ELBO, 25 standard errors).
 
 Two decompositions follow from the same factorization. With p(z1|z2) p(z2) = p(z1) p(z2|z1), p(z1) the marginal
 prior:
