@@ -21,6 +21,7 @@ from hubgen.vae.losses import (
     iwae_objective,
     latent_kl_terms,
     log_normal,
+    prior_log_weights,
 )
 from hubgen.vae.modeling_vae import DecoderOutput, DiagonalGaussian, EncoderOutput
 
@@ -206,6 +207,14 @@ def test_iwae_objective_and_bound_take_the_same_joint_draws(lg):
         for max_rows in (16384, 30):  # one chunk; chunks of 10 samples
             bound = iwae_bound(lg, x, 1000, generator=_gen(31), max_rows=max_rows)
             torch.testing.assert_close(bound, log_px, atol=0.2, rtol=0)
+
+
+@torch.no_grad()
+def test_naive_monte_carlo_through_the_hierarchy_reaches_log_px(lg):
+    # z2 ~ N(0, I), z1 ~ p(z1|z2) (ancestral_latents), then log (1/k) sum_i p(x|z1_i): correct only if the chain
+    # samples the marginal prior p(z1), which the exact log p(x) checks.
+    log_w = prior_log_weights(lg, X, 400_000, generator=_gen(40))  # (k, 1)
+    torch.testing.assert_close(torch.logsumexp(log_w, 0) - math.log(400_000), lg.log_px(X), atol=0.03, rtol=0)
 
 
 # -- the model as users build it ----------------------------------------------------------------------------------
