@@ -134,3 +134,20 @@ def test_two_processes_shard_the_e_step_and_reach_the_one_process_fit(tmp_path):
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for key in a:  # the same EM update: statistics summed over the two shards (float32, another summation order)
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4, msg=key)
+
+
+def test_colour_images_train_and_a_gaussian_mixture_is_scored_only_on_data_of_its_levels(tmp_path):
+    from conftest import rgb_npz
+
+    from hubgen.mixture.evaluation import MixtureEvalRequest, evaluate
+
+    data = rgb_npz(tmp_path / "rgb.npz", size=8)  # 3 x 8 x 8, 256 levels
+    out = tmp_path / "rgb"
+    assert main(["train", "mixture", "--dataset", str(data), "--output_dir", str(out), "--distribution", "gaussian",
+                 "--num_components", "4", "--max_train_steps", "2", "--eval_num_images", "8", "--eval_num_samples",
+                 "0", "--report_to", "none"]) == 0  # fmt: skip
+    model = MixturePipeline.from_pretrained(out).model
+    assert model.image_shape == (3, 8, 8) and model.config.pixel_levels == 256
+    assert json.loads((out / "eval_results.json").read_text())["pixel_mode"].startswith("continuous (256 levels")
+    with pytest.raises(ValueError, match="256-level"):
+        evaluate(out, MixtureEvalRequest(dataset="digits", num_samples=0))

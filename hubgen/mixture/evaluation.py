@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserInputError
 from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
@@ -46,6 +47,9 @@ def evaluate(folder, request: MixtureEvalRequest, pipeline=None, batch_size: int
     pipe.set_progress_bar_config(disable=True)
     cfg = pipe.model.config
     test = dataset.load(request.split)
+    if cfg.distribution == "gaussian" and test.levels != cfg.pixel_levels:
+        raise UserInputError(f"This model dequantizes {cfg.pixel_levels}-level pixels; `dataset` {dataset} has "
+                             f"{test.levels} levels: its nats would not be of these data.")  # fmt: skip
     n = len(test) if request.num_images is None else min(request.num_images, len(test))
     if cfg.distribution == "bernoulli":
         pixel_mode = "binary"

@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="stop when an iteration raises the objective by less than this (nats/image; 0: never)",
     )
+    # one step is a pass over the whole training set: log every iteration, checkpoint every 10
+    p.set_defaults(logging_steps=1, checkpointing_steps=10)
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
     if args.num_components < 1:
