@@ -26,7 +26,16 @@ import torch
 
 from .errors import UserInputError
 
-__all__ = ["draw", "randn_tensor", "rand_tensor", "randint_tensor", "bernoulli", "check_generators", "draw_device"]
+__all__ = [
+    "draw",
+    "randn_tensor",
+    "rand_tensor",
+    "randint_tensor",
+    "bernoulli",
+    "categorical",
+    "check_generators",
+    "draw_device",
+]
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -108,3 +117,16 @@ def bernoulli(p: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     u_dtype = p.dtype if p.dtype in (torch.float32, torch.float64) else torch.float32
     u = rand_tensor(p.shape, generator, p.device, u_dtype)
     return (u < p).to(p.dtype)
+
+
+def categorical(probs: torch.Tensor, num_samples: int, generator: Generators = None, device=None) -> torch.Tensor:
+    """`num_samples` indices i ~ Categorical(probs) (int64, with replacement) on `device`, by the rule above: the
+    numbers torch.multinomial draws from one generator, or draw j from generator j of a list."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != num_samples:
+            raise UserInputError(f"Got {len(generator)} generators for {num_samples} draws: pass one per image.")
+        rows = [categorical(probs, 1, g, device) for g in generator]
+        return torch.cat(rows) if rows else torch.empty(0, dtype=torch.long, device=_as_device(device))
+    where = draw_device(generator, device)
+    index = torch.multinomial(probs.to(where), num_samples, replacement=True, generator=generator)
+    return index.to(_as_device(device))

@@ -189,6 +189,8 @@ def test_flow_dequantization_and_sampling_draw_on_the_generators_device(dequanti
 def test_gan_and_pixelcnn_pipelines_draw_on_the_generators_device():
     from hubgen.gan.modeling_gan import Generator
     from hubgen.gan.pipeline_gan import GANPipeline
+    from hubgen.mixture.modeling_mixture import MixtureModel
+    from hubgen.mixture.pipeline_mixture import MixturePipeline
     from hubgen.pixelcnn.modeling_pixelcnn import PixelCNNModel
     from hubgen.pixelcnn.pipeline_pixelcnn import PixelCNNPipeline
 
@@ -228,6 +230,8 @@ def _pipelines():
     from hubgen.flow import FlowModel, FlowPipeline
     from hubgen.gan.modeling_gan import Generator
     from hubgen.gan.pipeline_gan import GANPipeline
+    from hubgen.mixture.modeling_mixture import MixtureModel
+    from hubgen.mixture.pipeline_mixture import MixturePipeline
     from hubgen.pixelcnn.modeling_pixelcnn import PixelCNNModel
     from hubgen.pixelcnn.pipeline_pixelcnn import PixelCNNPipeline
     from hubgen.text2img import captions as cap
@@ -270,6 +274,12 @@ def _pipelines():
             ),
         ),
         "pixelcnn": (PixelCNNPipeline(pixelcnn.eval()), lambda p, n, g: p(n, generator=g, output_type="pt").images),
+        "mixture": (
+            MixturePipeline(
+                MixtureModel(num_components=3, height=4, width=4, distribution="gaussian", pixel_levels=17)
+            ),
+            lambda p, n, g: p(n, generator=g, output_type="pt").images,
+        ),
     }
 
 
@@ -284,7 +294,14 @@ def _pipeline(name):
     return PIPELINES[name]
 
 
-FAMILIES = ["vae", "gan", "flow", "ddpm", "text2img", "pixelcnn"]
+FAMILIES = ["vae", "gan", "flow", "ddpm", "text2img", "pixelcnn", "mixture"]
+
+
+def test_every_built_in_family_is_checked_here():
+    from hubgen.registry import list_families
+
+    built_in = {f.name for f in list_families() if f.pipeline_class.startswith("hubgen.")}
+    assert built_in == set(FAMILIES), "add the new family's tiny pipeline to _pipelines()"
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -74,7 +74,7 @@ def test_component_means_come_heaviest_first():
     [
         (lambda p: p(0), "batch_size"),
         (lambda p: p(2, show="modes"), "show"),
-        (lambda p: p(2, generator=[torch.Generator(), torch.Generator()]), "one `generator`"),
+        (lambda p: p(2, generator=[torch.Generator()]), "Got 1 generators in `generator` for 2 images"),
         (lambda p: p(1, output_type="jpg"), "output_type"),
         (lambda p: p.log_likelihood(torch.rand(1, 1, 5, 5)), "shape"),
         (lambda p: p.log_likelihood(torch.full((1, 1, 4, 4), 2.0)), r"\[0, 1\]"),

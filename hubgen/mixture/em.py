@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..draws import categorical, rand_tensor, randint_tensor
 from ..errors import UserInputError
 from .modeling_mixture import MixtureModel
 
@@ -216,14 +217,14 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
     n = x.shape[0]
     if k > n:
         raise UserInputError(f"`num_components` ({k}) must be at most the number of training images ({n}).")
-    chosen = [int(torch.randint(n, (1,), generator=generator))]
+    chosen = [int(randint_tensor(0, n, (1,), generator))]
     nearest = ((x - x[chosen[0]]) ** 2).sum(1).double()  # (N,) squared distance to the nearest seed
     for _ in range(1, k):
         total = nearest.sum()
         if total <= 0:  # every image coincides with a seed: the rest uniformly among the images
-            index = int(torch.randint(n, (1,), generator=generator))
+            index = int(randint_tensor(0, n, (1,), generator))
         else:
-            index = int(torch.multinomial((nearest / total).cpu(), 1, generator=generator))
+            index = int(categorical((nearest / total).cpu(), 1, generator))
         chosen.append(index)
         nearest = torch.minimum(nearest, ((x - x[index]) ** 2).sum(1).double())
     return torch.tensor(chosen)
@@ -248,7 +249,7 @@ def initialize(model: MixtureModel, x: torch.Tensor, method: str, generator: tor
             distance = (chunk * chunk).sum(1, keepdim=True) - 2 * chunk @ seeds.T + (seeds * seeds).sum(1)  # (n, K)
             resp = torch.nn.functional.one_hot(distance.argmin(1), k)
         else:
-            e = -torch.log(torch.rand(chunk.shape[0], k, generator=generator, dtype=torch.float64))  # Exp(1)
+            e = -torch.log(rand_tensor((chunk.shape[0], k), generator, dtype=torch.float64))  # Exp(1)
             resp = (e / e.sum(1, keepdim=True)).to(chunk.device)  # Dirichlet(1, ..., 1)
         part = sufficient_statistics(chunk, resp, squares)
         stats = part if stats is None else stats.add(part)

@@ -26,6 +26,7 @@ from diffusers import ConfigMixin, ModelMixin  # noqa: F401  (diffusers' loader 
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from ..draws import categorical, rand_tensor, randn_tensor
 from ..errors import UserInputError
 
 __all__ = ["MixtureModel"]
@@ -153,17 +154,18 @@ class MixtureModel(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def sample(self, batch_size: int, generator: torch.Generator | None = None, means_only: bool = False):
         """Ancestral sampling: z ~ Categorical(pi), then x ~ p(x | z) (or its mean E[x | z] with `means_only`).
-        Returns (x (B, C, H, W) in [0, 1], z (B,)). Draws on the CPU from `generator` (the same images on any
-        device): B categorical draws, then B x D uniforms (Bernoulli) or normals (Gaussian)."""
-        probs = self.log_weights.detach().double().exp().cpu()
-        z = torch.multinomial(probs, batch_size, replacement=True, generator=generator)  # (B,)
-        mean = self.component_means.detach().cpu().double()[z]  # (B, D)
+        Returns (x (B, C, H, W) in [0, 1], z (B,)) on the model's device. Draws through hubgen.draws (a CPU generator
+        gives the same images on any device; a list gives image i from generator i): B categorical draws, then B x D
+        uniforms (Bernoulli) or normals (Gaussian)."""
+        device = self.log_weights.device
+        probs = self.log_weights.detach().double().exp()
+        z = categorical(probs, batch_size, generator, device)  # (B,)
+        mean = self.component_means.detach().double()[z]  # (B, D)
         if means_only:
             x = mean
         elif self.config.distribution == "bernoulli":
-            u = torch.rand(mean.shape, generator=generator, dtype=torch.float64)
-            x = (u < mean).double()
+            x = (rand_tensor(mean.shape, generator, device, torch.float64) < mean).double()
         else:
-            eps = torch.randn(mean.shape, generator=generator, dtype=torch.float64)
-            x = mean + torch.exp(0.5 * self.log_variances.detach().cpu().double()[z]) * eps
+            eps = randn_tensor(mean.shape, generator, device, torch.float64)
+            x = mean + torch.exp(0.5 * self.log_variances.detach().double()[z]) * eps
         return x.clamp(0, 1).float().reshape(batch_size, *self.image_shape), z

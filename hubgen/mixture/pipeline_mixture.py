@@ -84,13 +84,11 @@ class MixturePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
         Args:
             batch_size: number of images.
-            generator: a torch.Generator making the draw deterministic (one, on the CPU).
+            generator: a torch.Generator making the draw deterministic, or a list of them, one per image.
             show: "samples" (x ~ p(x | z)) or "means" (E[x | z], the drawn component's mean image).
             output_type: "pil", "np" (B, H, W, C) in [0, 1], or "pt" (B, C, H, W) in [0, 1].
         """
-        check_sampling_inputs(batch_size, generator, None, 0, output_type)
-        if isinstance(generator, list):
-            raise UserInputError("Pass one `generator` (the images are drawn together), not a list.")
+        check_sampling_inputs(batch_size, generator, None, 0, output_type, self.device)
         if show not in SHOW_CHOICES:
             raise UserInputError(f"`show` must be one of {SHOW_CHOICES}, got {show!r}.")
         images, _ = self.model.sample(batch_size, generator, means_only=show == "means")
