@@ -202,5 +202,5 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
     return tr.finish_run(run, pipe, sample_grid(pipe), panels, record,
-                         evaluation if request.num_images != 0 or request.num_samples else None,
+                         None if request.skips_everything() else evaluation,
                          pictures={"components.png": grid})  # fmt: skip

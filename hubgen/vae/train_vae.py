@@ -233,5 +233,5 @@ def main(argv: list[str] | None = None) -> int:
               "kl_warmup_steps": args.kl_warmup_steps, "objective": args.objective, "train_k": args.k,
               "final_train_neg_elbo": final.get("neg_elbo"), "final_train_neg_iwae": final.get("neg_iwae")}  # fmt: skip
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
-    return tr.finish_run(run, pipe, sample_grid(vae), panels, record, evaluation if request.num_images or
-                         request.num_samples else None)  # fmt: skip
+    return tr.finish_run(run, pipe, sample_grid(vae), panels, record, None if request.skips_everything() else
+                         evaluation)  # fmt: skip
