@@ -24,7 +24,9 @@ class or a component class is hubgen's (`needs_hubgen`, which the card states).
     pipe = DiffusionPipeline.from_pretrained("user/vae-digits")   # a hubgen VAEPipeline
 """
 
+import functools
 import inspect
+import typing
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -43,24 +45,31 @@ def register_with_diffusers(pipeline_class) -> bool:
     if _diffusers_defines(name):
         return False
     setattr(diffusers, name, pipeline_class)
-    try:
-        hints = inspect.signature(pipeline_class.__init__).parameters.values()
-    except (TypeError, ValueError):
-        hints = ()
-    for parameter in hints:
-        module = getattr(parameter.annotation, "__module__", "") or ""
-        if isinstance(parameter.annotation, type) and module.split(".")[0] not in (*STOCK_LIBRARIES, "builtins"):
-            loading.LOADABLE_CLASSES.setdefault(module, {"ModelMixin": ["save_pretrained", "from_pretrained"]})
+    for hint in _component_classes(pipeline_class):
+        if hint.__module__.split(".")[0] not in (*STOCK_LIBRARIES, "builtins"):
+            loading.LOADABLE_CLASSES.setdefault(hint.__module__, {"ModelMixin": ["save_pretrained", "from_pretrained"]})
     return True
+
+
+def _component_classes(pipeline_class) -> list[type]:
+    """The classes the pipeline's `__init__` annotates its arguments with (string annotations resolved)."""
+    try:
+        hints = typing.get_type_hints(pipeline_class.__init__)
+    except Exception:  # noqa: BLE001 -- an unresolvable annotation: fall back to the plain ones
+        hints = {p.name: p.annotation for p in inspect.signature(pipeline_class.__init__).parameters.values()}
+    return [hint for name, hint in hints.items() if name != "return" and isinstance(hint, type)]
+
+
+@functools.cache
+def _diffusers_import_table() -> str:
+    spec = find_spec("diffusers")
+    return "" if spec is None or spec.origin is None else Path(spec.origin).read_text(encoding="utf-8")
 
 
 def _diffusers_defines(name: str) -> bool:
     """Whether the installed diffusers itself exports `name` (read from its package's import table, without
     importing torch, so that `hubgen push` stays light)."""
-    spec = find_spec("diffusers")
-    if spec is None or spec.origin is None:
-        return False
-    return f'"{name}"' in Path(spec.origin).read_text(encoding="utf-8")
+    return f'"{name}"' in _diffusers_import_table()
 
 
 def needs_hubgen(model_index: dict) -> bool:

@@ -257,7 +257,7 @@ def hubgen_requirement() -> tuple[str, str]:
     return f"hubgen=={version}", note
 
 
-def _with_hub_section(card, folder: Path, family: Family, index: dict, info: dict, repo_id: str):
+def _with_hub_section(card, folder: Path, family: Family, index: dict, info: dict, repo_id: str, pushed: bool):
     """The card with the shared section on installing, loading, sampling, verifying and fine-tuning (cards/_hub.md)
     before its footer: every command names `repo_id`, the base model of a fine-tune is linked, and the card says
     whether stock diffusers loads the model or hubgen must be installed."""
@@ -278,6 +278,7 @@ def _with_hub_section(card, folder: Path, family: Family, index: dict, info: dic
         jinja2.Template(partial.read_text())
         .render(
             repo_id=repo_id,
+            pushed=pushed,
             family=family.name,
             needs_hubgen=needs_hubgen(index),
             hubgen_components=any(v[0] not in STOCK_LIBRARIES for v in components),
@@ -354,7 +355,7 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: boo
         # the re-evaluate command: `hubgen eval REPO_ID` fetches a pushed model into a local folder first
         folder=repo_id or str(folder.resolve()),
     )
-    card = _with_hub_section(card, folder, family, index, info, repo_id or str(folder.resolve()))
+    card = _with_hub_section(card, folder, family, index, info, repo_id or str(folder.resolve()), repo_id is not None)
     if save:
         mf.write_text(folder / mf.CARD, str(card))
         figures = eval_results_yaml(card.data)

@@ -300,8 +300,8 @@ def test_a_generated_space_installs_hubgen_from_its_wheel_and_builds_its_demo(ro
     assert not [line for line in requirements.splitlines() if line.startswith("gradio")]  # preinstalled
     venv = _environment_without_hubgen(tmp_path)
     python = str(venv / "bin" / "python")
-    probe = _run([python, "-c", "import hubgen"], env)
-    assert probe.returncode != 0  # no hubgen before the Space's requirements are installed
+    probe = subprocess.run([python, "-c", "import hubgen"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'hubgen'" in probe.stderr  # none before the requirements
     install = _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-cache-dir",
                     "--disable-pip-version-check", "-r", str(out / "requirements.txt")], env)  # fmt: skip
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
@@ -348,3 +348,33 @@ def test_weights_sha256_is_one_digest_of_the_weight_files(trained_vae_dir, tmp_p
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserInputError, match="no .safetensors"):
         mf.weights_sha256(tmp_path / "empty")
+
+
+def test_space_update_gives_a_repository_space_the_wheel_and_the_installed_sdk_version(tmp_path, monkeypatch):
+    from huggingface_hub import SpaceCard
+
+    from hubgen.publish import update_space
+
+    folder = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "spaces" / "model", tmp_path / "model"))
+    card = SpaceCard.load(folder / "README.md")
+    card.data.sdk_version = "5.0.0"
+    card.save(folder / "README.md")
+    wheel = tmp_path / "dist" / f"hubgen-{hubgen.__version__}-py3-none-any.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"a built hubgen wheel")
+    monkeypatch.setenv("HUBGEN_WHEEL", str(wheel))
+    update_space(folder, "me/hubgen-demo")
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    assert f"hubgen @ https://huggingface.co/spaces/me/hubgen-demo/resolve/main/{wheel.name}" in lines
+    assert (folder / wheel.name).read_bytes() == wheel.read_bytes()
+    import gradio
+
+    assert SpaceCard.load(folder / "README.md").data.sdk_version == gradio.__version__
+    update_space(folder, "me/hubgen-demo", hubgen_requirement="hubgen @ git+https://example.org/hubgen@v0.1.0")
+    assert "hubgen @ git+https://example.org/hubgen@v0.1.0" in (folder / "requirements.txt").read_text().splitlines()
+    assert not list(folder.glob("*.whl"))  # the wheel goes when the Space installs hubgen from elsewhere
+    with pytest.raises(UserInputError, match="hubgen_requirement"):
+        update_space(folder, "me/hubgen-demo", hubgen_requirement="torch")
+    monkeypatch.setenv("HUBGEN_WHEEL", str(tmp_path / "dist" / "other.zip"))
+    with pytest.raises(UserInputError, match="HUBGEN_WHEEL"):
+        update_space(folder, "me/hubgen-demo")
