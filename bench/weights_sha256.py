@@ -25,7 +25,7 @@ def fingerprint_row(folder: Path) -> str:
         return f"| {folder} | no .safetensors weights in it |"
     files = mf.weight_files(folder)
     size = sum(p.stat().st_size for p in files) / 1e6
-    return f"| {folder} | `{digest}` ({len(files)} file{"s" * (len(files) != 1)}, {size:.1f} MB) |"
+    return f"| {folder} | `{digest}` ({len(files)} file{'s' * (len(files) != 1)}, {size:.1f} MB) |"
 
 
 def main(argv: list[str] | None = None) -> int:

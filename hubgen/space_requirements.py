@@ -5,8 +5,9 @@ hubgen is not on PyPI, so a bare `hubgen` line cannot build. A Space made by `hu
 by `hubgen space update`, as the repository's spaces/* are before they are pushed) carries the wheel of the
 installed hubgen version and names it in requirements.txt by its URL in the Space repo itself
 (`hubgen @ ENDPOINT/spaces/SPACE_ID/resolve/main/hubgen-VERSION-py3-none-any.whl`): the Spaces builder runs
-`pip install -r requirements.txt` before the repo's other files are in place, so a URL is what it can reach
-(a public Space; a private one needs `--hubgen_requirement`). `--hubgen_requirement` replaces the line with any
+`RUN --mount=target=/tmp/requirements.txt,source=requirements.txt pip install -r /tmp/requirements.txt` before it
+copies the repo, so a relative path to the wheel would not exist yet and a URL is what it can reach (a public
+Space; a private one needs `--hubgen_requirement`). `--hubgen_requirement` replaces the line with any
 pip requirement, e.g. `hubgen @ git+https://github.com/OWNER/hubgen@TAG`.
 
 The wheel: $HUBGEN_WHEEL when set (a built hubgen wheel), else built from the source tree of the installed hubgen

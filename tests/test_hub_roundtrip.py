@@ -378,3 +378,16 @@ def test_space_update_gives_a_repository_space_the_wheel_and_the_installed_sdk_v
     monkeypatch.setenv("HUBGEN_WHEEL", str(tmp_path / "dist" / "other.zip"))
     with pytest.raises(UserInputError, match="HUBGEN_WHEEL"):
         update_space(folder, "me/hubgen-demo")
+
+
+@pytest.mark.parametrize("value", ["WS/nowhere", "WS/notes", "WS/notes/todo.txt", "not a repo id", "a/b/c"])
+def test_a_bad_pretrained_model_is_refused_before_anything_is_written(tmp_path, capsys, value):
+    from hubgen.cli import main
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    value = value.replace("WS", str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["train", "vae", "--pretrained_model_name_or_path", value, "--output_dir", str(out)]) == 2
+    assert "--pretrained_model_name_or_path" in capsys.readouterr().err
+    assert not out.exists() and (tmp_path / "notes" / "todo.txt").read_text() == "mine"
