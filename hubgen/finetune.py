@@ -8,7 +8,8 @@ training code, none naming a family:
    through the Hub cache, safetensors/JSON/Markdown only) and the options the *family* declares (its model,
    pixel-mode and objective options; not the common data, optimization and output ones) default to the values of
    the pretrained run's recorded command, so the architecture is the pretrained model's without repeating it. A
-   model option given on the command line that contradicts the recorded one is a UserInputError naming both.
+   model option given on the command line that contradicts the recorded one is a UserInputError naming both (a
+   recorded absolute path that does not exist here may be replaced by the user's own copy).
 2. `check_pretrained(args, pipeline_class)`, before anything is written: the model is of this family.
 3. `load_pretrained(run, models)`, at a fresh start (a resumed run takes its checkpoint's weights): every trained
    model (and its EMA copy) gets the weights of the pipeline component of the same class, after its config is
@@ -87,6 +88,12 @@ def _recorded(parser, command: str) -> argparse.Namespace | None:
         return None
 
 
+def _elsewhere(value) -> bool:
+    """A recorded option value that is an absolute path on the author's machine, absent here (e.g. a local text
+    encoder folder): the user's own copy of it is no contradiction (the weights and configs are still checked)."""
+    return isinstance(value, str) and Path(value).is_absolute() and not Path(value).exists()
+
+
 def apply_pretrained(parser, args, argv: list[str]) -> None:
     """Step 1 of the module docstring. The parser is hubgen.training.add_common_arguments's: it knows the dests of
     the options every family takes (`hubgen_common_options`) and the model group (`hubgen_model_group`)."""
@@ -107,7 +114,9 @@ def apply_pretrained(parser, args, argv: list[str]) -> None:
     contradictions = [
         f"--{dest} {getattr(args, dest)!r} (the pretrained model has {getattr(recorded, dest)!r})"
         for dest in sorted(model_dests & given)
-        if dest not in common and getattr(args, dest) != getattr(recorded, dest)
+        if dest not in common
+        and getattr(args, dest) != getattr(recorded, dest)
+        and not _elsewhere(getattr(recorded, dest))
     ]
     if contradictions:
         raise UserInputError(f"Fine-tuning {name} keeps its architecture, which these options contradict: "

@@ -391,3 +391,42 @@ def test_a_bad_pretrained_model_is_refused_before_anything_is_written(tmp_path, 
     assert main(["train", "vae", "--pretrained_model_name_or_path", value, "--output_dir", str(out)]) == 2
     assert "--pretrained_model_name_or_path" in capsys.readouterr().err
     assert not out.exists() and (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_the_recorded_family_options_are_the_defaults_and_contradictions_are_named(tmp_path):
+    """apply_pretrained on a parser of the common options plus two model options and one of its own: the family's
+    options come from the recorded command unless given; a model option given with another value is refused, except
+    where the recorded value is a path of the author's machine that does not exist here."""
+    import argparse
+
+    from hubgen import finetune
+    from hubgen import training as tr
+
+    def parser():
+        p = argparse.ArgumentParser(prog="hubgen train mine")
+        _, model, opt, _ = tr.add_common_arguments(p, batch_size=8, learning_rate=1e-3, num_epochs=1)
+        model.add_argument("--width", type=int, default=16)
+        model.add_argument("--encoder", default=None)
+        opt.add_argument("--beta", type=float, default=1.0)
+        return p
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / mf.MODEL_INDEX).write_text(json.dumps({"_class_name": "MinePipeline"}))
+    command = "hubgen train mine --output_dir /a/b --width 64 --beta 0.5 --learning_rate 0.1 --encoder /gone/enc"
+    mf.write_json(base / mf.TRAINING_RECORD, {"command": command})
+
+    def apply(*argv):
+        p = parser()
+        argv = ["--output_dir", str(tmp_path / "out"), "--pretrained_model_name_or_path", str(base), *argv]
+        args = p.parse_args(argv)
+        finetune.apply_pretrained(p, args, argv)
+        return args
+
+    args = apply()
+    assert (args.width, args.beta, args.encoder) == (64, 0.5, "/gone/enc")  # the family's options: recorded
+    assert args.learning_rate == 1e-3 and args.output_dir == str(tmp_path / "out")  # the common ones: this run's
+    assert apply("--beta", "2", "--width", "64").beta == 2.0  # an option of its own: the user's
+    assert apply("--encoder", str(tmp_path)).encoder == str(tmp_path)  # the author's path is not here: the user's
+    with pytest.raises(UserInputError, match=r"--width 32 \(the pretrained model has 64\)"):
+        apply("--width", "32")
