@@ -37,12 +37,13 @@ STOCK_LIBRARIES = ("diffusers", "transformers")
 
 def register_with_diffusers(pipeline_class) -> bool:
     """Make `pipeline_class` what diffusers resolves its name to, and its component classes' modules loadable
-    libraries. Returns False (and changes nothing) for a name diffusers already defines."""
+    libraries. Returns False (and changes nothing) for a name diffusers already defines or that an earlier class
+    took (a subclass of the same name, e.g. in a test, never replaces a family's pipeline)."""
     import diffusers
     from diffusers.pipelines import pipeline_loading_utils as loading
 
     name = pipeline_class.__name__
-    if _diffusers_defines(name):
+    if _diffusers_defines(name) or name in vars(diffusers):  # diffusers' own, or the first hubgen class of that name
         return False
     setattr(diffusers, name, pipeline_class)
     for hint in _component_classes(pipeline_class):

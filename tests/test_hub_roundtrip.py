@@ -430,3 +430,23 @@ def test_the_recorded_family_options_are_the_defaults_and_contradictions_are_nam
     assert apply("--encoder", str(tmp_path)).encoder == str(tmp_path)  # the author's path is not here: the user's
     with pytest.raises(UserInputError, match=r"--width 32 \(the pretrained model has 64\)"):
         apply("--width", "32")
+
+
+def test_diffusers_resolves_hubgen_pipelines_by_name_and_keeps_its_own(tiny_models):
+    import diffusers
+    from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
+
+    from hubgen.diffusers_loading import needs_hubgen, register_with_diffusers
+
+    for family in list_families():
+        pipeline_class = family.load("pipeline_class")
+        index = mf.read_model_index(tiny_models[family.name])
+        own = getattr(diffusers, pipeline_class.__name__)
+        # the family's class, or diffusers' own class of that name (DDPM), which stock diffusers loads by itself
+        assert own is pipeline_class or (own.__module__.startswith("diffusers.") and not needs_hubgen(index))
+        libraries = [v[0] for v in index.values() if isinstance(v, list) and v and v[0] is not None]
+        assert all(lib in ("diffusers", "transformers") or lib in LOADABLE_CLASSES for lib in libraries)
+        assert needs_hubgen(index) is (own is pipeline_class or any(lib.startswith("hubgen") for lib in libraries))
+    vae = hubgen.get_family("vae").load("pipeline_class")
+    copy = type("VAEPipeline", (vae,), {})  # a subclass of the same name never replaces the family's class
+    assert register_with_diffusers(copy) is False and diffusers.VAEPipeline is vae
