@@ -7,6 +7,15 @@
 carry pickle weights, and turns the loader's errors about a missing or corrupted weight file into one
 ValueError that names the folder. diffusers never runs code from a repo unless `custom_pipeline`/`trust_remote_code` is
 passed, and hubgen never passes them.
+
+Publishing goes through hubgen, never through diffusers' generic upload: `pipe.push_to_hub(repo_id)` and
+`pipe.save_pretrained(folder, push_to_hub=True, repo_id=...)` save into a lasting local model folder and call
+`hubgen.publish.push` on it, so the repo gets the same card, figures, samples and checks as `hubgen push`
+(hubgen.publish.push_pipeline). A pipeline saved with the weights of the folder it was loaded from keeps that
+folder's records (training record, evaluation, samples): they describe exactly these weights.
+
+Defining a hubgen pipeline class also makes it known to diffusers (`register_with_diffusers`), so that
+`DiffusionPipeline.from_pretrained` returns it once its module is imported.
 """
 
 import os
@@ -55,6 +64,12 @@ def check_no_pickle(folder: str | os.PathLike) -> None:
 
 
 class SafetensorsLoadingMixin:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        from .diffusers_loading import register_with_diffusers
+
+        register_with_diffusers(cls)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         if kwargs.get("use_safetensors", True) is not True:
@@ -101,7 +116,47 @@ class SafetensorsLoadingMixin:
                         f"Cannot load {cls.__name__} from {path}: the weights in {path / name} do not match its "
                         f"config ({len(missing)} of {len(tensors)} tensors missing, e.g. {missing[0]!r})."
                     )
+        pipe._hubgen_source = Path(path)  # the folder its weights came from (save_pretrained keeps its records)
         return pipe
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, push_to_hub: bool = False, **kwargs):
+        """diffusers' save, safetensors only. With `push_to_hub` the folder becomes a hubgen model folder (the records
+        of the folder this pipeline was loaded from when the weights are still its, and a card) and is published by
+        `hubgen.publish.push` (`repo_id`, `private`, `revision`, `create_pr`, `commit_message`, `token` in `kwargs`;
+        `repo_id` defaults to the folder's name under the token's user, as in diffusers)."""
+        from .publish import PUSH_OPTIONS
+
+        if safe_serialization is not True:
+            raise UserInputError("hubgen saves safetensors weights only: `safe_serialization` must be True.")
+        options = {k: kwargs.pop(k) for k in PUSH_OPTIONS if k in kwargs}
+        if not push_to_hub:
+            if options:
+                raise UserInputError(f"{sorted(options)} are push options: pass `push_to_hub=True` with them.")
+            return super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        if kwargs:
+            raise UserInputError(f"`save_pretrained(push_to_hub=True)` takes {', '.join(PUSH_OPTIONS)}; got "
+                                 f"{sorted(kwargs)}.")  # fmt: skip
+        from .publish_pipeline import push_pipeline
+
+        repo_id = options.pop("repo_id", None) or _default_repo_id(save_directory, options.get("token"))
+        return push_pipeline(self, repo_id, save_directory, **options)
+
+    def push_to_hub(self, repo_id: str, folder: str | os.PathLike | None = None, **options) -> str:
+        """Publish this pipeline to the Hub repo `repo_id` as `hubgen push` does (card, figures, samples, offline
+        checks, one commit) and return the repo's URL. `folder`: the lasting local model folder to save into and
+        upload from (hubgen never uploads a temporary copy); by default the local folder this pipeline was
+        loaded from, when its weights there are still these. `options`: `private`, `revision`, `create_pr`,
+        `commit_message`, `token` (those of `hubgen.push`)."""
+        from .publish_pipeline import push_pipeline
+
+        return push_pipeline(self, repo_id, folder, **options)
+
+
+def _default_repo_id(folder: Path, token) -> str:
+    """diffusers' default repo id for `save_pretrained(push_to_hub=True)`: the folder's name under the token's user."""
+    from huggingface_hub import HfApi
+
+    return f"{HfApi(token=token).whoami()['name']}/{Path(folder).resolve().name}"
 
 
 def images_to_tensor(images, name: str = "images", channels: int | None = None) -> torch.Tensor:

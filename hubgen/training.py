@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import finetune
 from . import model_folder as mf
 from .errors import UserInputError
 from .registry import count_or_all
@@ -119,6 +120,7 @@ def add_common_arguments(
     data.add_argument("--overwrite_output_dir", action="store_true",
                       help="train a new model into a folder holding a run of the same family")  # fmt: skip
     model = parser.add_argument_group("model")
+    finetune.add_pretrained_argument(model)
     opt = parser.add_argument_group("optimization")
     opt.add_argument("--train_batch_size", type=int, default=batch_size, help="per process")
     opt.add_argument("--learning_rate", type=float, default=learning_rate)
@@ -142,6 +144,7 @@ def add_common_arguments(
     out.add_argument("--eval_num_samples", type=int, default=num_samples,
                      help="generated samples for the sample-quality figures at the end (0: skip)")  # fmt: skip
     out.add_argument("--license", default="apache-2.0", help="license written in the model card")
+    parser.hubgen_common_options, parser.hubgen_model_group = {action.dest for action in parser._actions}, model
     return data, model, opt, out
 
 
@@ -162,6 +165,7 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
     if args.max_train_time is not None and not (args.max_train_time > 0 and math.isfinite(args.max_train_time)):
         parser.error(f"--max_train_time must be > 0 seconds, got {args.max_train_time}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    finetune.apply_pretrained(parser, args, args.argv)
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -215,6 +219,7 @@ def prepare_run(args, pipeline_class: str):
     explicit = args.resume_from_checkpoint not in (None, "latest")
     resume = resolve_checkpoint(out, args.resume_from_checkpoint) if out.is_dir() or explicit else None
     args.pipeline_class = pipeline_class  # for the run marker start_run writes
+    finetune.check_pretrained(args, pipeline_class)
     from .data import DataSpec
 
     return resume, DataSpec.from_args(args).load("train")
@@ -288,6 +293,8 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
         run.accelerator.print(f"Resumed from {run.resume} at step {run.step}")
     elif run.args.resume_from_checkpoint is not None:
         run.accelerator.print(f"No checkpoint in {run.out} yet: starting from step 0.")
+    if run.resume is None and getattr(run.args, "pretrained_folder", None):
+        finetune.load_pretrained(run, models)
     if run.step >= max_steps:
         run.accelerator.print(f"Already trained to step {run.step} (>= {max_steps}): writing the outputs only.")
     run.progress = _open_progress(run, max_steps)
@@ -500,6 +507,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
             "license": args.license,
             "versions": versions(),
+            **finetune.pretrained_record(args),
             **record_fields,
         }
         mf.write_json(out / mf.TRAINING_RECORD, info)
