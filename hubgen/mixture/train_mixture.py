@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     models = {"mixture": model}
     saved = tr.restore(run, models, optimizers, {"mixture": tr.config_dict(model)},
                        max_steps)  # fmt: skip
-    if resume is None:  # seeded starting point (inside the training clock: k-means++ is part of the fit)
+    if resume is None and not args.pretrained_model_name_or_path:
+        # seeded starting point (inside the training clock: k-means++ is part of the fit); a fine-tune starts EM
+        # from the pretrained parameters instead (loaded by tr.restore)
         initialize(model, x_all.to(accelerator.device), args.init,
                    torch.Generator().manual_seed(args.seed + 1), args.train_batch_size)  # fmt: skip
     converged = bool((saved or {}).get("converged"))
