@@ -189,8 +189,6 @@ def test_flow_dequantization_and_sampling_draw_on_the_generators_device(dequanti
 def test_gan_and_pixelcnn_pipelines_draw_on_the_generators_device():
     from hubgen.gan.modeling_gan import Generator
     from hubgen.gan.pipeline_gan import GANPipeline
-    from hubgen.mixture.modeling_mixture import MixtureModel
-    from hubgen.mixture.pipeline_mixture import MixturePipeline
     from hubgen.pixelcnn.modeling_pixelcnn import PixelCNNModel
     from hubgen.pixelcnn.pipeline_pixelcnn import PixelCNNPipeline
 
