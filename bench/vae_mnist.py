@@ -4,6 +4,12 @@
     python bench/vae_mnist.py --data ../shared/data/mnist.npz --eval_only bench/out/vae-mnist --k 5000 --num_images 0
     python bench/vae_mnist.py --data ../shared/data/mnist.npz --minutes 10 --objective iwae --train_k 5 \
         --out bench/out/vae-mnist-iwae5
+    OMP_NUM_THREADS=1 python bench/vae_mnist.py --data ../shared/data/mnist.npz --threads 1 --minutes 20 \
+        --latent_dims 64 32 --out bench/out/hvae-mnist --k 5000 --num_images 0
+
+`--latent_dims 64 32` trains the hierarchical VAE p(x|z1) p(z1|z2) p(z2), q(z1|x) q(z2|z1) (same MLP image networks,
+`--latent_hidden_dims` between the layers, default 100 100); `--threads 1 --minutes N` makes the budget N CPU-minutes
+of the training process (the training record keeps `train_cpu_seconds`, copied into the result JSON).
 
 Trains through the real CLI (`hubgen train vae`) on the 50k training images of the npz, stops after the
 budget, then reports on the test split: training images/s, the negative ELBO and the IWAE NLL (k = 1000 on
@@ -46,7 +52,17 @@ def main() -> int:
         help="iwae: train on the importance-weighted bound with --train_k samples (no KL warm-up)",
     )
     p.add_argument("--train_k", type=int, default=5, help="importance samples of --objective iwae")
+    p.add_argument("--latent_dims", type=int, nargs="+", default=None,
+                   help="stochastic layers, bottom first (e.g. 64 32); default one layer of 32")  # fmt: skip
+    p.add_argument("--latent_hidden_dims", type=int, nargs="+", default=None,
+                   help="widths of the MLPs between stochastic layers (default 100 100)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch threads for training and evaluation")
     args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    latents = ["--latent_dim", "32"] if args.latent_dims is None else ["--latent_dims", *map(str, args.latent_dims)]
+    if args.latent_hidden_dims is not None:
+        latents += ["--latent_hidden_dims", *map(str, args.latent_hidden_dims)]
 
     out = Path(args.eval_only or args.out)
     if not args.eval_only:
@@ -64,8 +80,7 @@ def main() -> int:
                 "--hidden_dims",
                 "512",
                 "256",
-                "--latent_dim",
-                "32",
+                *latents,
                 "--activation",
                 "elu",
                 "--train_batch_size",
@@ -107,6 +122,9 @@ def main() -> int:
         "machine": _machine(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "train_seconds": info["train_seconds"],
+        "train_cpu_seconds": info.get("train_cpu_seconds"),
+        "torch_threads": info.get("torch_threads"),
+        "latent_dims": args.latent_dims or [32],
         "steps": info["steps"],
         "epochs": info["epochs"],
         "images_per_second": info["images_per_second"],

@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--push", action="store_true", help="upload it as a Space repo")
     sc.add_argument("--space_id", default=None, metavar="ID", help="the Space repo id (default: REPO_ID)")
     sc.add_argument("--overwrite", action="store_true", help="replace the Space files of a non-empty --out")
+    requirement_help = ("how the Space installs hubgen, a pip requirement such as 'hubgen @ git+https://github.com/"
+                        "OWNER/hubgen' (default: the installed hubgen's wheel, copied into the Space)")  # fmt: skip
+    sc.add_argument("--hubgen_requirement", default=None, metavar="REQ", help=requirement_help)
+    su = space_sub.add_parser("update", help="refresh a Space folder's hubgen wheel, requirements and sdk_version")
+    su.add_argument("folder", metavar="DIR", help="a Space folder, e.g. spaces/model")
+    su.add_argument("--space_id", required=True, metavar="ID", help="the Space repo it will be pushed to")
+    su.add_argument("--hubgen_requirement", default=None, metavar="REQ", help=requirement_help)
 
     q = sub.add_parser("quickstart", help="train a small model of every family on the bundled digits (offline)")
     q.add_argument("--models", default="models", help="where to write <family>-digits model folders")
@@ -153,7 +160,7 @@ def _eval(args) -> int:
     options = vars(parser.parse_args(rest))
     request = request_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
     if not folder.is_dir():
-        raise UserInputError(f"`hubgen eval` needs a local model folder, got {folder} (download a repo first).")
+        folder = _local_copy(str(folder))
     result = family.load("evaluate")(folder, request)
     record = mf.write_evaluation(folder, result)
     render_card(folder)
@@ -176,6 +183,30 @@ def _eval(args) -> int:
     for line in result.notes:
         print(f"  {line}")
     return 0
+
+
+def _local_copy(repo_id: str) -> Path:
+    """`hubgen eval REPO_ID`: the repo's model (hubgen.hub.download_model: weights, configs, records) copied into
+    ./NAME, the folder the evaluation then writes its figures, pictures and card into. An existing ./NAME is used
+    only when it holds the same weights."""
+    import shutil
+
+    from . import model_folder as mf
+    from .hub import REPO_ID_PATTERN, download_model
+
+    if not REPO_ID_PATTERN.match(repo_id):
+        raise UserInputError(f"`hubgen eval` needs a local model folder or a Hub repo id, got {repo_id}.")
+    snapshot, target = download_model(repo_id), Path(repo_id.split("/")[1])
+    if target.exists():
+        if not mf.is_model_folder(target) or mf.weights_sha256(target) != mf.weights_sha256(snapshot):
+            raise UserInputError(
+                f"`hubgen eval {repo_id}` evaluates a copy of the repo in ./{target}, which exists and holds something "
+                "else: run it from another folder, or pass a model folder."
+            )
+        return target
+    shutil.copytree(snapshot, target)
+    print(f"copied {repo_id} into ./{target}: the evaluation writes its figures and card there")
+    return target
 
 
 MAX_SAMPLE_IMAGES = 1024  # `hubgen sample --num_images`: one grid
@@ -272,10 +303,14 @@ def _verify(args) -> int:
 
 
 def _space(args) -> int:
-    from .publish import PublishError, create_space
+    from .publish import PublishError, create_space, update_space
 
+    if args.space_command == "update":
+        update_space(args.folder, args.space_id, args.hubgen_requirement)
+        return 0
     try:
-        create_space(args.repo_id, args.out, push=args.push, space_id=args.space_id, overwrite=args.overwrite)
+        create_space(args.repo_id, args.out, push=args.push, space_id=args.space_id, overwrite=args.overwrite,
+                     hubgen_requirement=args.hubgen_requirement)  # fmt: skip
     except PublishError as e:
         print(f"hubgen: {e}", file=sys.stderr)
         return 2

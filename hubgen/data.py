@@ -66,6 +66,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .draws import bernoulli, rand_tensor
 from .errors import UserInputError
 from .model_folder import HUB_ID as _HUB_ID  # one "user/name" pattern for loading and for cards
 
@@ -723,13 +724,13 @@ def load_dataset(name_or_spec: "str | os.PathLike | DataSpec",
 
 def binarize(intensities: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Dynamic binarization: x_j ~ Bernoulli(p_j) with p_j the intensity in [0, 1], a fresh draw per call."""
-    return torch.bernoulli(intensities.clamp(0.0, 1.0), generator=generator)
+    return bernoulli(intensities.clamp(0.0, 1.0), generator)  # drawn on the generator's device (hubgen.draws)
 
 
 def dequantize(intensities: torch.Tensor, levels: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform dequantization: x = (k + u) / L, u ~ U[0, 1), for level k = round(p (L - 1)), L = levels."""
     k = torch.round(intensities * (levels - 1))
-    u = torch.rand(intensities.shape, generator=generator, device=intensities.device, dtype=intensities.dtype)
+    u = rand_tensor(intensities.shape, generator, intensities.device, intensities.dtype)
     return (k + u) / levels
 
 

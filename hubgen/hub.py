@@ -42,7 +42,7 @@ def family_of(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> Family:
 def load_pipeline(path_or_repo_id: str | os.PathLike, **kwargs):
     """Load any hubgen model folder or Hub repo as the right pipeline class (safetensors only).
 
-    `kwargs` go to the pipeline's `from_pretrained` (e.g. `revision`, `torch_dtype`).
+    `kwargs` go to the pipeline's `from_pretrained` (e.g. `revision`, `dtype`: diffusers 0.42 deprecates `torch_dtype`).
     """
     hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
     family = family_of(path_or_repo_id, **hub_kwargs)
@@ -159,7 +159,10 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
                     metric_value=round(float(value), 4),
                 )  # fmt: skip
             )
+    base_model = info.get("base_model")
     return ModelCardData(
+        base_model=base_model if base_model and REPO_ID_PATTERN.match(str(base_model)) else None,
+        base_model_relation="finetune" if base_model and REPO_ID_PATTERN.match(str(base_model)) else None,
         library_name="hubgen",
         license=info.get("license", "apache-2.0"),
         pipeline_tag=task,
@@ -233,6 +236,72 @@ def _same_picture(a: Path, b: Path) -> bool:
         return x.size == y.size and x.mode == y.mode and x.tobytes() == y.tobytes()
 
 
+CARD_FOOTER = "*Card written by hubgen"
+
+
+def hubgen_requirement() -> tuple[str, str]:
+    """The pip requirement that installs this hubgen, and a note on it: $HUBGEN_REQUIREMENT when set (e.g.
+    `hubgen @ git+https://github.com/OWNER/hubgen`), else `hubgen==VERSION` (hubgen is not on PyPI, which the note
+    says, pointing at its wheel)."""
+    import importlib.metadata as md
+
+    chosen = os.environ.get("HUBGEN_REQUIREMENT", "").strip()
+    if chosen:
+        return chosen, ""
+    version = md.version("hubgen")
+    note = (
+        f"hubgen is not on PyPI: install its wheel (`pip install hubgen-{version}-py3-none-any.whl`, built with "
+        '`python -m pip wheel --no-deps .` in its source tree) or its git repository (`pip install "hubgen @ '
+        'git+URL"`). A Space made by `hubgen space create` carries the wheel.'
+    )
+    return f"hubgen=={version}", note
+
+
+def _with_hub_section(card, folder: Path, family: Family, index: dict, info: dict, repo_id: str, pushed: bool):
+    """The card with the shared section on installing, loading, sampling, verifying and fine-tuning (cards/_hub.md)
+    before its footer: every command names `repo_id`, the base model of a fine-tune is linked, and the card says
+    whether stock diffusers loads the model or hubgen must be installed."""
+    from huggingface_hub import ModelCard, constants
+
+    from .diffusers_loading import STOCK_LIBRARIES, needs_hubgen
+
+    requirement, note = hubgen_requirement()
+    base_model = info.get("base_model")
+    required = "".join(f' --{o.name} "..."' for o in family.sample_options if o.required)
+    components = [v for v in index.values() if isinstance(v, list) and v and v[0] is not None]
+    try:
+        weights = mf.weights_sha256(folder)
+    except UserInputError:
+        weights = None
+    partial = Path(str(resources.files("hubgen.cards").joinpath("_hub.md")))
+    section = (
+        jinja2.Template(partial.read_text())
+        .render(
+            repo_id=repo_id,
+            pushed=pushed,
+            family=family.name,
+            needs_hubgen=needs_hubgen(index),
+            hubgen_components=any(v[0] not in STOCK_LIBRARIES for v in components),
+            pipeline_class=index.get("_class_name"),
+            pipeline_module=family.pipeline_class.partition(":")[0],
+            requirement=requirement,
+            requirement_note=note,
+            sample_options=required,
+            base_model=base_model,
+            base_model_url=f"{constants.ENDPOINT}/{base_model}"
+            if base_model and REPO_ID_PATTERN.match(str(base_model))
+            else None,
+            base_model_sha256=info.get("base_model_weights_sha256"),
+            weights_sha256=weights,
+        )
+        .strip()
+    )
+    text = str(card)
+    at = text.rfind(CARD_FOOTER)
+    text = f"{text[:at]}{section}\n\n{text[at:]}" if at >= 0 else f"{text.rstrip()}\n\n{section}\n"
+    return ModelCard(text)
+
+
 def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: bool = True):
     """Render README.md from the family's template and the folder's config, training record and results.
 
@@ -283,8 +352,10 @@ def render_card(folder: str | os.PathLike, repo_id: str | None = None, save: boo
         cpu_time=cpu_time,
         enlarged=lambda name: _enlarged(folder / name),
         same_picture=lambda a, b: _same_picture(folder / a, folder / b),
-        folder=str(folder) if repo_id else str(folder.resolve()),
+        # the re-evaluate command: `hubgen eval REPO_ID` fetches a pushed model into a local folder first
+        folder=repo_id or str(folder.resolve()),
     )
+    card = _with_hub_section(card, folder, family, index, info, repo_id or str(folder.resolve()), repo_id is not None)
     if save:
         mf.write_text(folder / mf.CARD, str(card))
         figures = eval_results_yaml(card.data)

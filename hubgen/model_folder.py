@@ -67,6 +67,8 @@ __all__ = [
     "write_run_marker",
     "read_run_marker",
     "hub_dataset_id",
+    "weights_sha256",
+    "weight_files",
 ]
 
 MODEL_INDEX = "model_index.json"
@@ -103,6 +105,38 @@ def hub_dataset_id(dataset: str) -> str | None:
     if known is None and HUB_ID.match(name) and not Path(name).expanduser().exists():
         return name
     return known
+
+
+def weight_files(folder: str | os.PathLike) -> list[Path]:
+    """The model's .safetensors files in a model folder, in path order: checkpoints, logs and save leftovers
+    (.tmp-pipeline, .old-*, replaced checkpoints) are not the model's."""
+    folder = Path(folder)
+    skipped = {CHECKPOINTS, LOGS, _PIPELINE_TMP, REPLACED_CHECKPOINTS}
+    found = []
+    for path in folder.rglob("*.safetensors"):
+        parts = path.relative_to(folder).parts
+        if path.is_file() and not skipped & set(parts) and not any(part.startswith(".") for part in parts):
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """One sha256 over the model's weight files (`weight_files`), each file's relative path, size and bytes in
+    path order: it ties a figure to the exact weights (BENCHMARKS.md rows, the weights a fine-tune started from).
+    `sha256sum` of the files gives the per-file digests; this is their one fingerprint."""
+    import hashlib
+
+    folder = Path(folder)
+    files = weight_files(folder)
+    if not files:
+        raise UserInputError(f"{folder} holds no .safetensors weights.")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def is_model_folder(path: str | os.PathLike) -> bool:

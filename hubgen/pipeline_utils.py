@@ -7,6 +7,15 @@
 carry pickle weights, and turns the loader's errors about a missing or corrupted weight file into one
 ValueError that names the folder. diffusers never runs code from a repo unless `custom_pipeline`/`trust_remote_code` is
 passed, and hubgen never passes them.
+
+Publishing goes through hubgen, never through diffusers' generic upload: `pipe.push_to_hub(repo_id)` and
+`pipe.save_pretrained(folder, push_to_hub=True, repo_id=...)` save into a lasting local model folder and call
+`hubgen.publish.push` on it, so the repo gets the same card, figures, samples and checks as `hubgen push`
+(hubgen.publish.push_pipeline). A pipeline saved with the weights of the folder it was loaded from keeps that
+folder's records (training record, evaluation, samples): they describe exactly these weights.
+
+Defining a hubgen pipeline class also makes it known to diffusers (`register_with_diffusers`), so that
+`DiffusionPipeline.from_pretrained` returns it once its module is imported.
 """
 
 import os
@@ -17,6 +26,7 @@ import torch
 from PIL import Image
 
 from . import model_folder as mf
+from .draws import check_generators, randn_tensor
 from .errors import UserInputError
 
 __all__ = [
@@ -54,6 +64,12 @@ def check_no_pickle(folder: str | os.PathLike) -> None:
 
 
 class SafetensorsLoadingMixin:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        from .diffusers_loading import register_with_diffusers
+
+        register_with_diffusers(cls)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         if kwargs.get("use_safetensors", True) is not True:
@@ -100,7 +116,47 @@ class SafetensorsLoadingMixin:
                         f"Cannot load {cls.__name__} from {path}: the weights in {path / name} do not match its "
                         f"config ({len(missing)} of {len(tensors)} tensors missing, e.g. {missing[0]!r})."
                     )
+        pipe._hubgen_source = Path(path)  # the folder its weights came from (save_pretrained keeps its records)
         return pipe
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, push_to_hub: bool = False, **kwargs):
+        """diffusers' save, safetensors only. With `push_to_hub` the folder becomes a hubgen model folder (the records
+        of the folder this pipeline was loaded from when the weights are still its, and a card) and is published by
+        `hubgen.publish.push` (`repo_id`, `private`, `revision`, `create_pr`, `commit_message`, `token` in `kwargs`;
+        `repo_id` defaults to the folder's name under the token's user, as in diffusers)."""
+        from .publish import PUSH_OPTIONS
+
+        if safe_serialization is not True:
+            raise UserInputError("hubgen saves safetensors weights only: `safe_serialization` must be True.")
+        options = {k: kwargs.pop(k) for k in PUSH_OPTIONS if k in kwargs}
+        if not push_to_hub:
+            if options:
+                raise UserInputError(f"{sorted(options)} are push options: pass `push_to_hub=True` with them.")
+            return super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        if kwargs:
+            raise UserInputError(f"`save_pretrained(push_to_hub=True)` takes {', '.join(PUSH_OPTIONS)}; got "
+                                 f"{sorted(kwargs)}.")  # fmt: skip
+        from .publish_pipeline import push_pipeline
+
+        repo_id = options.pop("repo_id", None) or _default_repo_id(save_directory, options.get("token"))
+        return push_pipeline(self, repo_id, save_directory, **options)
+
+    def push_to_hub(self, repo_id: str, folder: str | os.PathLike | None = None, **options) -> str:
+        """Publish this pipeline to the Hub repo `repo_id` as `hubgen push` does (card, figures, samples, offline
+        checks, one commit) and return the repo's URL. `folder`: the lasting local model folder to save into and
+        upload from (hubgen never uploads a temporary copy); by default the local folder this pipeline was
+        loaded from, when its weights there are still these. `options`: `private`, `revision`, `create_pr`,
+        `commit_message`, `token` (those of `hubgen.push`)."""
+        from .publish_pipeline import push_pipeline
+
+        return push_pipeline(self, repo_id, folder, **options)
+
+
+def _default_repo_id(folder: Path, token) -> str:
+    """diffusers' default repo id for `save_pretrained(push_to_hub=True)`: the folder's name under the token's user."""
+    from huggingface_hub import HfApi
+
+    return f"{HfApi(token=token).whoami()['name']}/{Path(folder).resolve().name}"
 
 
 def images_to_tensor(images, name: str = "images", channels: int | None = None) -> torch.Tensor:
@@ -158,33 +214,30 @@ def check_output_type(output_type: str) -> None:
         raise UserInputError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
 
 
-def check_sampling_inputs(batch_size, generator, latents, latent_dim: int, output_type: str) -> None:
+def check_sampling_inputs(batch_size, generator, latents, latent_dim: int, output_type: str, device=None) -> None:
     """`check_inputs` of every sampling `__call__`: a ValueError names the argument, the value and what is allowed."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise UserInputError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     check_output_type(output_type)
-    if isinstance(generator, list) and len(generator) != batch_size:
-        raise UserInputError(f"Got {len(generator)} generators for `batch_size`={batch_size}; pass one per image.")
+    check_generators(generator, batch_size, device)
     if latents is not None and tuple(latents.shape) != (batch_size, latent_dim):
         raise UserInputError(f"`latents` must have shape ({batch_size}, {latent_dim}), got {tuple(latents.shape)}.")
 
 
-def draw_latents(batch_size: int, latent_dim: int, generator, sample=None) -> torch.Tensor:
-    """(batch_size, latent_dim) latents from one generator, or one row from each of a list of generators.
+def draw_latents(batch_size: int, latent_dim: int, generator, sample=None, device=None) -> torch.Tensor:
+    """(batch_size, latent_dim) latents on `device` from one generator, or row i from generator i of a list.
 
-    `sample(shape, generator)` draws them (default: torch.randn, i.e. z ~ N(0, I)).
+    `sample(shape, generator, device)` draws them (default: z ~ N(0, I) by hubgen.draws.randn_tensor: a CPU
+    generator draws on the CPU, so a seed gives the same latents on any device).
     """
-    sample = sample or (lambda shape, g: torch.randn(shape, generator=g))
-    if isinstance(generator, list):
-        return torch.cat([sample((1, latent_dim), g) for g in generator])
-    return sample((batch_size, latent_dim), generator)
+    return (sample or randn_tensor)((batch_size, latent_dim), generator, device)
 
 
 def seed_or_latent(value, latent_dim: int) -> torch.Tensor | None:
     """An int seed -> z ~ N(0, I) drawn from torch.Generator().manual_seed(seed); a tensor with `latent_dim`
     entries -> itself; both as a (1, latent_dim) CPU tensor. Anything else -> None (the caller decides)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return torch.randn((1, latent_dim), generator=torch.Generator().manual_seed(value))
+        return randn_tensor((1, latent_dim), torch.Generator().manual_seed(value))
     if isinstance(value, torch.Tensor) and value.numel() == latent_dim:
         return value.reshape(1, latent_dim).float().cpu()
     return None

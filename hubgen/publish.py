@@ -38,7 +38,17 @@ from . import model_folder as mf
 from .errors import UserInputError
 from .hub import REPO_ID_PATTERN, card_data_for, download_model, family_of, render_card
 
-__all__ = ["push", "verify", "create_space", "check_folder", "PublishError", "VerifyReport", "PUSH_IGNORE"]
+__all__ = [
+    "push",
+    "verify",
+    "create_space",
+    "update_space",
+    "check_folder",
+    "PublishError",
+    "VerifyReport",
+    "PUSH_IGNORE",
+    "PUSH_OPTIONS",
+]
 
 # Not part of a published model: training checkpoints (optimizer state), tensorboard logs, save leftovers.
 PUSH_IGNORE = mf.NOT_PUBLISHED
@@ -52,6 +62,8 @@ ALLOWED_NAMES = (".gitattributes", "LICENSE")
 # differences between machines. The card rounds to 4 decimals, so both compare the re-run figure rounded the same
 # way.
 VERIFY_RTOL = 1e-4
+# The keyword arguments of `push` that a pipeline's `push_to_hub` / `save_pretrained(push_to_hub=True)` take.
+PUSH_OPTIONS = ("repo_id", "private", "revision", "create_pr", "commit_message", "token")
 
 
 class PublishError(Exception):
@@ -417,28 +429,6 @@ def verify(repo_id_or_folder: str | os.PathLike, revision: str | None = None, to
 
 # -- Spaces -----------------------------------------------------------------------------------------------------
 
-SPACE_REQUIREMENTS = """\
-# hubgen itself must be installed from the project's source (it is not on PyPI): replace the `hubgen` line
-# below with e.g. `hubgen @ git+https://github.com/<owner>/hubgen` or a wheel committed to this Space.
-hubgen
-# hubgen's runtime dependencies. gradio is preinstalled at the README's sdk_version; torch is left unpinned so
-# the Space hardware gets a matching build. torchvision is deliberately absent (it breaks `import diffusers`
-# next to torch 2.13.0 CPU, and hubgen does not use it).
-torch
-diffusers>=0.35
-transformers>=4.50
-accelerate>=1.0
-huggingface_hub>=0.30
-safetensors>=0.4
-scikit-learn>=1.3
-numpy>=1.26
-pillow>=10
-jinja2>=3.1
-tqdm>=4.66
-tensorboard>=2.15
-matplotlib>=3.8
-"""
-
 SPACE_APP = '''\
 """Gradio Space for the hubgen model {repo_id} ({family}), written by `hubgen space create`.
 
@@ -459,7 +449,7 @@ if __name__ == "__main__":
     demo.launch(**launch_options())
 '''
 
-SPACE_FILES = ("app.py", "requirements.txt", "README.md")
+SPACE_FILES = ("app.py", "requirements.txt", "README.md", "hubgen-*.whl")
 
 
 def check_space_folder(out: Path, overwrite: bool) -> None:
@@ -485,12 +475,15 @@ def create_space(
     space_id: str | None = None,
     token: str | None = None,
     overwrite: bool = False,
+    hubgen_requirement: str | None = None,
 ) -> Path:
-    """Write a Gradio Space for the model `repo_id` into `out_dir` (app.py, requirements.txt, README.md with the
-    Spaces front matter: sdk gradio at the installed version, app_file, `models: [repo_id]`), and with `push`
-    upload it as the Space repo `space_id` (default: the same id as the model, in the Spaces namespace).
-    The model's family and license are read from the Hub (or the cache). A folder that holds a model is refused;
-    a non-empty one needs `overwrite` (`check_space_folder`)."""
+    """Write a Gradio Space for the model `repo_id` into `out_dir` (app.py, requirements.txt, the hubgen wheel,
+    README.md with the Spaces front matter: sdk gradio at the installed version, app_file, `models: [repo_id]`),
+    and with `push` upload it as the Space repo `space_id` (default: the same id as the model, in the Spaces
+    namespace). requirements.txt installs hubgen from the wheel, by its URL in the Space repo, or from
+    `hubgen_requirement` (then no wheel is written); its other lines are hubgen's own pins
+    (hubgen.space_requirements). The model's family and license are read from the Hub (or the cache). A folder
+    that holds a model is refused; a non-empty one needs `overwrite` (`check_space_folder`)."""
     import gradio
     from huggingface_hub import ModelCard, SpaceCard, SpaceCardData, constants, hf_hub_download
 
@@ -526,15 +519,55 @@ def create_space(
         f"A Gradio demo of the hubgen model [{repo_id}]({constants.ENDPOINT}/{repo_id}), built by the "
         f"{family.name} family's `build_demo`. {family.description}.\n\n"
         "The app loads the model named by the environment variable `HUBGEN_MODEL` (a Hub repo id or a local "
-        f"folder), default `{repo_id}`. Offline: `HUBGEN_MODEL=./my-model python app.py`.\n"
+        f"folder), default `{repo_id}`. Offline: `HUBGEN_MODEL=./my-model python app.py`.\n\n"
+        "hubgen is not on PyPI: `requirements.txt` installs it from the wheel in this Space (or from the requirement "
+        "given to `hubgen space create --hubgen_requirement`), followed by hubgen's own dependency pins.\n"
     )
     mf.write_text(out / "README.md", str(SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")))
     mf.write_text(out / "app.py", SPACE_APP.format(repo_id=repo_id, family=family.name))
-    mf.write_text(out / "requirements.txt", SPACE_REQUIREMENTS)
-    print(f"wrote {out / 'app.py'}, {out / 'requirements.txt'}, {out / 'README.md'} (model {repo_id})")
+    written = write_space_requirements(out, space_id, hubgen_requirement)
+    print(f"wrote {', '.join(str(out / name) for name in ['app.py', *written, 'README.md'])} (model {repo_id})")
     if push:
         _push_space(out, space_id, repo_id, token)
     return out
+
+
+def write_space_requirements(out: Path, space_id: str, hubgen_requirement: str | None = None) -> list[str]:
+    """requirements.txt (and, without `hubgen_requirement`, the hubgen wheel it names by its URL in the Space
+    `space_id`) in the Space folder `out`; returns the names written."""
+    from .space_requirements import hubgen_wheel, space_requirements, wheel_requirement
+
+    if hubgen_requirement is not None and not hubgen_requirement.strip().lower().startswith("hubgen"):
+        raise UserInputError(f"`--hubgen_requirement` must be a pip requirement for hubgen (e.g. 'hubgen @ "
+                             f"git+https://github.com/OWNER/hubgen'), got {hubgen_requirement!r}.")  # fmt: skip
+    if hubgen_requirement is not None:
+        for old in out.glob("hubgen-*.whl"):
+            old.unlink()
+        mf.write_text(out / "requirements.txt", space_requirements(hubgen_requirement.strip()))
+        return ["requirements.txt"]
+    wheel = hubgen_wheel(out)
+    mf.write_text(out / "requirements.txt", space_requirements(wheel_requirement(space_id, wheel.name)))
+    return ["requirements.txt", wheel.name]
+
+
+def update_space(folder: str | os.PathLike, space_id: str, hubgen_requirement: str | None = None) -> Path:
+    """Refresh an existing Space folder (the repository's spaces/*) before it is pushed as `space_id`: its
+    requirements.txt and hubgen wheel (`write_space_requirements`) and its README's `sdk_version` (the installed
+    gradio's). Nothing else changes."""
+    import gradio
+    from huggingface_hub import SpaceCard
+
+    folder = Path(folder)
+    if not REPO_ID_PATTERN.match(str(space_id)):
+        raise UserInputError(f"`space_id` must look like 'user/name', got {space_id!r}.")
+    if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
+        raise UserInputError(f"{folder} is not a Space folder (it needs app.py and README.md).")
+    card = SpaceCard.load(folder / "README.md")
+    card.data.sdk_version = gradio.__version__
+    mf.write_text(folder / "README.md", str(card))
+    written = write_space_requirements(folder, space_id, hubgen_requirement)
+    print(f"updated {folder}: {', '.join(written)}, README.md sdk_version {gradio.__version__}")
+    return folder
 
 
 def _push_space(out: Path, space_id: str, repo_id: str, token: str | None) -> str:
@@ -557,7 +590,7 @@ def _push_space(out: Path, space_id: str, repo_id: str, token: str | None) -> st
             repo_id=space_id,
             repo_type="space",
             folder_path=out,
-            allow_patterns=["app.py", "requirements.txt", "README.md"],
+            allow_patterns=["app.py", "requirements.txt", "README.md", "hubgen-*.whl"],
             commit_message=f"Space for {repo_id}, written by hubgen",
         )
     except _hub_errors() as e:

@@ -183,6 +183,10 @@ class EvalRequest:
             if isinstance(value, (tuple, list)) and len(value) > MAX_REQUEST_LIST:
                 raise UserInputError(f"`{f.name}` takes at most {MAX_REQUEST_LIST} values, got {len(value)}.")
 
+    def skips_everything(self) -> bool:
+        """True when every count is 0 ("0 skips"); None (`all`) asks for the whole split, so it is not a skip."""
+        return self.num_images == 0 and self.num_samples == 0
+
     @classmethod
     def from_record(cls, record: dict) -> "EvalRequest":
         """The request an earlier evaluation ran (its eval_results.json), to repeat it."""

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import finetune
 from . import model_folder as mf
 from .errors import UserInputError
 from .registry import count_or_all
@@ -101,12 +102,14 @@ def add_common_arguments(
     num_samples: int = 1000,
     sample_steps: int = 500,
     gradient_checkpointing: bool = False,
+    speed: bool = True,
 ):
     """The options every training script takes, in four groups (and the speed options); a family adds its own to
     the returned groups (data, model, optimization, output) and passes its defaults here. `num_images=None`: the
     family scores no test images (no likelihood), so there is no --eval_num_images; "all": the whole split by
     default. `gradient_checkpointing`: the family's networks support it (diffusers' UNets), so
-    --gradient_checkpointing is offered."""
+    --gradient_checkpointing is offered; `speed=False`: no speed options (a family that trains no network through
+    `tr.prepare`, e.g. EM's closed-form updates)."""
     data = parser.add_argument_group("data and output")
     data.add_argument("--dataset", default="digits",
                       help="digits | mnist | a .npz file | an image folder (with an optional metadata.jsonl/.csv) | "
@@ -128,6 +131,7 @@ def add_common_arguments(
     data.add_argument("--overwrite_output_dir", action="store_true",
                       help="train a new model into a folder holding a run of the same family")  # fmt: skip
     model = parser.add_argument_group("model")
+    finetune.add_pretrained_argument(model)
     opt = parser.add_argument_group("optimization")
     opt.add_argument("--train_batch_size", type=int, default=batch_size, help="per process")
     opt.add_argument("--learning_rate", type=float, default=learning_rate)
@@ -143,7 +147,8 @@ def add_common_arguments(
                      "(accelerate would run it as float32 on the CPU, so hubgen refuses it there): use bf16 on the "
                      "CPU")  # fmt: skip
     opt.add_argument("--seed", type=int, default=0)
-    _add_speed_arguments(parser, gradient_checkpointing)
+    if speed:
+        _add_speed_arguments(parser, gradient_checkpointing)
     out = parser.add_argument_group("checkpoints, logging, evaluation")
     out.add_argument("--checkpointing_steps", type=int, default=500)
     out.add_argument("--checkpoints_total_limit", type=int, default=3)
@@ -157,6 +162,7 @@ def add_common_arguments(
     out.add_argument("--eval_num_samples", type=int, default=num_samples,
                      help="generated samples for the sample-quality figures at the end (0: skip)")  # fmt: skip
     out.add_argument("--license", default="apache-2.0", help="license written in the model card")
+    parser.hubgen_common_options, parser.hubgen_model_group = {action.dest for action in parser._actions}, model
     return data, model, opt, out
 
 
@@ -199,9 +205,10 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
         parser.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
     if args.max_train_time is not None and not (args.max_train_time > 0 and math.isfinite(args.max_train_time)):
         parser.error(f"--max_train_time must be > 0 seconds, got {args.max_train_time}")
-    if args.dataloader_num_workers < 0:
+    if getattr(args, "dataloader_num_workers", 0) < 0:
         parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    finetune.apply_pretrained(parser, args, args.argv)
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -255,6 +262,7 @@ def prepare_run(args, pipeline_class: str):
     explicit = args.resume_from_checkpoint not in (None, "latest")
     resume = resolve_checkpoint(out, args.resume_from_checkpoint) if out.is_dir() or explicit else None
     args.pipeline_class = pipeline_class  # for the run marker start_run writes
+    finetune.check_pretrained(args, pipeline_class)
     from .data import DataSpec
 
     return resume, DataSpec.from_args(args).load("train")
@@ -375,6 +383,8 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
         run.accelerator.print(f"Resumed from {run.resume} at step {run.step}")
     elif run.args.resume_from_checkpoint is not None:
         run.accelerator.print(f"No checkpoint in {run.out} yet: starting from step 0.")
+    if run.resume is None and getattr(run.args, "pretrained_folder", None):
+        finetune.load_pretrained(run, models)
     if run.resume is None and run.accelerator.process_index > 0:
         # Every process was seeded alike, so that they build the same initial weights; from here on each draws its
         # own noise (binarization, eps, t, z): seed + rank, as accelerate's set_seed(device_specific=True). The
@@ -596,6 +606,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
             "license": args.license,
             "versions": versions(),
+            **finetune.pretrained_record(args),
             **record_fields,
         }
         mf.write_json(out / mf.TRAINING_RECORD, info)

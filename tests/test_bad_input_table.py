@@ -19,7 +19,7 @@ from hubgen.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAMILIES = ("vae", "gan", "flow", "ddpm", "text2img", "pixelcnn")
+FAMILIES = ("vae", "gan", "flow", "ddpm", "text2img", "pixelcnn", "mixture")
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -118,6 +118,9 @@ def _train_cases():
                      (["--prediction_type", "epsilon"], "--prediction_type v_prediction")],
         "pixelcnn": [(["--kernel_size", "4"], "--kernel_size"), (["--hidden_channels", "0"], "--hidden_channels"),
                      (["--max_grad_norm", "0"], "--max_grad_norm")],
+        "mixture": [(["--num_components", "0"], "--num_components"), (["--mean_clamp", "0.5"], "--mean_clamp"),
+                    (["--num_components", "100000"], "--num_components"),
+                    (["--distribution", "poisson"], "--distribution")],
     }  # fmt: skip
     for family, items in own.items():
         for extra, needle in items:

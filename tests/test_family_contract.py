@@ -71,6 +71,20 @@ def test_a_smoke_run_writes_a_complete_model_folder(tiny_models, name):
     assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt")), "safetensors only"
 
 
+LIKELIHOOD_FAMILIES = [f.name for f in list_families() if any(m.metric_type == "nll" for m in f.metrics)]
+
+
+@pytest.mark.parametrize("name", LIKELIHOOD_FAMILIES)
+def test_eval_num_images_all_scores_the_whole_test_split(tmp_path, name):
+    # `all` (None) is not a skip: the contract's "0 skips, all takes the whole split" at the end of training too
+    argv = ["train", name, "--dataset", "digits", "--output_dir", str(tmp_path / "m"), "--seed", "0"]
+    smoke = hubgen.get_family(name).smoke_test + " --max_train_steps 1 --eval_num_images all --eval_num_samples 0"
+    assert main([*argv, *smoke.split()]) == 0
+    results = mf.eval_results(tmp_path / "m")
+    assert results["request"]["num_images"] is None and results["num_images"] == 360  # the digits' test split
+    assert results["request"]["num_samples"] == 0 and not results.get("sample_quality")
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_card_picture_can_be_seen(tiny_models, name):
     """Each picture the card shows is at least 256 px wide (an 82 px grid of 8x8 digits could not be seen), and

@@ -53,7 +53,7 @@ def test_complete_keeps_the_known_half_and_varies_the_rest(pipe):
     [
         (lambda p: p(0), "batch_size"),
         (lambda p: p(2, temperature=0), "temperature"),
-        (lambda p: p(2, generator=[torch.Generator(), torch.Generator()]), "one `generator`"),
+        (lambda p: p(2, generator=[torch.Generator()]), "1 generators in `generator` for 2 images"),
         (lambda p: p(1, output_type="jpg"), "output_type"),
         (lambda p: p.log_likelihood(torch.rand(1, 1, 5, 5)), "shape"),
         (lambda p: p.log_likelihood(torch.full((1, 1, 6, 6), 2.0)), r"\[0, 1\]"),

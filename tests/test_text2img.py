@@ -330,7 +330,7 @@ def test_unconditional_samples_for_hubgen_sample(pipe):
         ({"sampler": "heun"}, "`sampler` must be one of"),
         ({"sampler": 3}, "`sampler` must be None, a name"),
         ({"latents": torch.zeros(1, 1, 8, 8)}, r"`latents` must have shape \(2, 1, 8, 8\)"),
-        ({"generator": [torch.Generator()]}, "Got 1 generators for 2 images"),
+        ({"generator": [torch.Generator()]}, "Got 1 generators in `generator` for 2 images"),
     ],
 )
 def test_call_validates_inputs(pipe, kwargs, match):

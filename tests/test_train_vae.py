@@ -168,6 +168,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
             "two --hidden_dims",
         ),
         (["train", "vae", "--output_dir", "{tmp}/o", "--k", "5"], "--k 5 is the number of importance samples"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--latent_dims", "4", "2", "--latent_dim", "4"], "both give"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--latent_hidden_dims", "8"], "give two or more --latent_dims"),
+        (["train", "vae", "--output_dir", "{tmp}/o", "--latent_dims", "4", "0"], "--latent_dims must be positive"),
         (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--k", "0"], "--k must be >= 1"),
         (["train", "vae", "--output_dir", "{tmp}/o", "--objective", "iwae", "--kl_warmup_steps", "9"], "no separate"),
         (["eval", "{tmp}", "--k", "0"], "is not a hubgen model folder"),
@@ -210,6 +213,34 @@ def test_the_iwae_objective_trains_through_the_cli_and_the_card_says_so(tmp_path
     assert record["objective"] == "iwae" and record["train_k"] == 3 and math.isfinite(record["final_train_neg_iwae"])
     assert "importance-weighted bound L_k with k = 3 samples" in (out / "README.md").read_text()
     assert VAEPipeline.from_pretrained(out).vae.config.latent_dim == 2
+
+
+def test_a_hierarchical_vae_trains_resumes_exactly_and_its_card_names_the_layers_and_bounds(tmp_path):
+    hierarchy = ["--latent_dims", "4", "2", "--latent_hidden_dims", "8"]
+    small = [a for a in SMALL if a not in ("--latent_dim", "2")]  # the layers replace --latent_dim
+
+    def train(out, steps, *extra):
+        return main(["train", "vae", "--output_dir", str(out), "--max_train_steps", str(steps), "--train_batch_size",
+                     "256", "--checkpointing_steps", "2", *small, *hierarchy, *extra])  # fmt: skip
+
+    assert train(tmp_path / "straight", 4) == 0
+    assert train(tmp_path / "resumed", 2) == 0
+    assert train(tmp_path / "resumed", 4, "--resume_from_checkpoint", "latest") == 0
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert any(key.startswith("prior_nets") for key in a) and any(key.startswith("posterior_nets") for key in a)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    pipe = VAEPipeline.from_pretrained(tmp_path / "straight")
+    assert pipe.vae.latent_sizes == (4, 2) and pipe.vae.config.latent_hidden_dims == [8]
+    card = (tmp_path / "straight" / "README.md").read_text()
+    assert "stochastic layers | z1: 4, z2: 2 (prior N(0, I) on z2)" in card
+    assert "IWAE-4 over the joint latents (z1, z2)" in card and "KL(q(z1, z2|x) || p(z1, z2))" in card
+    metrics = json.loads((tmp_path / "straight" / "eval_results.json").read_text())["metrics"]
+    assert math.isfinite(metrics["iwae_nll_nats"]["mean"]) and math.isfinite(metrics["neg_elbo_nats"]["mean"])
+    # the IWAE objective over the joint latents trains too
+    assert train(tmp_path / "iwae", 2, "--objective", "iwae", "--k", "3") == 0
+    record = json.loads((tmp_path / "iwae" / "hubgen_training.json").read_text())
+    assert math.isfinite(record["final_train_neg_iwae"])
 
 
 def test_gradient_accumulation_bf16_and_continuous_pixels_run(tmp_path):

@@ -341,3 +341,41 @@ def pad_in(row, pads) -> bool:
             return True
         children.extend(getattr(child, "children", []))
     return False
+
+
+# -- a hierarchical VAE: the layers tab -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hierarchical_pipe():
+    return VAEPipeline(tiny_vae(latent_dims=(4, 3), latent_hidden_dims=(8,)), pixel_levels=17)
+
+
+def test_layer_grid_puts_one_z2_per_row_and_z1_across(hierarchical_pipe):
+    pipe = hierarchical_pipe
+    image = vae_demo.layer_grid(pipe, seed=2, rows=3, cols=4)
+    assert image.size == (grid_px(4) * FACTOR, grid_px(3) * FACTOR)
+    assert np.array_equal(np.asarray(image), np.asarray(vae_demo.layer_grid(pipe, seed=2, rows=3, cols=4)))
+    # the same picture computed independently: z2 per row, column 0 at E[z1|z2], then mu + sigma eps_j
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        z2 = torch.randn(3, 3, generator=g)
+        p1 = pipe.vae.decode_latent(z2, 1)
+        eps = torch.randn(3, 4, generator=g)
+        z1 = torch.stack([p1.mean, *(p1.mean + p1.std * e for e in eps)], dim=1).reshape(12, 4)
+        expected = demo_utils.show_grid(pipe.vae.decode_to_images(z1), nrow=4)
+    assert np.array_equal(np.asarray(image), np.asarray(expected))
+    with pytest.raises(ValueError, match="`cols`"):
+        vae_demo.layer_grid(pipe, seed=0, rows=2, cols=1)
+    with pytest.raises(ValueError, match="hierarchical"):
+        vae_demo.layer_grid(VAEPipeline(tiny_vae(), pixel_levels=17), seed=0, rows=2, cols=2)
+
+
+def test_hierarchical_demo_describes_the_layers_and_adds_the_layers_tab(hierarchical_pipe):
+    assert "z1: 4 → z2: 3" in vae_demo.describe(hierarchical_pipe)
+    assert "top layer z2" in vae_demo.latent_grid_note(3, 2)
+    blocks = vae_demo.build_demo(hierarchical_pipe)
+    assert sorted(fn.api_name for fn in blocks.fns.values()) == sorted(API_NAMES | {"layers"})
+    assert event(blocks, "layers")(0, 2, 3).size == (grid_px(3) * FACTOR, grid_px(2) * FACTOR)
+    assert event(blocks, "latent_grid")(3).size == (grid_px(3) * FACTOR,) * 2
+    assert event(blocks, "sample")(0, 4).size == (grid_px(2) * FACTOR,) * 2

@@ -242,3 +242,36 @@ def test_discrete_rgb_pipeline_saves_and_reloads_bit_identical(tmp_path, rgb_pip
         a = rgb_pipeline(4, generator=_g(3), output_type="pt", **kwargs).images
         b = loaded(4, generator=_g(3), output_type="pt", **kwargs).images
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# -- the hierarchical VAE (latent_dims) -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hierarchical_pipeline():
+    return VAEPipeline(tiny_vae(latent_dims=(4, 2), latent_hidden_dims=(8,)), pixel_levels=17)
+
+
+def test_hierarchical_pipeline_saves_reloads_and_samples_from_the_top_layer(tmp_path, hierarchical_pipeline):
+    pipe = hierarchical_pipeline
+    hierarchical_pipeline.save_pretrained(tmp_path / "h")
+    loaded = VAEPipeline.from_pretrained(tmp_path / "h")
+    assert config_dict(loaded.vae) == config_dict(pipe.vae) and loaded.vae.latent_sizes == (4, 2)
+    a = pipe(3, generator=_g(5), output_type="pt").images
+    torch.testing.assert_close(loaded(3, generator=_g(5), output_type="pt").images, a, rtol=0, atol=0)
+    # z2 ~ N(0, I) (size 2), then z1 ~ p(z1|z2) from the same generator, then the decoder's mean E[x|z1]
+    g = _g(5)
+    with torch.no_grad():
+        z1 = pipe.vae.ancestral_latents(torch.randn(3, 2, generator=g), generator=g)
+        torch.testing.assert_close(a, pipe.vae.decode_to_images(z1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"`latents` must have shape \(3, 2\)"):
+        pipe(3, latents=torch.zeros(3, 4))
+    # a list of generators: image i's z2 and z1 from generator i
+    listed = pipe(2, generator=[_g(1), _g(2)], output_type="pt").images
+    torch.testing.assert_close(listed[1:], pipe(1, generator=_g(2), output_type="pt").images, rtol=0, atol=1e-6)
+    strip = pipe.interpolate(0, 1, steps=4, output_type="pt")
+    assert strip.shape == (4, 1, 8, 8)
+    x = pipe.reconstruct(strip, output_type="pt")
+    scores = pipe.log_likelihood(x, k=20, generator=_g(6))
+    assert torch.isfinite(scores.nll_nats).all() and torch.isfinite(scores.neg_elbo_nats).all()
+    assert pipe.interpolate(x[:1], x[1:2], steps=2, output_type="pt").shape == (2, 1, 8, 8)

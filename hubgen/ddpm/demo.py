@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from ..demo_utils import MAX_SEED, check_int, image_out, load_family_pipeline, seed_box, show_grid, show_value_errors
+from ..draws import randn_tensor
 from ..errors import UserInputError
 from .family import FAMILY
 from .pipeline_ddpm import SAMPLERS, DDPMPipeline, frame_indices
@@ -102,7 +103,7 @@ def compare_samplers(pipe: DDPMPipeline, seed: int, num_images: int = 4, progres
     num_images = check_int(num_images, "num_images", 1, MAX_DEMO_IMAGES)
     T = pipe.scheduler.config.num_train_timesteps
     c, size = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-    noise = torch.randn((num_images, c, size, size), generator=torch.Generator().manual_seed(seed))
+    noise = randn_tensor((num_images, c, size, size), torch.Generator().manual_seed(seed))
     plan = [(s, s.steps(T)) for s in SAMPLERS.values()]
     total, done, gallery = sum(steps for _, steps in plan), 0, []
     rows = ["| sampler | steps | seconds | seconds per image |", "|---|---|---|---|"]

@@ -15,6 +15,7 @@ import torch
 
 from .. import data as hdata
 from ..diffusion import scheduling
+from ..draws import randn_tensor
 from ..errors import UserInputError
 from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
@@ -159,7 +160,7 @@ def evaluate(folder, request: DDPMEvalRequest, pipeline=None, batch_size: int = 
     num_samples = len(test) if request.num_samples is None else request.num_samples
     if num_samples and specs:
         c, size = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-        noise = torch.randn((num_samples, c, size, size), generator=torch.Generator().manual_seed(request.seed))
+        noise = randn_tensor((num_samples, c, size, size), torch.Generator().manual_seed(request.seed))  # CPU
         for j, (name, steps) in enumerate(specs):
             steps = steps or T
             step_noise = torch.Generator().manual_seed(request.seed + 1)

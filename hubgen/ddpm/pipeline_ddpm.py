@@ -116,7 +116,7 @@ class DDPMPipeline(SafetensorsLoadingMixin, DiffusersDDPMPipeline):
     _callback_tensor_inputs = ["latents", "xt", "noise_pred", "x0_pred"]
 
     def _check_inputs(self, batch_size, generator, latents, scheduler, steps, eta, output_type):
-        check_sampling_inputs(batch_size, generator, None, 0, output_type)
+        check_sampling_inputs(batch_size, generator, None, 0, output_type, self.device)
         T = scheduler.config.num_train_timesteps
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T:
             raise UserInputError(f"`num_inference_steps` must be an integer in [1, T = {T}], got {steps!r}.")

@@ -394,5 +394,5 @@ def main(argv: list[str] | None = None) -> int:
     panels = [("|| eps - eps_theta ||^2 per pixel", {"loss": "training loss (batch mean)"}, "log")]
     record = _record_fields(args, run, pipe, strip_steps)
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
-    evaluation = evaluation if request.num_images or request.num_samples else None
+    evaluation = None if request.skips_everything() else evaluation
     return tr.finish_run(run, pipe, samples, panels, record, evaluation, pictures=pictures)

@@ -25,6 +25,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from ..draws import rand_tensor, randn_tensor
 from ..errors import UserInputError
 
 __all__ = [
@@ -276,7 +277,7 @@ def variational_bound(
     dims = tuple(range(1, x0.ndim))
 
     def noise():
-        return torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(x0.device)
+        return randn_tensor(x0.shape, generator, x0.device, torch.float64)
 
     # L_T: q(x_T | x_0) against the prior N(0, I)
     abar_T = alphas_cumprod[-1]
@@ -294,7 +295,7 @@ def variational_bound(
     if num_timesteps == T:
         chosen, weight = torch.arange(1, T).expand(b, T - 1), 1.0
     else:
-        keys = torch.rand((b, T - 1), generator=generator)
+        keys = rand_tensor((b, T - 1), generator, x0.device)  # (B, T - 1): they only pick the timesteps
         chosen, weight = keys.argsort(dim=1)[:, : num_timesteps - 1] + 1, (T - 1) / (num_timesteps - 1)
     diffusion = torch.zeros(b, dtype=torch.float64, device=x0.device)
     for j in range(chosen.shape[1]):
@@ -350,6 +351,6 @@ def drop_condition(
     so one network learns both eps(x_t, c) and eps(x_t)."""
     if not 0 <= p_uncond <= 1:
         raise UserInputError(f"`p_uncond` must be a probability in [0, 1], got {p_uncond!r}.")
-    drop = torch.rand(cond.shape[0], generator=generator) < p_uncond  # (B,)
+    drop = rand_tensor((cond.shape[0],), generator, cond.device) < p_uncond  # (B,)
     drop = drop.to(cond.device).reshape(-1, *([1] * (cond.ndim - 1)))
     return torch.where(drop, null_cond.to(cond.dtype).expand_as(cond), cond)

@@ -32,6 +32,7 @@ from diffusers import ConfigMixin, ModelMixin  # noqa: F401  (diffusers' loader 
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from ..draws import randn_tensor
 from ..errors import UserInputError
 from ..metrics.units import nats_to_bits_per_dim
 from . import losses
@@ -275,7 +276,7 @@ class FlowModel(ModelMixin, ConfigMixin):
 
     def sample(self, n: int, temperature: float = 1.0, generator=None) -> torch.Tensor:
         """x = f^-1(z), z ~ N(0, T^2 I): n samples (n, C, H, W) in model space [0, 1) (continuous)."""
-        z = temperature * torch.randn((n, self.num_dims), generator=generator, device=self.device, dtype=self.dtype)
+        z = temperature * randn_tensor((n, self.num_dims), generator, self.device, self.dtype)
         return self.inverse(z)[0]
 
     @torch.no_grad()

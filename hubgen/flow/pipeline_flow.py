@@ -98,12 +98,12 @@ class FlowPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         """
         # 1. Check inputs
         d = self.flow.num_dims
-        check_sampling_inputs(batch_size, generator, latents, d, output_type)
+        check_sampling_inputs(batch_size, generator, latents, d, output_type, self.device)
         temperature = check_temperature(temperature)
 
         # 2. Draw eps ~ N(0, I); z = T eps
         if latents is None:
-            latents = draw_latents(batch_size, d, generator)
+            latents = draw_latents(batch_size, d, generator, device=self.device)
         z = temperature * latents.to(self.device, self.flow.dtype)
 
         # 3. Invert the flow, 4. quantize to the data's grey levels and convert

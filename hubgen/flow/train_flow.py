@@ -87,7 +87,7 @@ def sample_grid(model, num_images: int = 64, seed: int = 0, temperature: float =
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        x = model.sample(num_images, temperature, generator=torch.Generator(model.device).manual_seed(seed))
+        x = model.sample(num_images, temperature, generator=torch.Generator().manual_seed(seed))
         images = model.to_intensities(x).float()
     model.train(was_training)
     return card_grid(images, nrow=int(math.sqrt(num_images)))
@@ -99,7 +99,7 @@ def invertibility_error(model, intensities: torch.Tensor, seed: int = 0) -> dict
     every value is finite. `intensities` in [0, 1]; x = (k + u) / L with u drawn from `seed`."""
     was_training = model.training
     model.eval()
-    x, _ = model.dequantize(intensities, generator=torch.Generator(intensities.device).manual_seed(seed))
+    x, _ = model.dequantize(intensities, generator=torch.Generator().manual_seed(seed))
     # in float32 under --mixed_precision too: f without accelerate's autocast, as f^-1 (and a user's load) runs
     z, log_det = tr.float32_forward(model)(x)
     x_back, log_det_back = model.inverse(z)

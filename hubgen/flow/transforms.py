@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..draws import rand_tensor, randn_tensor
 from ..errors import UserInputError
 from ..metrics.units import inverse_logit_transform, logit_transform, logit_transform_log_det
 
@@ -326,7 +327,7 @@ class UniformDequantization(nn.Module):
     """
 
     def forward(self, k, generator=None):
-        u = torch.rand(k.shape, generator=generator, dtype=k.dtype, device=k.device)
+        u = rand_tensor(k.shape, generator, k.device, k.dtype)
         return k + u, _zeros(k)
 
     def inverse(self, y):
@@ -407,7 +408,7 @@ class VariationalDequantization(nn.Module):
         return unsqueeze(eps), log_det - log_a.flatten(1).sum(1)
 
     def forward(self, k, generator=None):
-        eps = torch.randn(k.shape, generator=generator, dtype=k.dtype, device=k.device)
+        eps = randn_tensor(k.shape, generator, k.device, k.dtype)
         u, log_det = self.noise(eps, k)
         log_q = standard_normal_log_prob(eps) - log_det  # log q(u|k) by the change of variables
         # u < 1 in exact arithmetic; in floating point sigmoid can round to 1, which would leave the bin.

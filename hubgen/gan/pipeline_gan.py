@@ -12,6 +12,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from ..data import to_intensities
+from ..draws import rand_tensor
 from ..errors import UserInputError
 from ..pipeline_utils import (
     SafetensorsLoadingMixin,
@@ -26,14 +27,14 @@ from .modeling_gan import Generator
 __all__ = ["GANPipeline", "slerp", "truncated_normal"]
 
 
-def truncated_normal(shape, truncation: float, generator=None) -> torch.Tensor:
+def truncated_normal(shape, truncation: float, generator=None, device=None) -> torch.Tensor:
     """z ~ N(0, I) restricted to |z_i| <= truncation (the truncation trick, Brock et al. 2019, arXiv:1809.11096).
 
     Sampled exactly by the inverse CDF: u ~ U(Phi(-t), Phi(t)), z = Phi^{-1}(u), one uniform draw per entry.
     """
     normal = torch.distributions.Normal(0.0, 1.0)
     lo = normal.cdf(torch.tensor(-float(truncation)))
-    u = lo + (1 - 2 * lo) * torch.rand(shape, generator=generator)
+    u = lo + (1 - 2 * lo) * rand_tensor(shape, generator, device)  # drawn on the generator's device (hubgen.draws)
     return normal.icdf(u)
 
 
@@ -100,7 +101,7 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         """
         # 1. Check inputs
         d = self.generator.config.latent_dim
-        check_sampling_inputs(batch_size, generator, latents, d, output_type)
+        check_sampling_inputs(batch_size, generator, latents, d, output_type, self.device)
         if truncation is not None and not (
             isinstance(truncation, (int, float)) and 0 < truncation and math.isfinite(truncation)
         ):
@@ -108,8 +109,8 @@ class GANPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
         # 2. Draw z ~ N(0, I), or from the normal truncated to [-truncation, truncation]
         if latents is None:
-            sample = None if truncation is None else (lambda shape, g: truncated_normal(shape, truncation, g))
-            latents = draw_latents(batch_size, d, generator, sample)
+            sample = None if truncation is None else (lambda shape, g, dev: truncated_normal(shape, truncation, g, dev))
+            latents = draw_latents(batch_size, d, generator, sample, self.device)
 
         # 3. Generate, 4. convert
         images = convert_images(self._decode(latents), output_type)

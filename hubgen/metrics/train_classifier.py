@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import data as hdata
+from ..draws import randint_tensor
 from ..model_folder import write_json
 from ..training import config_dict
 
@@ -190,9 +191,9 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
         padded = F.pad(x, (m, m, m, m))  # (B, C, H + 2m, W + 2m)
     else:
         raise ValueError(f"`fill` must be 'zeros' or 'edge', got {fill!r}.")
-    offsets = torch.randint(0, 2 * m + 1, (b, 2), generator=generator)  # top-left corner in the padded image
-    rows = torch.arange(h)[None, :] + offsets[:, :1]  # (B, H)
-    cols = torch.arange(w)[None, :] + offsets[:, 1:]  # (B, W)
+    offsets = randint_tensor(0, 2 * m + 1, (b, 2), generator, x.device)  # top-left corner in the padded image
+    rows = torch.arange(h, device=x.device)[None, :] + offsets[:, :1]  # (B, H)
+    cols = torch.arange(w, device=x.device)[None, :] + offsets[:, 1:]  # (B, W)
     x = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * m))  # (B, C, H, W + 2m)
     return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # (B, C, H, W)
 

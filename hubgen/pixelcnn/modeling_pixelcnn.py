@@ -29,6 +29,7 @@ from diffusers import ConfigMixin, ModelMixin  # noqa: F401  (diffusers' loader 
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from ..draws import rand_tensor
 from ..errors import UserInputError
 from ..metrics.units import at_least_float32
 
@@ -215,7 +216,7 @@ def to_input(levels: torch.Tensor, pixel_levels: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Generator | None = None,
+def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Generator | list | None = None,
                   temperature: float = 1.0, fast: bool = True, known: torch.Tensor | None = None,
                   known_mask: torch.Tensor | None = None, progress=None) -> torch.Tensor:  # fmt: skip
     """Draw integer levels (B, C, H, W) value by value in raster order, R -> G -> B within a pixel.
@@ -225,7 +226,8 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
     above the current one and that row only, which gives the same conditionals because no output depends on
     anything else (zero padding at the window's top edge changes only rows that the window's bottom row does not
     read). Both draw one uniform u per value and image from `generator`, in the same order, and take the level
-    whose cumulative probability first exceeds u: the same generator gives the same images.
+    whose cumulative probability first exceeds u: the same generator gives the same images. With a list of
+    generators, image i's values come from generator i (hubgen.draws): the image a one-image call with it gives.
     `known` levels where `known_mask` is True are kept (completion: the rest is drawn conditioned on the values
     before it in raster order); `temperature` divides the logits.
     """
@@ -241,8 +243,7 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
         bottom = r + 1 if fast else s
         for col in range(s):
             for ch in range(c):
-                u = torch.rand(batch_size, generator=generator, device=generator.device if generator else device)
-                u = u.to(device)
+                u = rand_tensor((batch_size,), generator, device)  # (B,); a list: u_i from generator i
                 if known_mask is not None and bool(known_mask[:, ch, r, col].all()):
                     continue
                 logits = model(to_input(levels[:, :, top:bottom], k).to(model.dtype))

@@ -15,6 +15,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils import BaseOutput
 
 from ..data import binarize
+from ..draws import check_generators
 from ..errors import UserInputError
 from ..metrics.units import nats_to_bits_per_dim
 from ..pipeline_utils import (
@@ -81,28 +82,27 @@ class PixelCNNPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         return convert_images(levels.float() / (self.model.config.pixel_levels - 1), output_type)
 
     @staticmethod
-    def _check(temperature, generator) -> None:
+    def _check(temperature) -> None:
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature <= 10:
             raise UserInputError(f"`temperature` must be a number in (0, 10], got {temperature!r}.")
-        if isinstance(generator, list):
-            raise UserInputError("Pass one `generator` (the images are drawn together, value by value), not a list.")
 
     # -- sampling -------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def __call__(self, batch_size: int = 1, generator: torch.Generator | None = None, temperature: float = 1.0,
+    def __call__(self, batch_size: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
+                 temperature: float = 1.0,
                  output_type: str = "pil", return_dict: bool = True, fast: bool = True):  # fmt: skip
         r"""Draw images value by value in raster order (R -> G -> B within a pixel).
 
         Args:
             batch_size: number of images (drawn together: one network pass per value for the whole batch).
-            generator: a torch.Generator making the draw deterministic.
+            generator: a torch.Generator (or one per image) making the draw deterministic.
             temperature: divides the logits; 1 samples the model's distribution.
             output_type: "pil", "np" (B, H, W, C) in [0, 1], or "pt" (B, C, H, W) in [0, 1].
             fast: run the network on the rows an output can see instead of the whole image (same images).
         """
-        check_sampling_inputs(batch_size, generator, None, 0, output_type)
-        self._check(temperature, generator)
+        check_sampling_inputs(batch_size, generator, None, 0, output_type, self.device)
+        self._check(temperature)
         bar = self.progress_bar(total=self.model.config.sample_size)
         levels = sample_levels(self.model, batch_size, generator, temperature, fast,
                                progress=lambda done, total: bar.update(1))  # fmt: skip
@@ -111,19 +111,22 @@ class PixelCNNPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     @torch.no_grad()
-    def complete(self, images, known_mask, num_completions: int = 1, generator: torch.Generator | None = None,
-                 temperature: float = 1.0, output_type: str = "pil"):  # fmt: skip
+    def complete(self, images, known_mask, num_completions: int = 1,
+                 generator: torch.Generator | list[torch.Generator] | None = None, temperature: float = 1.0,
+                 output_type: str = "pil"):  # fmt: skip
         """Fill in what `known_mask` leaves unknown: each unknown value is drawn given every value before it in
         raster order (known or drawn), the conditional task an autoregressive model answers exactly. Known values
         after an unknown one cannot inform it (the factorization runs one way).
 
         `images`: one image (or a batch); `known_mask`: (H, W), (C, H, W) or (B, C, H, W), True where a value is
-        kept. Returns `num_completions` completions of each image, image by image."""
+        kept. Returns `num_completions` completions of each image, image by image; `generator` may be a list of
+        one generator per completion, in that order."""
         if not isinstance(num_completions, int) or isinstance(num_completions, bool) or not 1 <= num_completions <= 64:
             raise UserInputError(f"`num_completions` must be an integer in [1, 64], got {num_completions!r}.")
         check_output_type(output_type)
-        self._check(temperature, generator)
+        self._check(temperature)
         known = self.to_levels(images, binarize_inputs=False)
+        check_generators(generator, known.shape[0] * num_completions, self.device)
         mask = torch.as_tensor(known_mask, dtype=torch.bool)
         try:
             mask = mask.expand_as(known).to(self.device)

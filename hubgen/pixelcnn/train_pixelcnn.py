@@ -134,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
               "final_train_nll": run.history[-1]["nll"] if run.history else None}  # fmt: skip
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
     return tr.finish_run(run, pipe, sample_grid(pipe), panels, record,
-                         evaluation if request.num_images or request.num_samples else None)  # fmt: skip
+                         None if request.skips_everything() else evaluation)  # fmt: skip

@@ -34,6 +34,7 @@ from ..demo_utils import (
     show_grid,
     show_value_errors,
 )
+from ..draws import randn_tensor
 from ..errors import UserInputError
 from .family import FAMILY
 from .pipeline_text2img import SAMPLERS, Text2ImagePipeline
@@ -194,7 +195,7 @@ def guidance_strip(
     seed = check_int(seed, "seed", 0, MAX_SEED)
     negative = _negative(negative_prompt)
     c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-    noise = torch.randn((1, c, s, s), generator=torch.Generator().manual_seed(seed))
+    noise = randn_tensor((1, c, s, s), torch.Generator().manual_seed(seed))
     columns = []
     for run, w in enumerate(SWEEP_SCALES):
         columns.append(

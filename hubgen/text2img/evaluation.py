@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..draws import randn_tensor
 from ..errors import UserInputError
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
@@ -109,7 +110,7 @@ def guidance_sweep(pipe, scales=SWEEP_GUIDANCE_SCALES, seed: int = 0, num_infere
 
     prompts = list(prompts or validation_prompts({}))
     c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-    noise = torch.randn((len(prompts), c, s, s), generator=torch.Generator().manual_seed(seed))
+    noise = randn_tensor((len(prompts), c, s, s), torch.Generator().manual_seed(seed))
     columns = [pipe(prompts, guidance_scale=w, num_inference_steps=num_inference_steps, sampler=sampler,
                     latents=noise, output_type="pt").images for w in scales]  # fmt: skip
     return card_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(scales))  # (P * S, C, H, W), row-major

@@ -38,6 +38,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..diffusion import samplers
 from ..diffusion.samplers import SAMPLERS, make_scheduler
 from ..diffusion.scheduling import guided_eps
+from ..draws import check_generators
 from ..errors import UserInputError
 from ..pipeline_utils import SafetensorsLoadingMixin, check_output_type, convert_images
 from .modeling_text2img import denoise
@@ -227,8 +228,7 @@ class Text2ImagePipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         tensor_inputs = samplers.check_step_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         scheduler = make_scheduler(self.scheduler.config, self.scheduler if sampler is None else sampler)
         total = len(prompts) * num_images_per_prompt
-        if isinstance(generator, list) and len(generator) != total:
-            raise UserInputError(f"Got {len(generator)} generators for {total} images; pass one per image.")
+        check_generators(generator, total, self.unet.device)
         shape = (total, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         if latents is not None and tuple(latents.shape) != shape:
             raise UserInputError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")

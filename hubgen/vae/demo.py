@@ -8,9 +8,16 @@ Each tab calls one plain function of this module, which can be tested without a 
     interpolation_strip(pipe, seed_a, seed_b, steps)   z_t = (1 - t) z_a + t z_b, t in [0, 1]
     latent_grid(pipe, grid_size)               decode z_1, z_2 over a grid of N(0, 1) quantiles
                                                (the manifold figure of Kingma & Welling, arXiv:1312.6114)
+    layer_grid(pipe, seed, rows, cols)         hierarchical VAEs only: what each stochastic layer controls;
+                                               one draw of z2 per row, z1 ~ p(z1|z2) resampled across a row
+
+In a hierarchical VAE (latent_dims) the sample, interpolation and latent-grid latents are the top layer's (the one
+with the N(0, I) prior), taken down to z1 through p(z_l|z_l+1): drawn for samples, by conditional means for the
+interpolation and the grid, which stay smooth.
 
 `build_demo(pipeline_or_path)` wires them into a `gr.Blocks`; every event has an `api_name` ("sample",
-"reconstruct", "interpolate", "latent_grid"), so `gradio_client` can call them. gradio is imported inside
+"reconstruct", "interpolate", "latent_grid", and "layers" for a hierarchical model), so `gradio_client` can call
+them. gradio is imported inside
 `build_demo` only: importing this module does not pay for it.
 
 Invalid arguments raise ValueError naming the argument and the value; inside the UI they become `gr.Error`.
@@ -38,6 +45,7 @@ from ..demo_utils import (
     sketchpad,
     upscale,
 )
+from ..draws import randn_tensor
 from ..errors import UserInputError
 from .pipeline_vae import LikelihoodOutput, VAEPipeline
 
@@ -56,6 +64,8 @@ __all__ = [
     "latent_traversal",
     "latent_grid",
     "latent_grid_note",
+    "layer_grid",
+    "layer_grid_note",
 ]
 
 MAX_GRID = 32
@@ -82,9 +92,16 @@ def describe(pipe: VAEPipeline) -> str:
     if cfg.decoder_distribution == "discretized_logistic":
         decoder += f" ({cfg.num_levels} levels)"
     colour = " RGB" if cfg.in_channels == 3 else ""
+    sizes = pipe.vae.latent_sizes
+    if len(sizes) > 1:
+        chain = " → ".join(f"z{i}: {d}" for i, d in enumerate(sizes, start=1))
+        kind = f"Hierarchical variational autoencoder (Burda et al., arXiv:1509.00519) · {len(sizes)} stochastic layers"
+        latent = f"{chain} (prior on z{len(sizes)})"
+    else:
+        kind, latent = "Variational autoencoder (Kingma & Welling, arXiv:1312.6114)", f"latent size {cfg.latent_dim}"
     return (
-        f"Variational autoencoder (Kingma & Welling, arXiv:1312.6114) · latent size {cfg.latent_dim} · "
-        f"{decoder[0].upper()}{decoder[1:]} decoder · {cfg.sample_size}×{cfg.sample_size}{colour} images"
+        f"{kind} · {latent} · {decoder[0].upper()}{decoder[1:]} decoder · "
+        f"{cfg.sample_size}×{cfg.sample_size}{colour} images"
     )
 
 
@@ -184,8 +201,16 @@ def latent_traversal(latent_dim: int, grid_size: int) -> torch.Tensor:
     return z.reshape(rows * n, latent_dim)  # (rows * n, D)
 
 
-def latent_grid_note(latent_dim: int) -> str:
-    """What the latent-space tab shows for a model with this latent size."""
+def latent_grid_note(latent_dim: int, num_layers: int = 1) -> str:
+    """What the latent-space tab shows for a model with this latent size (of the top layer, of `num_layers`)."""
+    if num_layers > 1:
+        dims = "its one dimension" if latent_dim == 1 else "its first two dimensions (left to right, bottom to top)"
+        rest = f", the other {latent_dim - 2} at 0" if latent_dim > 2 else ""
+        return (
+            f"The grid runs over the top layer z{num_layers} of this {num_layers}-layer model (size {latent_dim}, the "
+            f"layer with the N(0, I) prior): {dims} over evenly spaced quantiles of N(0, 1){rest}. Each tile takes "
+            f"z{num_layers} down to z1 by the conditional means E[z_l|z_l+1]."
+        )
     if latent_dim == 2:
         return (
             "The whole 2-D latent space: z₁ (left to right) and z₂ (bottom to top) run over evenly "
@@ -204,10 +229,45 @@ def latent_grid(pipe: VAEPipeline, grid_size: int) -> Image.Image:
     """Decode latent_traversal(...) and tile it, grid_size tiles per row."""
     grid_size = check_int(grid_size, "grid_size", 2, MAX_GRID)
     vae = pipe.vae
-    z = latent_traversal(vae.config.latent_dim, grid_size).to(pipe.device, vae.dtype)  # (N, D)
+    z = latent_traversal(vae.top_latent_dim, grid_size).to(pipe.device, vae.dtype)  # (N, D_L)
     with torch.no_grad():
-        images = vae.decode_to_images(z)  # (N, C, H, W)
+        images = vae.decode_to_images(vae.ancestral_latents(z, sample=False))  # (N, C, H, W)
     return show_grid(images, nrow=grid_size)
+
+
+def layer_grid_note(sizes: tuple[int, ...]) -> str:
+    """What the layers tab shows for a hierarchy of these layer sizes."""
+    above = "z2" if len(sizes) == 2 else f"z2..z{len(sizes)}"
+    return (
+        f"What each stochastic layer controls. Each **row** is one draw of {above} from the prior (z{len(sizes)} ~ "
+        "N(0, I) and down): varying z2 with z1 resampled. Across a row z2 is fixed and only z1 changes: the first "
+        "column decodes the conditional mean E[z1|z2], every other column a draw z1 = μ(z2) + σ(z2) ε_j, with the "
+        "same noise ε_j down each column. What stays the same along a row is z2's; what changes, z1's."
+    )
+
+
+def layer_grid(pipe: VAEPipeline, seed: int, rows: int, cols: int) -> Image.Image:
+    """Hierarchical VAEs: `rows` draws of the layers above z1 (z_L ~ N(0, I), then z_l ~ p(z_l|z_l+1) down to z2),
+    and per row z1 = E[z1|z2] (first column) and z1 = mu(z2) + sigma(z2) eps_j for `cols` - 1 noises eps_j shared by
+    all rows, all from `seed`; the decoder means E[x|z1], one row per z2. UserInputError for a one-layer model."""
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    rows = check_int(rows, "rows", 1, MAX_GRID)
+    cols = check_int(cols, "cols", 2, MAX_GRID)
+    vae = pipe.vae
+    sizes = vae.latent_sizes
+    if len(sizes) < 2:
+        raise UserInputError(f"The layers view needs a hierarchical VAE (two or more latent_dims); this one has one "
+                             f"stochastic layer of size {sizes[0]}.")  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = randn_tensor((rows, sizes[-1]), g, pipe.device, vae.dtype)  # (rows, D_L)
+        for layer in range(len(sizes) - 1, 1, -1):  # down to z2
+            z = vae.decode_latent(z, layer).sample(generator=g)
+        p1 = vae.decode_latent(z, 1)  # p(z1|z2), (rows, D_1)
+        eps = randn_tensor((cols - 1, sizes[0]), g, pipe.device, vae.dtype)  # (cols - 1, D_1)
+        z1 = torch.cat([p1.mean[:, None], p1.mean[:, None] + p1.std[:, None] * eps[None]], dim=1)  # (rows, cols, D_1)
+        images = vae.decode_to_images(z1.reshape(rows * cols, sizes[0]))  # (rows * cols, C, H, W)
+    return show_grid(images, nrow=cols)
 
 
 # -- the app --------------------------------------------------------------------------------------------
@@ -243,6 +303,10 @@ def build_demo(pipeline_or_path):
     @show_value_errors
     def decode_grid(grid_size):
         return latent_grid(pipe, grid_size)
+
+    @show_value_errors
+    def layers(seed, rows, cols):
+        return layer_grid(pipe, seed, rows, cols)
 
     with gr.Blocks(title=f"hubgen VAE · {name}") as demo:
         gr.Markdown(f"# hubgen VAE demo\n**Model:** `{name}`  \n{describe(pipe)}")
@@ -284,12 +348,25 @@ def build_demo(pipeline_or_path):
             button.click(interpolate, [seed_a, seed_b, steps], strip, api_name="interpolate")
 
         with gr.Tab("Latent space"):
-            gr.Markdown(latent_grid_note(cfg.latent_dim))
+            gr.Markdown(latent_grid_note(pipe.vae.top_latent_dim, len(pipe.vae.latent_sizes)))
             grid_size = gr.Slider(
                 2, MAX_GRID, value=10, step=1, precision=0, label="Grid size n (n×n tiles)", interactive=True
             )
             button = gr.Button("Decode the grid", variant="primary")
             grid = image_out("Latent traversal")
             button.click(decode_grid, grid_size, grid, api_name="latent_grid")
+
+        if len(pipe.vae.latent_sizes) > 1:
+            with gr.Tab("Layers"):
+                gr.Markdown(layer_grid_note(pipe.vae.latent_sizes))
+                with gr.Row():
+                    layer_seed = seed_box("Seed")
+                    rows = gr.Slider(1, MAX_GRID, value=6, step=1, precision=0, label="Rows (draws of z2)",
+                                     interactive=True)  # fmt: skip
+                    cols = gr.Slider(2, MAX_GRID, value=8, step=1, precision=0, label="Columns (E[z1|z2], then draws "
+                                     "of z1)", interactive=True)  # fmt: skip
+                button = gr.Button("Decode one z2 per row, z1 across", variant="primary")
+                layer_image = image_out("Rows: z2 · columns: z1 given z2")
+                button.click(layers, [layer_seed, rows, cols], layer_image, api_name="layers")
 
     return demo

@@ -1,8 +1,11 @@
-"""The VAE's evaluation: the negative ELBO and the IWAE bound on test images, and sample quality.
+"""The VAE's evaluation: the negative ELBO and the IWAE bound on test images, and sample quality; and the lecture's
+measurement of naive Monte Carlo against importance sampling (`naive_vs_importance`).
 
 hubgen eval out/vae --k 1000 --num_images 1000 --num_samples 1000
+python bench/vae_naive_mc.py out/vae --num_images 20 --ks 1 10 100 1000 10000 --repeats 10
 """
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from ..metrics.units import mean_and_stderr
 from ..model_folder import recorded_dataset
 from ..registry import EvalRequest, EvalResult
 
-__all__ = ["VAEEvalRequest", "evaluate"]
+__all__ = ["VAEEvalRequest", "evaluate", "NaiveVsImportance", "naive_vs_importance"]
 
 
 @dataclass
@@ -84,3 +87,71 @@ def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 1
         samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
         result.add_sample_quality(samples, dataset, "decoder means E[x|z], z ~ N(0, I)")
     return result
+
+
+# -- naive Monte Carlo against importance sampling --------------------------------------------------------------
+
+
+@dataclass
+class NaiveVsImportance:
+    """Estimates of log p(x) in nats, (len(ks), repeats, B): `naive` = log (1/k) sum_i p(x|z_i), z_i ~ p(z);
+    `importance` = L_k(x), z_i ~ q(z|x). `reference` (B,): the importance-sampled estimate pooling every repeat's
+    samples, L_{repeats * max(ks)}, the best estimate of log p(x) the run has (itself a stochastic lower bound)."""
+
+    ks: list[int]
+    naive: torch.Tensor
+    importance: torch.Tensor
+    reference: torch.Tensor
+
+    def summary(self, truth: torch.Tensor | None = None) -> list[dict]:
+        """One row per k: for each estimator, the mean estimate (nats, mean over images), its bias against
+        `truth` (default `reference`): the mean over images of (mean over repeats - truth), its standard
+        deviation over repeats (root mean over images of the variance across repeats), and its root mean square
+        error against `truth` (over repeats and images)."""
+        truth = self.reference if truth is None else truth
+        rows = []
+        for i, k in enumerate(self.ks):
+            row = {"k": k}
+            for name, est in (("naive", self.naive[i]), ("importance", self.importance[i])):  # (R, B)
+                row[f"{name}_mean"] = est.mean().item()
+                row[f"{name}_bias"] = (est.mean(0) - truth).mean().item()
+                row[f"{name}_std"] = est.var(0).mean().sqrt().item()
+                row[f"{name}_rmse"] = (est - truth).pow(2).mean().sqrt().item()
+            rows.append(row)
+        return rows
+
+
+@torch.no_grad()
+def naive_vs_importance(pipeline, images, ks=(1, 10, 100, 1000, 10_000), repeats: int = 5, generator=None):
+    """Estimate log p(x) of the same images by naive Monte Carlo and by importance sampling, for each k in `ks`.
+
+        naive:       log p(x) ~ log (1/k) sum_i p(x|z_i),                   z_i ~ p(z)     (prior_log_weights)
+        importance:  log p(x) ~ log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)   (L_k, IWAE eq. 8)
+
+    Both average an unbiased estimate of p(x), so both logs are stochastic lower bounds that reach log p(x) as k
+    grows; the prior rarely proposes a z that explains x, so the naive average is dominated by rare draws: far more
+    biased and variable at every k. The images are prepared once (binarized or dequantized from `generator`, as
+    `VAEPipeline.likelihood_input`) and both estimators score that same x. Each of `repeats` independent runs draws
+    max(ks) samples per image and estimator; the estimate at k uses its first k samples (a running logsumexp), so
+    the k's of one run share samples while the repeats are independent. Cost: 2 * repeats * max(ks) decoder
+    passes per image. Returns a NaiveVsImportance.
+    """
+    from .losses import importance_log_weights, prior_log_weights
+
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks) or ks != sorted(set(ks)):
+        raise UserInputError(f"`ks` must be increasing integers >= 1 (sample sizes), got {ks!r}.")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise UserInputError(f"`repeats` must be an integer >= 2 (a spread needs two runs), got {repeats!r}.")
+    x, _ = pipeline.likelihood_input(images, generator=generator)
+    vae, k_max = pipeline.vae, ks[-1]
+    index = torch.tensor([k - 1 for k in ks])
+    log_k = torch.tensor([math.log(k) for k in ks], dtype=x.dtype)[:, None]  # (len(ks), 1)
+    naive, importance, pooled = [], [], []
+    for _ in range(repeats):
+        for estimate, store in ((prior_log_weights, naive), (importance_log_weights, importance)):
+            running = torch.logcumsumexp(estimate(vae, x, k_max, generator=generator), dim=0)  # (k_max, B)
+            store.append(running[index].cpu() - log_k)  # (len(ks), B): log (1/k) sum_{i <= k} w_i
+        pooled.append(running[-1].cpu())
+    reference = torch.logsumexp(torch.stack(pooled), dim=0) - math.log(repeats * k_max)  # (B,)
+    return NaiveVsImportance(ks, torch.stack(naive, dim=1), torch.stack(importance, dim=1), reference)

@@ -4,7 +4,8 @@ from ..registry import Family, Metric, SpaceStyle
 
 FAMILY = Family(
     name="vae",
-    description="Variational autoencoder: ELBO, reparameterization, IWAE likelihood (Kingma & Welling 2013)",
+    description="Variational autoencoder, one or more stochastic layers: ELBO, reparameterization, IWAE likelihood "
+    "(Kingma & Welling 2013; Burda et al. 2015)",
     pipeline_class="hubgen.vae.pipeline_vae:VAEPipeline",
     model_class="hubgen.vae.modeling_vae:VAEModel",
     train="hubgen.vae.train_vae:main",

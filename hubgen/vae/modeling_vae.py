@@ -12,6 +12,20 @@ Two architectures:
   to (mu, log sigma^2); the decoder mirrors it with transposed convolutions. Needs `sample_size` divisible
   by 2^n. `conv_widths(sample_size, hidden_dims)` gives the stack `hubgen train vae` builds: its depth
   follows the resolution (down to about 4x4; two stages at 16 px and below, as hubgen's first conv VAE).
+
+Stochastic layers: one (z, the default) or a hierarchy z_1, ..., z_L (`latent_dims`, bottom first; the two-layer
+VAE of Burda et al., arXiv:1509.00519, section 5, and of the lecture):
+
+    p(x, z_1, ..., z_L) = p(x | z_1) p(z_1 | z_2) ... p(z_{L-1} | z_L) p(z_L),   p(z_L) = N(0, I)
+    q(z_1, ..., z_L | x) = q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1})
+
+Every conditional is a diagonal Gaussian whose mean and log-variance an MLP (`latent_hidden_dims`) computes from the
+parent. The image networks (encoder x -> q(z_1 | x), decoder z_1 -> p(x | z_1)) are the one-layer VAE's, so the
+hierarchy is an architecture option of this one family rather than a family of its own: the same pipeline, training
+script, evaluation (ELBO and IWAE bound, hubgen.vae.losses, over the joint latents), demo and card serve both, and a
+one-layer config (latent_dims None) is exactly the model hubgen always had (same config keys, same weights). The
+prior the pipeline samples from is the top layer's N(0, I): `top_latent_dim` is its size, and `ancestral_latents`
+takes z_L down to z_1.
 """
 
 from dataclasses import dataclass
@@ -23,6 +37,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..draws import bernoulli, randn_tensor
 from ..errors import UserInputError
 from .losses import reparameterize
 
@@ -32,6 +47,7 @@ __all__ = [
     "EncoderOutput",
     "DecoderOutput",
     "VAEOutput",
+    "UpperLatents",
     "DECODER_DISTRIBUTIONS",
     "conv_stages",
     "conv_widths",
@@ -75,6 +91,17 @@ def conv_widths(sample_size: int, hidden_dims) -> tuple[int, ...]:
         )
     first, last = dims
     return tuple(round(first * (last / first) ** (i / (n - 1))) for i in range(n))
+
+
+def _latent_sizes(latent_dim: int, latent_dims) -> tuple[int, ...]:
+    """(D_1, ..., D_L) from the config: `latent_dims` when it is given, else (latent_dim,). UserInputError for
+    sizes below 1."""
+    sizes = (latent_dim,) if latent_dims is None else tuple(latent_dims)
+    if not sizes or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in sizes):
+        raise UserInputError(
+            f"`latent_dims` must be one or more integers >= 1 (bottom layer first), got {latent_dims!r}."
+        )
+    return sizes
 
 
 class DiagonalGaussian:
@@ -121,8 +148,22 @@ class DecoderOutput(BaseOutput):
 
 
 @dataclass
+class UpperLatents(BaseOutput):
+    """The layers above z_1 for given z_1 (hierarchical models): z_2..z_L drawn from q(z_{l+1} | z_l), those
+    conditionals q(z_2 | z_1)..q(z_L | z_{L-1}), and the generative conditionals p(z_1 | z_2)..p(z_{L-1} | z_L)
+    at the drawn parents. Each is a tuple of L - 1 entries, (N, D_l) rows in z_1's row order."""
+
+    latents: tuple = ()
+    posteriors: tuple = ()
+    priors: tuple = ()
+
+
+@dataclass
 class VAEOutput(BaseOutput):
-    """What one pass x -> z -> p(x|z) produced: the decoder's parameters, the posterior and the z used."""
+    """What one pass x -> z -> p(x|z) produced: the decoder's parameters, the posterior and the z used.
+
+    `latent_dist` is q(z_1 | x) and `latents` z_1 (the only layer of a one-layer model); `upper` holds the
+    hierarchy's layers above z_1 (None for one layer)."""
 
     sample: torch.Tensor = None
     logvar: torch.Tensor | None = None
@@ -130,6 +171,16 @@ class VAEOutput(BaseOutput):
     latents: torch.Tensor = None
     log_scale: torch.Tensor | None = None
     num_levels: int | None = None
+    upper: UpperLatents | None = None
+
+
+def _gaussian_mlp(d_in: int, hidden_dims: tuple[int, ...], d_out: int, act) -> nn.Sequential:
+    """z_parent (N, d_in) -> hidden_dims -> (mean, logvar) of a diagonal Gaussian over d_out, as (N, 2 d_out)."""
+    layers, width = [], d_in
+    for h in hidden_dims:
+        layers += [nn.Linear(width, h), act()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, 2 * d_out))
 
 
 class VAEModel(ModelMixin, ConfigMixin):
@@ -148,6 +199,11 @@ class VAEModel(ModelMixin, ConfigMixin):
             `num_levels` levels k / (L - 1): a location and a log-scale out per sub-pixel, Salimans et al. 2017
             eq. 2 with one logistic per sub-pixel and the edge bins extended to +-inf).
         num_levels: L, the levels of the discretized logistic (256 for 8-bit data); unused by the others.
+        latent_dims: sizes (D_1, ..., D_L) of a hierarchy of stochastic layers, bottom first (D_1 is what the
+            decoder reads); None (or one size) is the one-layer VAE of size `latent_dim`. With L >= 2 sizes,
+            `latent_dim` is set to D_1.
+        latent_hidden_dims: widths of the MLPs between stochastic layers, q(z_{l+1} | z_l) and p(z_l | z_{l+1})
+            (the IWAE paper's two-layer model uses two layers of 100 tanh units); unused with one layer.
     """
 
     @register_to_config
@@ -161,6 +217,8 @@ class VAEModel(ModelMixin, ConfigMixin):
         activation: Literal["relu", "elu", "tanh", "softplus"] = "relu",
         decoder_distribution: Literal["bernoulli", "gaussian", "discretized_logistic"] = "bernoulli",
         num_levels: int = 256,
+        latent_dims: tuple[int, ...] | None = None,
+        latent_hidden_dims: tuple[int, ...] = (100, 100),
     ):
         super().__init__()
         if architecture not in ("mlp", "conv"):
@@ -178,6 +236,10 @@ class VAEModel(ModelMixin, ConfigMixin):
                 f"`latent_dim`, `sample_size` and `in_channels` must be >= 1, got {latent_dim}, "
                 f"{sample_size}, {in_channels}."
             )
+        sizes = _latent_sizes(latent_dim, latent_dims)
+        latent_dim = sizes[0]
+        if len(sizes) > 1:
+            self.register_to_config(latent_dim=latent_dim)  # D_1: what the encoder outputs and the decoder reads
         hidden_dims = tuple(int(h) for h in hidden_dims)
         act = _ACTIVATIONS[activation]
         num_pixels = in_channels * sample_size * sample_size
@@ -226,11 +288,70 @@ class VAEModel(ModelMixin, ConfigMixin):
                 if i > 1:
                     dec.append(act())
             self.decoder = nn.Sequential(*dec)  # (B, C or 2C, H, W)
+        if len(sizes) > 1:
+            between = tuple(int(h) for h in latent_hidden_dims)
+            if any(h < 1 for h in between):
+                raise UserInputError(f"`latent_hidden_dims` must be positive widths, got {list(between)}.")
+            # q(z_{l+1} | z_l) and p(z_l | z_{l+1}) for l = 1..L-1 (index l - 1)
+            self.posterior_nets = nn.ModuleList(
+                _gaussian_mlp(d, between, d_up, act) for d, d_up in zip(sizes[:-1], sizes[1:], strict=True)
+            )
+            self.prior_nets = nn.ModuleList(
+                _gaussian_mlp(d_up, between, d, act) for d, d_up in zip(sizes[:-1], sizes[1:], strict=True)
+            )
         if decoder_distribution == "gaussian":
             # One learned log sigma^2 per pixel, shared across z (a common, stable choice for image VAEs).
             self.decoder_logvar = nn.Parameter(torch.full((in_channels, sample_size, sample_size), -2.0))
         else:
             self.decoder_logvar = None
+
+    # -- the stochastic layers ---------------------------------------------------------------------------------
+
+    @property
+    def latent_sizes(self) -> tuple[int, ...]:
+        """(D_1, ..., D_L): one size for the one-layer VAE."""
+        return _latent_sizes(self.config.latent_dim, self.config.latent_dims)
+
+    @property
+    def top_latent_dim(self) -> int:
+        """D_L, the size of the layer drawn from the prior N(0, I) (the pipeline's `latents`)."""
+        return self.latent_sizes[-1]
+
+    def encode_latent(self, z: torch.Tensor, layer: int) -> DiagonalGaussian:
+        """q(z_{l+1} | z_l) for z = z_l (N, D_l), l = `layer` in 1..L-1."""
+        mean, logvar = self.posterior_nets[layer - 1](z).chunk(2, dim=1)  # (N, D_{l+1}) each
+        return DiagonalGaussian(mean, logvar)
+
+    def decode_latent(self, z: torch.Tensor, layer: int) -> DiagonalGaussian:
+        """p(z_l | z_{l+1}) for z = z_{l+1} (N, D_{l+1}), l = `layer` in 1..L-1."""
+        mean, logvar = self.prior_nets[layer - 1](z).chunk(2, dim=1)  # (N, D_l) each
+        return DiagonalGaussian(mean, logvar)
+
+    def encode_upper(self, z1: torch.Tensor, generator=None, sample_posterior: bool = True) -> UpperLatents | None:
+        """Up the inference chain from z_1 (N, D_1): z_{l+1} ~ q(z_{l+1} | z_l) (reparameterized, or its mean), and
+        p(z_l | z_{l+1}) at each drawn parent. None for a one-layer model (nothing above z_1, no draw)."""
+        num_layers = len(self.latent_sizes)
+        if num_layers == 1:
+            return None
+        latents, posteriors, priors, z = [], [], [], z1
+        for layer in range(1, num_layers):
+            q = self.encode_latent(z, layer)
+            z_up = q.sample(generator=generator) if sample_posterior else q.mode()
+            latents.append(z_up)
+            posteriors.append(q)
+            priors.append(self.decode_latent(z_up, layer))
+            z = z_up
+        return UpperLatents(latents=tuple(latents), posteriors=tuple(posteriors), priors=tuple(priors))
+
+    def ancestral_latents(self, z_top: torch.Tensor, generator=None, sample: bool = True) -> torch.Tensor:
+        """Down the generative chain: z_L (N, D_L) -> z_{L-1} ~ p(z_{L-1} | z_L) -> ... -> z_1 (N, D_1), each a
+        draw (from `generator`, top layer first) or, with `sample=False`, the conditional mean. A one-layer model
+        returns z_top itself and draws nothing."""
+        z = z_top
+        for layer in range(len(self.latent_sizes) - 1, 0, -1):
+            p = self.decode_latent(z, layer)
+            z = p.sample(generator=generator) if sample else p.mode()
+        return z
 
     def check_images(self, x: torch.Tensor, name: str = "images") -> None:
         cfg = self.config
@@ -268,19 +389,21 @@ class VAEModel(ModelMixin, ConfigMixin):
 
         `num_samples` k > 1 draws k reparameterized z per image (the IWAE objective's samples): `latents` is then
         (k * B, D), sample-major (row i * B + b is sample i of image b), and the decoder's outputs follow that
-        order. Training calls the model through `forward` (not encode/decode) so that a DistributedDataParallel
+        order. A hierarchical model then draws z_2..z_L from q(z_{l+1} | z_l) for every row (`upper`), after z_1.
+        Training calls the model through `forward` (not encode/decode) so that a DistributedDataParallel
         wrapper sees the pass and all-reduces the gradients.
         """
         posterior = self.encode(x).latent_dist
         if num_samples > 1:
             mean, logvar = posterior.mean, posterior.logvar
-            eps = torch.randn((num_samples, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+            eps = randn_tensor((num_samples, *mean.shape), generator, mean.device, mean.dtype)  # (k, B, D)
             z = reparameterize(mean, logvar, eps).reshape(num_samples * mean.shape[0], -1)  # (k * B, D)
         else:
             z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+        upper = self.encode_upper(z, generator=generator, sample_posterior=sample_posterior or num_samples > 1)
         decoded = self.decode(z)
         out = VAEOutput(sample=decoded.sample, logvar=decoded.logvar, latent_dist=posterior, latents=z,
-                        log_scale=decoded.log_scale, num_levels=decoded.num_levels)  # fmt: skip
+                        log_scale=decoded.log_scale, num_levels=decoded.num_levels, upper=upper)  # fmt: skip
         return out if return_dict else out.to_tuple()
 
     def decode_to_images(self, z: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
@@ -301,8 +424,8 @@ class VAEModel(ModelMixin, ConfigMixin):
             return fn(out.sample, out.log_scale, out.num_levels, **extra)
         if kind == "bernoulli":
             p = torch.sigmoid(out.sample)
-            return torch.bernoulli(p, generator=generator) if sample else p
+            return bernoulli(p, generator) if sample else p
         if sample:
-            eps = torch.randn(out.sample.shape, generator=generator, device=out.sample.device, dtype=out.sample.dtype)
+            eps = randn_tensor(out.sample.shape, generator, out.sample.device, out.sample.dtype)
             return (out.sample + torch.exp(0.5 * out.logvar) * eps).clamp(0.0, 1.0)
         return out.sample.clamp(0.0, 1.0)

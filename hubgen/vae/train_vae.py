@@ -7,7 +7,9 @@ and card) is hubgen.training's. Distributed: `accelerate launch -m hubgen train 
 Each step maximizes the ELBO of a fresh dynamic binarization (or dequantization) of the batch, or of the
 8-bit pixels themselves under the discretized-logistic decoder (--pixel_mode discrete):
     loss = -1/B sum_b [ log p(x_b|z_b) - beta_t KL(q(z|x_b) || N(0, I)) ],  z_b = mu_b + sigma_b * eps_b
-with beta_t = min(1, t / kl_warmup_steps) (beta = 1 without warm-up).
+with beta_t = min(1, t / kl_warmup_steps) (beta = 1 without warm-up). `--latent_dims 64 32` trains the hierarchical
+VAE p(x|z1) p(z1|z2) p(z2), q(z1|x) q(z2|z1) with the same loop: the KL is then the joint one, estimated per layer
+(hubgen.vae.losses), and the IWAE objective weighs the joint latents.
 """
 
 import argparse
@@ -37,7 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--architecture", choices=("mlp", "conv"), default="mlp",
                        help="conv: one stride-2 convolution per stage, as many stages as the resolution takes "
                        "(down to about 4x4); needs a side that is a multiple of 4, at least 8")  # fmt: skip
-    model.add_argument("--latent_dim", type=int, default=20)
+    model.add_argument("--latent_dim", type=int, default=None, help="size of z (default 20)")
+    model.add_argument("--latent_dims", type=int, nargs="+", default=None,
+                       help="a hierarchy of stochastic layers, bottom first (64 32: p(x|z1) p(z1|z2) p(z2) with "
+                       "q(z1|x) q(z2|z1)); instead of --latent_dim")  # fmt: skip
+    model.add_argument("--latent_hidden_dims", type=int, nargs="+", default=None,
+                       help="widths of the MLPs between stochastic layers, q(z_l+1|z_l) and p(z_l|z_l+1) "
+                       "(default 100 100, the IWAE paper's); only with --latent_dims")  # fmt: skip
     model.add_argument("--hidden_dims", type=int, nargs="+", default=None,
                        help="MLP widths (default 400); for conv the first and last stage's widths, or one per stage "
                        "(default 32 doubling per stage up to 256)")  # fmt: skip
@@ -51,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--eval_k", type=int, default=1000, help="importance samples for the IWAE bound at the end")
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
+    if args.latent_dims is not None and args.latent_dim is not None:
+        p.error("--latent_dim and --latent_dims both give the latent size: use --latent_dims for a hierarchy only")
+    if args.latent_hidden_dims is not None and (args.latent_dims is None or len(args.latent_dims) < 2):
+        p.error("--latent_hidden_dims are the widths between stochastic layers: give two or more --latent_dims")
+    args.latent_dim = 20 if args.latent_dim is None else args.latent_dim
+    for name in ("latent_dims", "latent_hidden_dims"):
+        if getattr(args, name) is not None and any(d < 1 for d in getattr(args, name)):
+            p.error(f"--{name} must be positive, got {getattr(args, name)}")
     for name in ("latent_dim", "eval_k"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -85,9 +101,16 @@ def model_config(args, image_shape: tuple[int, int, int], levels: int) -> dict:
         hidden_dims = conv_widths(h, args.hidden_dims or (32, min(256, 32 * 2 ** (stages - 1))))
     else:
         hidden_dims = tuple(args.hidden_dims or (400,))
-    return dict(sample_size=h, in_channels=c, latent_dim=args.latent_dim, architecture=args.architecture,
-                hidden_dims=hidden_dims, activation=args.activation, decoder_distribution=DECODERS[args.pixel_mode],
-                num_levels=levels)  # fmt: skip
+    config = dict(sample_size=h, in_channels=c, latent_dim=args.latent_dim, architecture=args.architecture,
+                  hidden_dims=hidden_dims, activation=args.activation, decoder_distribution=DECODERS[args.pixel_mode],
+                  num_levels=levels)  # fmt: skip
+    if args.latent_dims is not None and len(args.latent_dims) > 1:
+        config.update(latent_dim=args.latent_dims[0], latent_dims=tuple(args.latent_dims))
+        if args.latent_hidden_dims is not None:
+            config["latent_hidden_dims"] = tuple(args.latent_hidden_dims)
+    elif args.latent_dims is not None:
+        config["latent_dim"] = args.latent_dims[0]
+    return config
 
 
 def model_input(intensities: torch.Tensor, pixel_mode: str, levels: int) -> torch.Tensor:
@@ -101,23 +124,29 @@ def model_input(intensities: torch.Tensor, pixel_mode: str, levels: int) -> torc
 
 
 def checkpoint_config(model) -> dict:
-    """The model's config as checkpoints record it; `num_levels` only for the discrete decoder that uses it, so
-    checkpoints written before it existed still resume."""
+    """The model's config as checkpoints record it; `num_levels` only for the discrete decoder that uses it, and
+    the hierarchy's keys only for a hierarchy, so checkpoints written before they existed still resume."""
     config = tr.config_dict(model)
     if config["decoder_distribution"] != "discretized_logistic":
         config.pop("num_levels", None)
+    if len(model.latent_sizes) == 1:
+        config.pop("latent_dims", None)
+        config.pop("latent_hidden_dims", None)
     return config
 
 
 def sample_grid(model, num_images: int = 64, seed: int = 0):
-    """Decoder means E[x|z] for `num_images` draws z ~ N(0, I) from `seed`, as one grid."""
+    """Decoder means E[x|z] for `num_images` draws z ~ N(0, I) from `seed` (a hierarchy: z_L ~ N(0, I), then z_l ~
+    p(z_l|z_l+1) down to z_1, from the same generator), as one grid."""
     from ..pipeline_utils import card_grid
 
-    z = torch.randn((num_images, model.config.latent_dim), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn((num_images, model.top_latent_dim), generator=generator)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        images = model.decode_to_images(z.to(model.device, model.dtype))
+        z1 = model.ancestral_latents(z.to(model.device, model.dtype), generator=generator)
+        images = model.decode_to_images(z1)
     model.train(was_training)
     return card_grid(images.float(), nrow=int(math.sqrt(num_images)))
 
@@ -157,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 terms = elbo(model, x, beta=beta)  # per image: log p(x|z), KL(q(z|x) || p(z)), the (warm-up) ELBO
                 loss = -terms["elbo"].mean()
-                logged = torch.stack([terms["elbo"].mean(), terms["log_px_z"].mean(), terms["kl"].mean()])
+                logged = torch.stack([terms["elbo"].mean(), terms["log_px_z"].mean(), terms["kl"].mean(),
+                                      *terms["kl_layers"].mean(1)[1:]])  # fmt: skip
             if tr.nonfinite(run, loss):
                 break
             accelerator.backward(loss)
@@ -172,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             (bound,) = tr.gather_mean(run, window)
             tr.record(run, {"neg_iwae": -bound, "loss": -bound})
         elif tr.log_due(run, max_steps):
-            objective, log_px_z, kl = tr.gather_mean(run, window)
-            # loss: the warm-up objective -(log p(x|z) - beta KL); neg_elbo: the bound itself -(log p(x|z) - KL)
+            objective, log_px_z, kl, *upper_kl = tr.gather_mean(run, window)
+            # loss: the warm-up objective -(log p(x|z) - beta KL); neg_elbo: the bound itself -(log p(x|z) - KL); a
+            # hierarchy's KL is the joint one, and kl_z2.. are the upper layers' terms (latent_kl_terms)
+            layers = {f"kl_z{i}": value for i, value in enumerate(upper_kl, start=2)}
             tr.record(run, {"neg_elbo": kl - log_px_z, "loss": -objective, "recon_nll": -log_px_z, "kl": kl,
-                            "beta": beta})  # fmt: skip
+                            "beta": beta, **layers})  # fmt: skip
         if tr.end_of_step(run, max_steps, models, optimizers, sample_grid=grid):
             break
     if run.diverged:
@@ -188,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                              num_samples=args.eval_num_samples)  # fmt: skip
     panels = [("nats / image", {"neg_elbo": "-ELBO (train batch)"}, "linear"),
               ("nats / image", {"kl": "KL(q(z|x) || p(z))", "recon_nll": "-log p(x|z)"}, "linear")]  # fmt: skip
+    sizes = vae.latent_sizes
+    if len(sizes) > 1:  # the joint KL and the top layers' terms (latent_kl_terms)
+        layers = {f"kl_z{i}": f"layer z{i}: KL(q(z{i}|z{i - 1}) || p(z{i}))" if i == len(sizes) else f"layer z{i}"
+                  for i in range(2, len(sizes) + 1)}  # fmt: skip
+        panels[1] = ("nats / image", {"kl": "KL(q(z1..|x) || p(z1..)), joint", "recon_nll": "-log p(x|z1)", **layers},
+                     "linear")  # fmt: skip
     if args.objective == "iwae":
         panels = [("nats / image", {"neg_iwae": f"-L_{args.k} (train batch)"}, "linear")]
     final = run.history[-1] if run.history else {}
@@ -195,5 +233,5 @@ def main(argv: list[str] | None = None) -> int:
               "kl_warmup_steps": args.kl_warmup_steps, "objective": args.objective, "train_k": args.k,
               "final_train_neg_elbo": final.get("neg_elbo"), "final_train_neg_iwae": final.get("neg_iwae")}  # fmt: skip
     evaluation = lambda: evaluate(run.out, request, pipeline=pipe)  # noqa: E731
-    return tr.finish_run(run, pipe, sample_grid(vae), panels, record, evaluation if request.num_images or
-                         request.num_samples else None)  # fmt: skip
+    return tr.finish_run(run, pipe, sample_grid(vae), panels, record, None if request.skips_everything() else
+                         evaluation)  # fmt: skip
