@@ -30,6 +30,7 @@ Preprocessing (grey levels k in {0..L-1} -> model space):
   4.1, symmetric form of hubgen.metrics.units); `Center`: y = x - 1/2 (Glow's input range), log_det 0.
 """
 
+import contextlib
 import math
 
 import torch
@@ -212,8 +213,13 @@ def without_autocast(x: torch.Tensor):
     """A context that turns mixed-precision autocast off (on x's device type), for the bijection's own data path:
     autocast would run the 1x1 convolution and its weight's matmuls in bf16/fp16. They are cheap (C x C per
     pixel), and in the weights' precision x, z = f(x) and the log-determinant sums stay float32, so that f^-1
-    inverts f to float32 accuracy; only the coupling networks (the bulk of the compute) run in low precision."""
-    return torch.autocast(x.device.type, enabled=False)
+    inverts f to float32 accuracy; only the coupling networks (the bulk of the compute) run in low precision.
+    A no-op where autocast is off or has no such device type (e.g. "meta")."""
+    try:
+        active = torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device type autocast does not know
+        active = False
+    return torch.autocast(x.device.type, enabled=False) if active else contextlib.nullcontext()
 
 
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
