@@ -6,6 +6,7 @@ no telemetry, and a throwaway HF_HOME / GRADIO_TEMP_DIR.
 
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 
@@ -55,6 +56,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_in_two_cpu_processes(*hubgen_args: str) -> subprocess.CompletedProcess:
+    """`python -m hubgen ARGS` in two processes by `accelerate launch`, one thread each.
+
+    On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process, and `--multi_gpu`
+    starts two processes that each see world size 1 unless ACCELERATE_USE_CPU=1 asks accelerate for the CPU
+    (gloo) backend; the tests assert the world size the run recorded.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
+    launch += f" --dynamo_backend no --main_process_port {free_port()}"
+    cmd = [sys.executable, *launch.split(), "-m", "hubgen", *hubgen_args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
