@@ -7,6 +7,9 @@ algorithm lives here, named for what it does:
     prepare_run      validate the output folder and the dataset before anything is written
     start_run        the seeded Accelerator and the Run record (step, history, clock)
     make_loader      the training DataLoader with its own generator (exact resume)
+    prepare          accelerator.prepare after the speed options (channels_last, gradient checkpointing,
+                     torch.compile) are applied to the modules
+    float32_forward  a prepared model's own forward, without the autocast of mixed precision
     restore          resume from a checkpoint: weights, optimizers, RNG, step, history, the script's state
     training_batches the data stream from where the run stands (epochs, skipped batches on resume)
     nonfinite        the NaN guard, agreed by all processes
@@ -59,6 +62,8 @@ __all__ = [
     "prepare_run",
     "start_run",
     "make_loader",
+    "prepare",
+    "float32_forward",
     "restore",
     "training_batches",
     "nonfinite",
@@ -80,6 +85,7 @@ __all__ = [
 ]
 
 CHECKPOINTS = mf.CHECKPOINTS
+SPEED_OPTIONS = ("allow_tf32", "channels_last", "torch_compile", "dataloader_num_workers", "gradient_checkpointing")
 
 
 # -- arguments ---------------------------------------------------------------------------------------------------
@@ -95,10 +101,15 @@ def add_common_arguments(
     num_images: int | str | None = 1000,
     num_samples: int = 1000,
     sample_steps: int = 500,
+    gradient_checkpointing: bool = False,
+    speed: bool = True,
 ):
-    """The options every training script takes, in four groups; a family adds its own to the returned groups
-    (data, model, optimization, output) and passes its defaults here. `num_images=None`: the family scores no
-    test images (no likelihood), so there is no --eval_num_images; "all": the whole split by default."""
+    """The options every training script takes, in four groups (and the speed options); a family adds its own to
+    the returned groups (data, model, optimization, output) and passes its defaults here. `num_images=None`: the
+    family scores no test images (no likelihood), so there is no --eval_num_images; "all": the whole split by
+    default. `gradient_checkpointing`: the family's networks support it (diffusers' UNets), so
+    --gradient_checkpointing is offered; `speed=False`: no speed options (a family that trains no network through
+    `tr.prepare`, e.g. EM's closed-form updates)."""
     data = parser.add_argument_group("data and output")
     data.add_argument("--dataset", default="digits",
                       help="digits | mnist | a .npz file | an image folder (with an optional metadata.jsonl/.csv) | "
@@ -128,9 +139,16 @@ def add_common_arguments(
     opt.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps; overrides --num_epochs")
     opt.add_argument("--max_train_time", type=float, default=None, help="stop after this many seconds of training")
     if accumulation:
-        opt.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
+        opt.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                         help="batches per optimizer step: the step's batch is this times --train_batch_size times "
+                         "the processes")  # fmt: skip
+    opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no",
+                     help="autocast through accelerate (weights and the likelihoods stay float32); fp16 needs a GPU "
+                     "(accelerate would run it as float32 on the CPU, so hubgen refuses it there): use bf16 on the "
+                     "CPU")  # fmt: skip
     opt.add_argument("--seed", type=int, default=0)
+    if speed:
+        _add_speed_arguments(parser, gradient_checkpointing)
     out = parser.add_argument_group("checkpoints, logging, evaluation")
     out.add_argument("--checkpointing_steps", type=int, default=500)
     out.add_argument("--checkpoints_total_limit", type=int, default=3)
@@ -146,6 +164,29 @@ def add_common_arguments(
     out.add_argument("--license", default="apache-2.0", help="license written in the model card")
     parser.hubgen_common_options, parser.hubgen_model_group = {action.dest for action in parser._actions}, model
     return data, model, opt, out
+
+
+def _add_speed_arguments(parser, gradient_checkpointing: bool) -> None:
+    """The speed options users of diffusers' training scripts expect, all off by default: measured on a 2-core CPU
+    (one thread, digits), none made training faster there (the figures in their help); they are for GPUs."""
+    speed = parser.add_argument_group("speed (for GPUs: none made CPU training faster)")
+    speed.add_argument("--allow_tf32", action="store_true",
+                       help="TensorFloat-32 matmuls and convolutions on Ampere or newer GPUs (faster, 10-bit "
+                       "mantissa); no effect on the CPU")  # fmt: skip
+    speed.add_argument("--channels_last", action="store_true",
+                       help="the networks' 4-d weights in channels-last memory format (often faster on GPUs under "
+                       "mixed precision; 0-30%% slower on the CPU for hubgen's small convolutions)")  # fmt: skip
+    speed.add_argument("--torch_compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                       help="torch.compile the trained networks (backend: inductor, or e.g. eager, aot_eager to "
+                       "check that a model traces); the first step pays the compilation, about a minute on a CPU "
+                       "even for the smallest model: for long GPU runs")  # fmt: skip
+    speed.add_argument("--dataloader_num_workers", type=int, default=0,
+                       help="worker processes loading batches (0: in the training process; hubgen's datasets are "
+                       "in memory, and workers made CPU training 15-55%% slower)")  # fmt: skip
+    if gradient_checkpointing:
+        speed.add_argument("--gradient_checkpointing", action="store_true",
+                           help="recompute the UNet's activations in the backward pass instead of storing them: "
+                           "less memory for larger batches, about 40%% slower per step on the CPU")  # fmt: skip
 
 
 def check_common_arguments(parser, args, argv: list[str] | None) -> None:
@@ -164,6 +205,8 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
         parser.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
     if args.max_train_time is not None and not (args.max_train_time > 0 and math.isfinite(args.max_train_time)):
         parser.error(f"--max_train_time must be > 0 seconds, got {args.max_train_time}")
+    if getattr(args, "dataloader_num_workers", 0) < 0:
+        parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     finetune.apply_pretrained(parser, args, args.argv)
 
@@ -261,12 +304,59 @@ def make_loader(run: Run, batch_size: int | None = None):
     would not repeat the straight one. The shuffle order is accelerate's seedable sampler (seed + epoch)."""
     batch_size = batch_size or run.args.train_batch_size
     loader = torch.utils.data.DataLoader(run.train_set, batch_size=batch_size, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(run.args.seed))  # fmt: skip
+                                         generator=torch.Generator().manual_seed(run.args.seed),
+                                         num_workers=getattr(run.args, "dataloader_num_workers", 0))  # fmt: skip
     if len(loader) == 0:
         raise UserInputError(
             f"--train_batch_size {batch_size} is larger than the {len(run.train_set)} training images."
         )
     return loader
+
+
+def prepare(run: Run, *objects):
+    """`accelerator.prepare(*objects)` after the speed options are applied to the modules among them:
+    --channels_last (4-d weights in channels-last memory format), --gradient_checkpointing (diffusers'
+    `enable_gradient_checkpointing`, transformers' `activation_checkpointing_enable`) and --torch_compile
+    (`Module.compile()`: the module is compiled in place, so its state_dict, checkpoints and unwrap_model are
+    unchanged; finish_run drops the compiled call before the model folder is written and evaluated)."""
+    args = run.args
+    for module in objects:
+        if not isinstance(module, torch.nn.Module):
+            continue
+        if getattr(args, "channels_last", False):
+            module.to(memory_format=torch.channels_last)
+        if getattr(args, "gradient_checkpointing", False):
+            if hasattr(module, "enable_gradient_checkpointing"):  # diffusers ModelMixin
+                module.enable_gradient_checkpointing()
+            elif hasattr(module, "activation_checkpointing_enable"):  # transformers PreTrainedModel (v5)
+                module.activation_checkpointing_enable()
+            elif hasattr(module, "gradient_checkpointing_enable"):  # its earlier name
+                module.gradient_checkpointing_enable()
+        if getattr(args, "torch_compile", None):
+            module.compile(backend=args.torch_compile)
+    return run.accelerator.prepare(*objects)
+
+
+def float32_forward(model):
+    """The model's own forward: under --mixed_precision, accelerate's prepare replaces a model's `forward` by one
+    wrapped in autocast (keeping the original as `_original_forward`); a computation that must stay in float32
+    (the flow's invertibility check) calls this instead."""
+    return model.__dict__.get("_original_forward", model.forward)
+
+
+def _plain_modules(pipeline) -> None:
+    """Drop what training wrapped around the pipeline's modules, so that the saved model is sampled and evaluated
+    as a user's from_pretrained copy would be: in float32 (accelerate's autocast wrapper of `forward`) and
+    uncompiled (Module.compile's compiled call)."""
+    for component in getattr(pipeline, "components", {}).values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for module in component.modules():
+            original = module.__dict__.pop("_original_forward", None)
+            if original is not None:
+                module.forward = original
+            if getattr(module, "_compiled_call_impl", None) is not None:
+                module._compiled_call_impl = None
 
 
 def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: int) -> dict | None:
@@ -295,6 +385,13 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
         run.accelerator.print(f"No checkpoint in {run.out} yet: starting from step 0.")
     if run.resume is None and getattr(run.args, "pretrained_folder", None):
         finetune.load_pretrained(run, models)
+    if run.resume is None and run.accelerator.process_index > 0:
+        # Every process was seeded alike, so that they build the same initial weights; from here on each draws its
+        # own noise (binarization, eps, t, z): seed + rank, as accelerate's set_seed(device_specific=True). The
+        # main process keeps its stream, so a one-process run is unchanged. A resumed run restores each rank's RNG.
+        from accelerate.utils import set_seed
+
+        set_seed(run.args.seed, device_specific=True)
     if run.step >= max_steps:
         run.accelerator.print(f"Already trained to step {run.step} (>= {max_steps}): writing the outputs only.")
     run.progress = _open_progress(run, max_steps)
@@ -471,6 +568,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
 
     run.progress.close()
     accelerator, args, out = run.accelerator, run.args, run.out
+    _plain_modules(pipeline)  # float32 and uncompiled: the evaluation scores the model a user loads
     if accelerator.is_main_process:
         mf.save_pipeline(pipeline, out)
         _drop_replaced_checkpoints(run)
@@ -499,6 +597,7 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "gradient_accumulation_steps": getattr(args, "gradient_accumulation_steps", 1),
             "learning_rate": args.learning_rate,
             "mixed_precision": args.mixed_precision,
+            "speed_options": {name: getattr(args, name) for name in SPEED_OPTIONS if getattr(args, name, None)},
             "num_processes": accelerator.num_processes,
             "train_seconds": round(seconds, 1),
             # the main process's CPU time (all its threads): the figure a budget in CPU-minutes is checked against
@@ -568,6 +667,15 @@ def make_accelerator(args, family: str, **kwargs):
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         **kwargs,
     )
+    if args.mixed_precision == "fp16" and not accelerator.native_amp:
+        # accelerate turns fp16 into float32 on the CPU (no autocast, no GradScaler): refused rather than recorded
+        # as fp16 training that did not happen
+        raise UserInputError(f"`--mixed_precision fp16` needs a GPU: on the {accelerator.device.type} accelerate "
+                             "trains in float32 instead. Use `--mixed_precision bf16` (CPU autocast) or "
+                             "no.")  # fmt: skip
+    if getattr(args, "allow_tf32", False):  # TensorFloat-32 in CUDA matmuls and cuDNN convolutions
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise UserInputError(

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from conftest import run_in_two_cpu_processes
 from safetensors.torch import load_file
 
 import hubgen
@@ -186,20 +185,3 @@ def test_evaluate_states_sample_quality_not_measured_without_a_classifier_for_th
     assert math.isfinite(results["metrics"]["exact_bits_per_dim"]["mean"])
     with pytest.raises(ValueError, match="17"):  # a 256-level model scored on 17-level data
         evaluate(tmp_path / "m", FlowEvalRequest(dataset="digits", num_samples=0))
-
-
-@pytest.mark.slow
-def test_two_processes_train_one_flow_with_accelerate_launch(tmp_path):
-    # conftest.run_in_two_cpu_processes: one CPU (gloo) group. ActNorm is initialized from the same seeded batch
-    # on both ranks, so the replicas start equal and DDP keeps them so.
-    out = tmp_path / "ddp"
-    train = f"train flow --output_dir {out} --max_train_steps 3 --train_batch_size 16 --checkpointing_steps 2"
-    proc = run_in_two_cpu_processes(*train.split(), "--eval_num_samples", "0", *TINY)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    info = json.loads((out / "hubgen_training.json").read_text())
-    assert info["num_processes"] == 2 and info["steps"] == 3
-    assert info["images_per_second"] > 0 and info["epochs"] == pytest.approx(3 * 32 / 1437, abs=0.01)
-    assert (out / "checkpoints" / "checkpoint-3" / "rng_1.safetensors").is_file()
-    pipe = FlowPipeline.from_pretrained(out)
-    assert pipe.flow.actnorm_initialized()
-    assert torch.isfinite(pipe.log_likelihood(torch.rand(4, 1, 8, 8)).bits_per_dim).all()

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_in_two_cpu_processes
 from safetensors.torch import load_file
 
 from hubgen.cli import main
@@ -256,20 +255,6 @@ def test_gradient_accumulation_bf16_and_continuous_pixels_run(tmp_path):
     assert pipe.vae.config.decoder_distribution == "gaussian" and pipe.vae.dtype == torch.float32
     results = json.loads((out / "eval_results.json").read_text())
     assert results["pixel_mode"] == "continuous" and "dequantization to 17 levels" in results["protocol"]
-
-
-@pytest.mark.slow
-def test_two_processes_with_accelerate_launch(tmp_path):
-    # conftest.run_in_two_cpu_processes: two processes in one CPU (gloo) group; the world size is asserted.
-    out = tmp_path / "ddp"
-    train = f"train vae --output_dir {out} --max_train_steps 3 --train_batch_size 32 --checkpointing_steps 2"
-    proc = run_in_two_cpu_processes(*train.split(), *SMALL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    info = json.loads((out / "hubgen_training.json").read_text())
-    assert info["num_processes"] == 2 and info["steps"] == 3
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
-    assert (out / "checkpoints" / "checkpoint-3" / "rng_1.safetensors").is_file()
-    VAEPipeline.from_pretrained(out)(2, generator=torch.Generator().manual_seed(0))
 
 
 def test_a_launcher_world_that_accelerate_does_not_see_is_refused(tmp_path, monkeypatch, capsys):

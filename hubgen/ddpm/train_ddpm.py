@@ -148,7 +148,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from .evaluation import parse_sampler
 
     p = argparse.ArgumentParser(prog="hubgen train ddpm", description="Train a denoising diffusion model (DDPM).")
-    _, model, opt, out = tr.add_common_arguments(p, batch_size=128, learning_rate=2e-4, num_epochs=100, num_images=100)
+    _, model, opt, out = tr.add_common_arguments(
+        p, batch_size=128, learning_rate=2e-4, num_epochs=100, num_images=100, gradient_checkpointing=True
+    )
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None,
                        help="UNet widths, one per resolution (default by image side, see --attention: 32 64 64 for "
                        "8 px, 32 64 128 for 16 and 28 px, 64 128 128 128 for 32 px, diffusers' example's 128 128 256 "
@@ -324,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     noise_scheduler = noise_schedule(args)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)  # fmt: skip
-    unet, optimizer, loader = accelerator.prepare(unet, optimizer, tr.make_loader(run))
+    unet, optimizer, loader = tr.prepare(run, unet, optimizer, tr.make_loader(run))
     unet_ema.to(accelerator.device)
     max_steps = args.max_train_steps or args.num_epochs * math.ceil(len(loader) / args.gradient_accumulation_steps)
     models, optimizers = {"unet": unet, "unet_ema": unet_ema}, {"unet": optimizer}

@@ -49,6 +49,7 @@ from .transforms import (
     VariationalDequantization,
     squeeze,
     unsqueeze,
+    without_autocast,
 )
 
 __all__ = ["FlowModel", "FlowStep", "levels_for"]
@@ -89,9 +90,10 @@ class FlowStep(nn.Module):
             y, log_det_conv = self.invconv(x)
             log_det = log_det_norm + log_det_conv
         else:
-            w = self.invconv.weight()  # (C, C)
-            scale, bias = torch.exp(self.actnorm.log_scale.flatten()), self.actnorm.bias.flatten()  # (C,)
-            y = F.conv2d(x, (w * scale)[:, :, None, None], w @ bias)  # W diag(a) x + W b
+            with without_autocast(x):  # the bijection's data path in the weights' precision (transforms.py)
+                w = self.invconv.weight()  # (C, C)
+                scale, bias = torch.exp(self.actnorm.log_scale.flatten()), self.actnorm.bias.flatten()  # (C,)
+                y = F.conv2d(x.to(w.dtype), (w * scale)[:, :, None, None], w @ bias)  # W diag(a) x + W b
             per_pixel = self.actnorm.log_scale.sum() + self.invconv.log_det_per_pixel()
             log_det = (x.shape[2] * x.shape[3] * per_pixel).expand(x.shape[0])
         y, log_det_coupling = self.coupling(y)

@@ -38,7 +38,7 @@ NOT_INVERTIBLE = ("Its checkpoint was not written. Lower --learning_rate or --ma
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train flow", description="Train a multi-scale Glow/RealNVP flow.")
     data, model, opt, out = tr.add_common_arguments(
-        p, batch_size=32, learning_rate=2e-3, num_epochs=20, accumulation=False, num_images="all", sample_steps=1000
+        p, batch_size=32, learning_rate=2e-3, num_epochs=20, num_images="all", sample_steps=1000
     )
     p.set_defaults(checkpointing_steps=1000, logging_steps=20)
     model.add_argument("--num_levels", type=int, default=None,
@@ -100,7 +100,8 @@ def invertibility_error(model, intensities: torch.Tensor, seed: int = 0) -> dict
     was_training = model.training
     model.eval()
     x, _ = model.dequantize(intensities, generator=torch.Generator().manual_seed(seed))
-    z, log_det = model(x)
+    # in float32 under --mixed_precision too: f without accelerate's autocast, as f^-1 (and a user's load) runs
+    z, log_det = tr.float32_forward(model)(x)
     x_back, log_det_back = model.inverse(z)
     model.train(was_training)
     finite = bool(torch.isfinite(z).all() and torch.isfinite(x_back).all() and torch.isfinite(log_det).all())
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if resume is not None and (resume / "model_flow_ema.safetensors").is_file() != args.use_ema:
         raise UserInputError(f"Checkpoint {resume} was written {'without' if args.use_ema else 'with'} --use_ema; "
                              "match it.")  # fmt: skip
-    run = tr.start_run(args, "flow", resume, train_set)
+    run = tr.start_run(args, "flow", resume, train_set, gradient_accumulation_steps=args.gradient_accumulation_steps)
     accelerator = run.accelerator
 
     # 1. Model, ActNorm's data-dependent initialization (Glow section 3.1), optimizer, data
@@ -194,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     check_batch = init_batch[:64].to(accelerator.device)  # the invertibility check's fixed batch
     ema_model = copy.deepcopy(model).requires_grad_(False).to(accelerator.device) if args.use_ema else None
     optimizer = _optimizer(model, args, accelerator.device)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, tr.make_loader(run))
+    model, optimizer, loader = tr.prepare(run, model, optimizer, tr.make_loader(run))
     flow = accelerator.unwrap_model(model)
-    max_steps = args.max_train_steps or args.num_epochs * len(loader)
+    max_steps = args.max_train_steps or args.num_epochs * math.ceil(len(loader) / args.gradient_accumulation_steps)
     models, optimizers = {"flow": model, **({"flow_ema": ema_model} if args.use_ema else {})}, {"flow": optimizer}
     saved = tr.restore(run, models, optimizers, {"flow": tr.config_dict(flow)}, max_steps) or {}
     # diffusers' EMAModel over the (restored) EMA weights: theta_ema <- d_t theta_ema + (1 - d_t) theta
@@ -216,27 +217,36 @@ def main(argv: list[str] | None = None) -> int:
     def check():  # before each checkpoint, on every process: a flow that no longer inverts is not saved
         return not_invertible([flow] + ([saved_model()] if ema else []), check_batch, args, run.step)
 
-    # 2. The loop: one maximum-likelihood step per batch
-    window, advice, num_dims, levels = [], DIVERGED, flow.num_dims, train_set.levels
+    # 2. The loop: one maximum-likelihood step per batch (accumulated over --gradient_accumulation_steps batches)
+    window, step_losses, advice, num_dims, levels = [], [], DIVERGED, flow.num_dims, train_set.levels
     model.train()
     for intensities, _ in tr.training_batches(run, loader, max_steps):
         # linear warm-up: lr_t = lr min(1, t / warmup), a function of the step only (exact resume)
         lr = args.learning_rate * (min(1.0, (run.step + 1) / args.lr_warmup_steps) if args.lr_warmup_steps else 1.0)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, log_q = flow.dequantize(intensities)  # x = (k + u) / L, a fresh u ~ q(u|k) at every use of an image
-        # bits/dim of the batch: mean_b [-log p(x_b) + log q(u_b|k_b) + D ln L] / (D ln 2)
-        loss = bits_per_dim(dequantized_nll(log_prob(model, x), log_q, num_dims, levels), num_dims).mean()
-        if tr.nonfinite(run, loss):
-            break
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        with accelerator.accumulate(model):
+            x, log_q = flow.dequantize(intensities)  # x = (k + u) / L, a fresh u ~ q(u|k) at every use of an image
+            # bits/dim of the batch: mean_b [-log p(x_b) + log q(u_b|k_b) + D ln L] / (D ln 2), in float32 under
+            # mixed precision (log_prob's sums of log-determinants are float32, see transforms.py)
+            loss = bits_per_dim(dequantized_nll(log_prob(model, x), log_q, num_dims, levels), num_dims).mean()
+            if tr.nonfinite(run, loss):
+                break
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm or float("inf"))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        run.images_seen += x.shape[0] * accelerator.num_processes
+        step_losses.append(loss.detach().float())
+        if not accelerator.sync_gradients:
+            continue
+        window.append(
+            torch.stack([torch.stack(step_losses).mean(), torch.as_tensor(grad_norm, device=loss.device).float()])
+        )
+        step_losses.clear()
         if ema is not None:
             ema.step(flow.parameters())
-        window.append(torch.stack([loss.detach().float(), torch.as_tensor(grad_norm, device=loss.device).float()]))
-        run.images_seen += x.shape[0] * accelerator.num_processes
         run.step += 1
         if tr.log_due(run, max_steps):
             bpd, norm = tr.gather_mean(run, window)

@@ -30,6 +30,7 @@ Preprocessing (grey levels k in {0..L-1} -> model space):
   4.1, symmetric form of hubgen.metrics.units); `Center`: y = x - 1/2 (Glow's input range), log_det 0.
 """
 
+import contextlib
 import math
 
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "Squeeze",
     "ActNorm",
     "InvertibleConv1x1",
+    "without_autocast",
     "AffineCoupling",
     "coupling_network",
     "Split",
@@ -195,12 +197,29 @@ class InvertibleConv1x1(nn.Module):
         return self.log_s.sum()
 
     def forward(self, x):
-        y = F.conv2d(x, self.weight()[:, :, None, None])  # y_bchw = sum_k W_ck x_bkhw
+        with without_autocast(x):
+            w = self.weight()
+            y = F.conv2d(x.to(w.dtype), w[:, :, None, None])  # y_bchw = sum_k W_ck x_bkhw
         return y, _per_example(x.shape[2] * x.shape[3] * self.log_det_per_pixel(), x)
 
     def inverse(self, y):
-        x = F.conv2d(y, self.inverse_weight()[:, :, None, None])
+        with without_autocast(y):
+            w_inv = self.inverse_weight()
+            x = F.conv2d(y.to(w_inv.dtype), w_inv[:, :, None, None])
         return x, _per_example(-y.shape[2] * y.shape[3] * self.log_det_per_pixel(), y)
+
+
+def without_autocast(x: torch.Tensor):
+    """A context that turns mixed-precision autocast off (on x's device type), for the bijection's own data path:
+    autocast would run the 1x1 convolution and its weight's matmuls in bf16/fp16. They are cheap (C x C per
+    pixel), and in the weights' precision x, z = f(x) and the log-determinant sums stay float32, so that f^-1
+    inverts f to float32 accuracy; only the coupling networks (the bulk of the compute) run in low precision.
+    A no-op where autocast is off or has no such device type (e.g. "meta")."""
+    try:
+        active = torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device type autocast does not know
+        active = False
+    return torch.autocast(x.device.type, enabled=False) if active else contextlib.nullcontext()
 
 
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
@@ -237,7 +256,9 @@ class AffineCoupling(nn.Module):
         self.net = coupling_network(self.num_pass, hidden_channels, 2 * (num_channels - self.num_pass))
 
     def _shift_and_log_scale(self, x_a):
-        shift, raw = self.net(x_a).chunk(2, dim=1)  # (B, C_b, H, W) each
+        # NN(x_a) may run in bf16/fp16 under autocast; the affine map and its log-det sum (B,) are computed in the
+        # data's precision (float32): a bf16 sum over C*H*W log-scales would lose the likelihood's digits
+        shift, raw = self.net(x_a).to(x_a.dtype).chunk(2, dim=1)  # (B, C_b, H, W) each
         return shift, F.logsigmoid(raw + 2.0)
 
     def forward(self, x):
@@ -273,13 +294,13 @@ class Split(nn.Module):
 
     def forward(self, x):
         x_a, x_b = x[:, : self.num_keep], x[:, self.num_keep :]
-        mean, log_sigma = self.prior(x_a).chunk(2, dim=1)
+        mean, log_sigma = self.prior(x_a).to(x_a.dtype).chunk(2, dim=1)  # the data's precision under autocast
         eps = (x_b - mean) * torch.exp(-log_sigma)
         return torch.cat([x_a, eps], dim=1), -log_sigma.flatten(1).sum(1)
 
     def inverse(self, y):
         y_a, eps = y[:, : self.num_keep], y[:, self.num_keep :]
-        mean, log_sigma = self.prior(y_a).chunk(2, dim=1)
+        mean, log_sigma = self.prior(y_a).to(y_a.dtype).chunk(2, dim=1)
         x_b = mean + torch.exp(log_sigma) * eps
         return torch.cat([y_a, x_b], dim=1), log_sigma.flatten(1).sum(1)
 

@@ -14,6 +14,7 @@ near zero (the generator has lost), stops the run with advice.
 """
 
 import argparse
+import contextlib
 import copy
 import math
 
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "discriminator's) Adam learning rate.",
     )
     data, model, opt, out = tr.add_common_arguments(p, batch_size=128, learning_rate=2e-4, num_epochs=50,
-                                                    accumulation=False, num_images=None)  # fmt: skip
+                                                    num_images=None)  # fmt: skip
     model.add_argument("--architecture", choices=("auto", "small", "dcgan"), default="auto",
                        help="dcgan: the DCGAN paper's 64x64 architecture (32, 64 or 128 px); small: two stages (any "
                        "side divisible by 4); auto: dcgan for 32, 64 and 128 px, small otherwise")  # fmt: skip
@@ -101,6 +102,12 @@ def _architecture(args, image_shape) -> str:
     return arch
 
 
+def _syncing(accelerator, model, last: bool):
+    """Gradient accumulation by hand (the GAN's two networks and optimizers alternate, so accelerate's single
+    `accumulate` counter does not fit): a DDP model all-reduces its gradients only on the last batch of a step."""
+    return contextlib.nullcontext() if last else accelerator.no_sync(model)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from diffusers.training_utils import EMAModel
@@ -126,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     betas = (args.adam_beta1, args.adam_beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=args.learning_rate, betas=betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.d_learning_rate, betas=betas)
-    gen, disc, opt_g, opt_d, loader = accelerator.prepare(gen, disc, opt_g, opt_d, tr.make_loader(run))
+    gen, disc, opt_g, opt_d, loader = tr.prepare(run, gen, disc, opt_g, opt_d, tr.make_loader(run))
     gen_ema.to(accelerator.device)
-    max_steps = args.max_train_steps or max(1, args.num_epochs * len(loader) // args.d_steps)
+    accumulation = args.gradient_accumulation_steps
+    max_steps = args.max_train_steps or max(1, args.num_epochs * len(loader) // (args.d_steps * accumulation))
     models = {"generator": gen, "discriminator": disc, "generator_ema": gen_ema}
     optimizers = {"generator": opt_g, "discriminator": opt_d}
     saved = tr.restore(run, models, optimizers, {"generator": tr.config_dict(accelerator.unwrap_model(gen))}, max_steps)
@@ -145,21 +153,28 @@ def main(argv: list[str] | None = None) -> int:
     disc.train()
     while run.step < max_steps:
         for _ in range(args.d_steps):  # ascend V(D, G): D(x) -> 1 on real x, D(G(z)) -> 0 on fakes
-            x = next(reals)
-            run.images_seen += x.shape[0] * accelerator.num_processes
-            with torch.no_grad():
-                fake = gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))
-            real_logits, fake_logits = disc(x), disc(fake)
-            d_loss = d_loss_fn(real_logits, fake_logits)  # -[log D(x) + log(1 - D(G(z)))] for the minimax forms
             opt_d.zero_grad(set_to_none=True)
-            accelerator.backward(d_loss)
+            # the step's gradient: the mean over --gradient_accumulation_steps batches
+            for micro in range(accumulation):
+                x = next(reals)
+                run.images_seen += x.shape[0] * accelerator.num_processes
+                with torch.no_grad():
+                    fake = gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))
+                with _syncing(accelerator, disc, micro == accumulation - 1):
+                    real_logits, fake_logits = disc(x), disc(fake)
+                    d_loss = d_loss_fn(real_logits, fake_logits)  # -[log D(x) + log(1 - D(G(z)))] (minimax forms)
+                    accelerator.backward(d_loss / accumulation)
             opt_d.step()
         # one generator step on fresh z: non-saturating -log D(G(z)), or log(1 - D(G(z))), or hinge -l(G(z))
-        g_loss = g_loss_fn(disc(gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))))
-        if tr.nonfinite(run, d_loss, g_loss):
-            break
         opt_g.zero_grad(set_to_none=True)
-        accelerator.backward(g_loss)
+        for micro in range(accumulation):
+            with _syncing(accelerator, gen, micro == accumulation - 1):
+                g_loss = g_loss_fn(disc(gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))))
+                if tr.nonfinite(run, d_loss, g_loss):
+                    break
+                accelerator.backward(g_loss / accumulation)
+        if run.diverged:
+            break
         opt_g.step()
         ema.step(accelerator.unwrap_model(gen).parameters())
         run.step += 1

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 description="Fit a mixture of Bernoullis or of diagonal Gaussians by EM.")  # fmt: skip
     data, model, opt, out = tr.add_common_arguments(p, batch_size=4096, learning_rate=0.05, num_epochs=100,
                                                     accumulation=False, num_images="all", num_samples=1000,
-                                                    sample_steps=10)  # fmt: skip
+                                                    sample_steps=10, speed=False)  # fmt: skip
     data.add_argument("--distribution", choices=("bernoulli", "gaussian"), default="bernoulli",
                       help="bernoulli: binarized pixels (one Bernoulli(intensity) draw per value, fixed by --seed); "
                       "gaussian: dequantized pixels x = (k + u) / L (one draw of u, fixed by --seed)")  # fmt: skip

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..draws import rand_tensor
 from ..errors import UserInputError
+from ..metrics.units import at_least_float32
 
 __all__ = ["PixelCNNModel", "MaskedConv2d", "causal_mask", "sample_levels", "to_input", "value_log_probs"]
 
@@ -201,7 +202,9 @@ class PixelCNNModel(ModelMixin, ConfigMixin):
 
 def value_log_probs(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """log p of each observed value from the network's logits: Bernoulli logits (B, C, H, W), or categorical
-    logits (B, C, K, H, W) normalized over K by log-softmax. (B, C, H, W) in nats."""
+    logits (B, C, K, H, W) normalized over K by log-softmax. (B, C, H, W) in nats, in float32 at least: a
+    log-softmax over 256 levels in bf16 would lose the likelihood's digits (hubgen.metrics.units)."""
+    logits = at_least_float32(logits)
     if logits.ndim == 4:
         return -F.binary_cross_entropy_with_logits(logits, levels.to(logits.dtype), reduction="none")
     return F.log_softmax(logits, dim=2).gather(2, levels.long().unsqueeze(2)).squeeze(2)

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Model, optimizer, data
     model = PixelCNNModel(**config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, tr.make_loader(run))
+    model, optimizer, loader = tr.prepare(run, model, optimizer, tr.make_loader(run))
     max_steps = args.max_train_steps or args.num_epochs * math.ceil(len(loader) / args.gradient_accumulation_steps)
     models, optimizers = {"pixelcnn": model}, {"pixelcnn": optimizer}
     tr.restore(run, models, optimizers, {"pixelcnn": tr.config_dict(accelerator.unwrap_model(model))}, max_steps)

@@ -142,8 +142,10 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def denoise(unet, x: torch.Tensor, t, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """eps_theta(x_t, t, tau(y)): the UNet with the prompt's hidden states (B, L, D) and mask (B, L), and the
-    mean-pooled prompt when the UNet takes one (class embedding "projection")."""
-    pooled = mean_pool(hidden, mask) if unet.config.class_embed_type == "projection" else None
+    mean-pooled prompt when the UNet takes one (class embedding "projection"). `unet` may be wrapped
+    (DistributedDataParallel): it is called, and its config read from the module inside."""
+    config = getattr(unet, "module", unet).config
+    pooled = mean_pool(hidden, mask) if config.class_embed_type == "projection" else None
     return unet(x, t, encoder_hidden_states=hidden, encoder_attention_mask=mask, class_labels=pooled).sample
 
 

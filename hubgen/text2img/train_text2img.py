@@ -73,8 +73,8 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train text2img", description="Train a text-to-image diffusion model.")
     data, model, opt, out = tr.add_common_arguments(p, batch_size=64, learning_rate=1e-3, num_epochs=20,
-                                                    accumulation=False, num_images=None, num_samples=200,
-                                                    sample_steps=1000)  # fmt: skip
+                                                    num_images=None, num_samples=200, sample_steps=1000,
+                                                    gradient_checkpointing=True)  # fmt: skip
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None,
                        help="UNet widths per level (default: 16 32 64 for 28x28, 32 64 for 8x8)")  # fmt: skip
     model.add_argument("--cross_attention_levels", type=int, nargs="*", default=None,
@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     unet = build_unet(h, c, text_hidden_size(text_encoder), args.block_out_channels, args.cross_attention_levels,
                       args.layers_per_block, args.attention_heads,
                       pooled_text_embedding=pooling_choice(args, train_text))  # fmt: skip
-    run = tr.start_run(args, "text2img", resume, IndexedImages(train_set))  # batches: (images, their indices)
+    run = tr.start_run(args, "text2img", resume, IndexedImages(train_set),  # batches: (images, their indices)
+                       gradient_accumulation_steps=args.gradient_accumulation_steps)  # fmt: skip
     accelerator = run.accelerator
 
     # 2. Noise schedule, EMA copies (what is sampled, saved and evaluated), optimizer, data
@@ -402,11 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     ema_params = [p for m in ema_models for p in m.parameters()]
     params = [p for m in trained for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.adam_weight_decay)
-    *trained, optimizer, loader = accelerator.prepare(*trained, optimizer, tr.make_loader(run))
+    *trained, optimizer, loader = tr.prepare(run, *trained, optimizer, tr.make_loader(run))
     unet, text_encoder = trained if train_text else (trained[0], text_encoder.to(accelerator.device))
     bank = bank.to(accelerator.device)
     cached = None if train_text else caption_features(text_encoder, bank)  # frozen tau(y) of every caption
-    max_steps = args.max_train_steps or args.num_epochs * len(loader)
+    max_steps = args.max_train_steps or args.num_epochs * math.ceil(len(loader) / args.gradient_accumulation_steps)
 
     # 3. Resume: weights and EMA copies, optimizer, RNG, step, history, the EMA's step count
     names = ["unet", "text_encoder"][: len(trained)]
@@ -429,37 +430,44 @@ def main(argv: list[str] | None = None) -> int:
     for m in trained:
         m.train()
     for intensities, index in tr.training_batches(run, loader, max_steps):
-        x0 = hdata.to_signed_range(intensities)  # (B, C, H, W) in [-1, 1]
-        # y: one of the image's captions (its own, or a template of its digit), the empty prompt with probability
-        # --caption_dropout (condition dropout: classifier-free guidance, Ho & Salimans 2022), [UNK] for some words
-        rows, ids, mask = draw_captions(bank, index, args.unk_word_prob, args.caption_dropout)  # (B,), (B, L) x 2
-        # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t ~ U{0..T-1}, eps ~ N(0, I)  (Ho et al. 2020, eq. 4)
-        t = torch.randint(0, args.num_train_timesteps, (x0.shape[0],), device=x0.device)
-        eps = torch.randn_like(x0)
-        xt = q_sample(x0, t, eps, alphas_cumprod)
-        with torch.set_grad_enabled(train_text):  # tau(y), (B, L, D)
-            hidden = cached[rows] if cached is not None else text_encoder(ids, attention_mask=mask).last_hidden_state
-        prediction = denoise(unet, xt, t, hidden, mask)  # with the mean-pooled prompt when the UNet takes one
-        # loss = || eps - eps_theta(x_t, t, tau(y)) ||^2  (Ho et al. 2020, eq. 14), or with v-prediction
-        # || v - v_theta ||^2, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022, section 4; diffusers'
-        # get_velocity); per example, optionally weighted by min(SNR_t, gamma) / SNR_t (or / (SNR_t + 1) for v)
-        target = eps if args.prediction_type == "epsilon" else train_scheduler.get_velocity(x0, eps, t)
-        loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))  # (B,)
-        if args.snr_gamma is not None:
-            loss = loss * min_snr_weight(compute_snr(train_scheduler, t), args.snr_gamma, args.prediction_type)
-        loss = loss.mean()
-        if tr.nonfinite(run, loss):
-            break
-        for group in optimizer.param_groups:  # linear warm-up, then constant
-            group["lr"] = args.learning_rate * min(1.0, (run.step + 1) / max(1, args.lr_warmup_steps))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(params, args.max_grad_norm)
-        optimizer.step()
-        ema.step([p for m in trained for p in accelerator.unwrap_model(m).parameters()])
-        run.step += 1
+        with accelerator.accumulate(*trained):  # over --gradient_accumulation_steps batches
+            x0 = hdata.to_signed_range(intensities)  # (B, C, H, W) in [-1, 1]
+            # y: one of the image's captions (its own, or a template of its digit), the empty prompt with probability
+            # --caption_dropout (condition dropout: classifier-free guidance, Ho & Salimans 2022), [UNK] for some words
+            rows, ids, mask = draw_captions(bank, index, args.unk_word_prob, args.caption_dropout)  # (B,), (B, L) x 2
+            # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t ~ U{0..T-1}, eps ~ N(0, I)  (Ho et al. 2020, eq. 4)
+            t = torch.randint(0, args.num_train_timesteps, (x0.shape[0],), device=x0.device)
+            eps = torch.randn_like(x0)
+            xt = q_sample(x0, t, eps, alphas_cumprod)
+            with torch.set_grad_enabled(train_text):  # tau(y), (B, L, D)
+                hidden = (
+                    cached[rows] if cached is not None else text_encoder(ids, attention_mask=mask).last_hidden_state
+                )
+            prediction = denoise(unet, xt, t, hidden, mask)  # with the mean-pooled prompt when the UNet takes one
+            # loss = || eps - eps_theta(x_t, t, tau(y)) ||^2  (Ho et al. 2020, eq. 14), or with v-prediction
+            # || v - v_theta ||^2, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022, section 4;
+            # diffusers' get_velocity); per example, optionally weighted by min(SNR_t, gamma) / SNR_t (or
+            # / (SNR_t + 1) for v); in float32 under mixed precision
+            target = eps if args.prediction_type == "epsilon" else train_scheduler.get_velocity(x0, eps, t)
+            loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))  # (B,)
+            if args.snr_gamma is not None:
+                loss = loss * min_snr_weight(compute_snr(train_scheduler, t), args.snr_gamma, args.prediction_type)
+            loss = loss.mean()
+            if tr.nonfinite(run, loss):
+                break
+            for group in optimizer.param_groups:  # linear warm-up, then constant
+                group["lr"] = args.learning_rate * min(1.0, (run.step + 1) / max(1, args.lr_warmup_steps))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(params, args.max_grad_norm)
+            optimizer.step()  # accelerate's: only at the last of --gradient_accumulation_steps batches
+            optimizer.zero_grad(set_to_none=True)
         run.images_seen += x0.shape[0] * accelerator.num_processes
         window.append(loss.detach().float().reshape(1))
+        if not accelerator.sync_gradients:
+            continue
+        ema.step([p for m in trained for p in accelerator.unwrap_model(m).parameters()])
+        run.step += 1
         if tr.log_due(run, max_steps):
             tr.record(run, {"loss": tr.gather_mean(run, window)[0]})
         if tr.end_of_step(run, max_steps, models, optimizers, state=ema_state, sample_grid=grid,

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 
 from ..draws import rand_tensor, randn_tensor
 from ..errors import UserInputError
-from ..metrics.units import nats_to_bits_per_dim
+from ..metrics.units import at_least_float32, nats_to_bits_per_dim
 
 __all__ = [
     "reparameterize",
@@ -218,8 +218,16 @@ def decoder_log_likelihood(
 
 
 def _decoded_log_likelihood(x: torch.Tensor, out) -> torch.Tensor:
-    """log p(x|z) from a DecoderOutput or VAEOutput."""
-    return decoder_log_likelihood(x, out.sample, out.logvar, out.log_scale, out.num_levels)
+    """log p(x|z) from a DecoderOutput or VAEOutput, in float32 at least (a bf16/fp16 decoder's outputs are
+    upcast: see hubgen.metrics.units.at_least_float32)."""
+    x, params, logvar, log_scale = at_least_float32(x, out.sample, out.logvar, out.log_scale)
+    return decoder_log_likelihood(x, params, logvar, log_scale, out.num_levels)
+
+
+def _posterior(out) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z|x)'s mean and log-variance in float32 at least: the KL and log q(z|x) sums of a mixed-precision
+    forward (accelerate casts the model's tensor outputs to float32, not the distribution object's)."""
+    return at_least_float32(out.latent_dist.mean, out.latent_dist.logvar)
 
 
 def latent_kl_terms(out) -> torch.Tensor:
@@ -232,15 +240,16 @@ def latent_kl_terms(out) -> torch.Tensor:
     One layer: the single row KL(q(z|x) || N(0, I)), closed form. A term l < L can be negative for one draw; the sum
     over layers estimates the joint KL without bias. `out` is the model's forward output (VAEOutput).
     """
+    # in float32 under mixed precision (at_least_float32): the forward's distributions may be bf16/fp16
     q1 = out.latent_dist
     if out.upper is None:
-        return gaussian_kl(q1.mean, q1.logvar)[None]  # (1, B)
+        return gaussian_kl(*_posterior(out))[None]  # (1, B)
     posteriors = (q1, *out.upper.posteriors)  # q(z_1|x), q(z_2|z_1), ..., q(z_L|z_{L-1})
     lower = (out.latents, *out.upper.latents[:-1])  # z_1, ..., z_{L-1}
-    terms = [-gaussian_entropy(q.logvar) - log_normal(z, p.mean, p.logvar)
+    terms = [-gaussian_entropy(at_least_float32(q.logvar)) - log_normal(*at_least_float32(z, p.mean, p.logvar))
              for q, z, p in zip(posteriors[:-1], lower, out.upper.priors, strict=True)]  # fmt: skip
     top = posteriors[-1]
-    terms.append(gaussian_kl(top.mean, top.logvar))
+    terms.append(gaussian_kl(*at_least_float32(top.mean, top.logvar)))
     return torch.stack(terms)  # (L, B)
 
 
@@ -292,9 +301,9 @@ def iwae_objective(model, x: torch.Tensor, k: int, generator=None) -> dict[str, 
     _check_k(k)
     out = model(x, generator=generator, num_samples=k)
     batch = x.shape[0]
-    mean, logvar = out.latent_dist.mean.repeat(k, 1), out.latent_dist.logvar.repeat(k, 1)  # (k * B, D), sample-major
+    mean, logvar = (v.repeat(k, 1) for v in _posterior(out))  # (k * B, D), sample-major
     x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
-    z = out.latents
+    z = at_least_float32(out.latents)  # log w and its log-sum-exp in float32 under mixed precision
     log_w = _decoded_log_likelihood(x_rep, out) + latent_log_ratio(z, out.upper) - log_normal(z, mean, logvar)
     log_w = log_w.reshape(k, batch)  # (k, B)
     return {"iwae": torch.logsumexp(log_w, dim=0) - math.log(k), "log_w": log_w}

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Model, optimizer, data
     model = VAEModel(**config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.adam_weight_decay)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, tr.make_loader(run))
+    model, optimizer, loader = tr.prepare(run, model, optimizer, tr.make_loader(run))
     max_steps = args.max_train_steps or args.num_epochs * math.ceil(len(loader) / args.gradient_accumulation_steps)
     models, optimizers = {"vae": model}, {"vae": optimizer}
     tr.restore(run, models, optimizers, {"vae": checkpoint_config(accelerator.unwrap_model(model))}, max_steps)

@@ -16,3 +16,7 @@ class PixelModel(ModelMixin, ConfigMixin):
         """log p(x) in nats per image for binary x (B, C, H, W): sum_i x_i log s(l_i) + (1 - x_i) log s(-l_i)."""
         logits = self.logits.expand_as(x)
         return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x): training calls the model (a DistributedDataParallel wrapper sees the pass)."""
+        return self.log_prob(x)

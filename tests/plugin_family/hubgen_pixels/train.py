@@ -22,13 +22,13 @@ def main(argv=None) -> int:
     c, h, _ = train_set.image_shape
     model = PixelModel(sample_size=h, in_channels=c)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    model, optimizer, loader = run.accelerator.prepare(model, optimizer, tr.make_loader(run))
+    model, optimizer, loader = tr.prepare(run, model, optimizer, tr.make_loader(run))
     max_steps = args.max_train_steps or args.num_epochs * len(loader)
     models, optimizers = {"model": model}, {"model": optimizer}
-    tr.restore(run, models, optimizers, {"model": tr.config_dict(model)}, max_steps)
+    tr.restore(run, models, optimizers, {"model": tr.config_dict(run.accelerator.unwrap_model(model))}, max_steps)
     window = []
     for intensities, _ in tr.training_batches(run, loader, max_steps):
-        loss = -model.log_prob(binarize(intensities)).mean()  # -log p(x), nats per image
+        loss = -model(binarize(intensities)).mean()  # -log p(x), nats per image
         if tr.nonfinite(run, loss):
             break
         run.accelerator.backward(loss)
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         optimizer.zero_grad()
         window.append(loss.detach().reshape(1))
         run.step += 1
-        run.images_seen += intensities.shape[0]
+        run.images_seen += intensities.shape[0] * run.accelerator.num_processes
         if tr.log_due(run, max_steps):
             tr.record(run, {"nll": tr.gather_mean(run, window)[0]})
         if tr.end_of_step(run, max_steps, models, optimizers):
