@@ -103,6 +103,7 @@ def add_common_arguments(
     sample_steps: int = 500,
     gradient_checkpointing: bool = False,
     speed: bool = True,
+    mixed_precision: bool = True,
 ):
     """The options every training script takes, in four groups (and the speed options); a family adds its own to
     the returned groups (data, model, optimization, output) and passes its defaults here. `num_images=None`: the
@@ -142,10 +143,14 @@ def add_common_arguments(
         opt.add_argument("--gradient_accumulation_steps", type=int, default=1,
                          help="batches per optimizer step: the step's batch is this times --train_batch_size times "
                          "the processes")  # fmt: skip
-    opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no",
-                     help="autocast through accelerate (weights and the likelihoods stay float32); fp16 needs a GPU "
-                     "(accelerate would run it as float32 on the CPU, so hubgen refuses it there): use bf16 on the "
-                     "CPU")  # fmt: skip
+    if mixed_precision:
+        opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
+                         help="autocast through accelerate (weights and the likelihoods stay float32); fp16 needs a "
+                         "GPU (accelerate would run it as float32 on the CPU, so hubgen refuses it there): use bf16 on "
+                         "the CPU. Default: accelerate's own setting (`accelerate launch --mixed_precision`, "
+                         "`accelerate config`), else no")  # fmt: skip
+    else:  # a family that trains no network (nothing to autocast): it runs, and says it ran, in full precision
+        parser.set_defaults(mixed_precision="no")
     opt.add_argument("--seed", type=int, default=0)
     if speed:
         _add_speed_arguments(parser, gradient_checkpointing)
@@ -667,6 +672,8 @@ def make_accelerator(args, family: str, **kwargs):
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         **kwargs,
     )
+    # None: what `accelerate launch --mixed_precision` or `accelerate config` set; the record says what ran
+    args.mixed_precision = accelerator.mixed_precision
     if args.mixed_precision == "fp16" and not accelerator.native_amp:
         # accelerate turns fp16 into float32 on the CPU (no autocast, no GradScaler): refused rather than recorded
         # as fp16 training that did not happen

@@ -34,9 +34,18 @@ PIPELINE_CLASS = "MixturePipeline"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train mixture",
                                 description="Fit a mixture of Bernoullis or of diagonal Gaussians by EM.")  # fmt: skip
-    data, model, opt, out = tr.add_common_arguments(p, batch_size=4096, learning_rate=0.05, num_epochs=100,
-                                                    accumulation=False, num_images="all", num_samples=1000,
-                                                    sample_steps=10, speed=False)  # fmt: skip
+    data, model, opt, out = tr.add_common_arguments(
+        p,
+        batch_size=4096,
+        learning_rate=0.05,
+        num_epochs=100,
+        accumulation=False,
+        num_images="all",
+        num_samples=1000,
+        sample_steps=10,
+        speed=False,
+        mixed_precision=False,
+    )  # fmt: skip  (EM: no network to autocast)
     data.add_argument("--distribution", choices=("bernoulli", "gaussian"), default="bernoulli",
                       help="bernoulli: binarized pixels (one Bernoulli(intensity) draw per value, fixed by --seed); "
                       "gaussian: dequantized pixels x = (k + u) / L (one draw of u, fixed by --seed)")  # fmt: skip
