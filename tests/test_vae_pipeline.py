@@ -111,10 +111,20 @@ def test_reconstruct_interpolate_and_likelihood(vae_pipeline):
     torch.testing.assert_close(scores.bits_per_dim, scores.nll_nats / (64 * np.log(2)))
 
 
-def test_gaussian_decoder_bits_per_dim_includes_the_dequantization_bin():
+def test_gaussian_decoder_nats_are_of_the_discrete_data_with_the_dequantization_bin():
+    # -L_k(x + u) is a density of the dequantized data; + D ln L makes it nats of the 17-level data (the flow's and
+    # the mixture's unit), and bits/dim is those nats over D ln 2 (= the density's bits/dim + log2 L)
+    from hubgen.vae.losses import iwae_bound
+
     pipe = VAEPipeline(tiny_vae(decoder_distribution="gaussian"), pixel_levels=17)
-    scores = pipe.log_likelihood(torch.rand(2, 1, 8, 8), k=4, generator=_g())
-    torch.testing.assert_close(scores.bits_per_dim, scores.nll_nats / (64 * np.log(2)) + np.log2(17))
+    images = torch.rand(2, 1, 8, 8)
+    scores = pipe.log_likelihood(images, k=4, generator=_g())
+    g = _g()
+    x, levels = pipe.likelihood_input(images, generator=g)  # the same dequantization draw, then the same IWAE draws
+    continuous = -iwae_bound(pipe.vae, x, 4, generator=g)
+    assert levels == 17
+    torch.testing.assert_close(scores.nll_nats, continuous + 64 * np.log(17))
+    torch.testing.assert_close(scores.bits_per_dim, continuous / (64 * np.log(2)) + np.log2(17))
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,10 @@ def _pixel_protocol(pipe, seed: int) -> tuple[str, str]:
         return "binary", f"dynamic binarization: one Bernoulli(intensity) draw per image from seed {seed}"
     if cfg.decoder_distribution == "gaussian":
         levels = pipe.config.pixel_levels
-        return "continuous", f"uniform dequantization to {levels} levels, one draw per image, seed {seed}"
+        return "continuous", (
+            f"uniform dequantization to {levels} levels, one draw per image, seed {seed}; nats of "
+            f"the discrete data: -L_k(x + u) + D ln {levels}, a dequantization bound"
+        )
     levels, dims = cfg.num_levels, cfg.in_channels * cfg.sample_size**2
     return (
         f"discrete ({levels} levels, discretized logistic)",

@@ -5,6 +5,7 @@ pipe = VAEPipeline.from_pretrained("path/or/user-repo")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -185,7 +186,8 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
 
         For a Bernoulli decoder the images are dynamically binarized first (x ~ Bernoulli(intensity), drawn
         from `generator`) unless they are already binary or `binarize_inputs` is False; for a Gaussian
-        decoder they are uniformly dequantized to `pixel_levels` levels L, and bits/dim includes + log2(L);
+        decoder they are uniformly dequantized to `pixel_levels` levels L, and both nats include + D ln L (nats of the
+        discrete data, as every family reports them; bits/dim = NLL / (D ln 2));
         for a discretized-logistic decoder they are snapped to its L levels k / (L - 1) and scored as they
         are (a discrete likelihood over the L levels: no dequantization, bits/dim = NLL / (D ln 2)).
         D = C*H*W, every sub-pixel.
@@ -196,6 +198,9 @@ class VAEPipeline(SafetensorsLoadingMixin, DiffusionPipeline):
         num_dims = x[0].numel()
         nll = -iwae_bound(self.vae, x, k, generator=generator)
         neg_elbo = -elbo(self.vae, x, generator=generator)["elbo"]
-        return LikelihoodOutput(
-            nll_nats=nll, neg_elbo_nats=neg_elbo, bits_per_dim=bits_per_dim(nll, num_dims, levels), k=k
-        )
+        if levels is not None:
+            # Dequantized L-level data: -log p(x + u) is a density of the continuous x + u; + D ln L makes it nats of
+            # the discrete data (an upper bound on -log P(x) in expectation over u, Theis et al. 2016 section 3.1), the
+            # unit every other family's nats are in (the flow's, the Gaussian mixture's)
+            nll, neg_elbo = nll + num_dims * math.log(levels), neg_elbo + num_dims * math.log(levels)
+        return LikelihoodOutput(nll_nats=nll, neg_elbo_nats=neg_elbo, bits_per_dim=bits_per_dim(nll, num_dims), k=k)
