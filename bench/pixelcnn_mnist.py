@@ -56,6 +56,8 @@ def main() -> int:
     p.add_argument("--pixel_mode", choices=("binary", "discrete"), default="binary")
     p.add_argument("--hidden_channels", type=int, default=64)
     p.add_argument("--num_layers", type=int, default=7)
+    p.add_argument("--architecture", choices=("gated", "pixelcnn"), default="gated")
+    p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_images", type=int, default=0, help="first N test images (0: all 10,000)")
     p.add_argument("--num_samples", type=int, default=4, help="images drawn by each sampler for the speed figure")
@@ -68,7 +70,8 @@ def main() -> int:
         return 0
     code = hubgen(["train", "pixelcnn", "--dataset", args.data, "--output_dir", str(out), "--overwrite_output_dir",
                    "--pixel_mode", args.pixel_mode, "--hidden_channels", str(args.hidden_channels), "--num_layers",
-                   str(args.num_layers), "--num_epochs", "100000", "--max_train_time", str(args.minutes * 60),
+                   str(args.num_layers), "--architecture", args.architecture, "--learning_rate",
+                   str(args.learning_rate), "--num_epochs", "100000", "--max_train_time", str(args.minutes * 60),
                    "--seed", str(args.seed), "--checkpointing_steps", "5000", "--checkpoints_total_limit", "1",
                    "--sample_steps", "100000", "--logging_steps", "100", "--eval_num_images", "0",
                    "--eval_num_samples", "0"])  # fmt: skip
