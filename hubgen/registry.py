@@ -232,6 +232,18 @@ class EvalResult:
         quality["samples"] = description
         self.sample_quality = quality
 
+    def add_samples_of(self, pipeline, split_size: int, dataset, description: str, **call) -> None:
+        """`add_sample_quality` of the request's `num_samples` images drawn by `pipeline(n, generator=seed,
+        output_type="pt", **call)` (0 skips; None, `all`, draws as many as the split holds)."""
+        if self.request.num_samples == 0:
+            return
+        import torch
+
+        n = self.request.num_samples or split_size
+        generator = torch.Generator().manual_seed(self.request.seed)
+        samples = pipeline(n, generator=generator, output_type="pt", **call).images
+        self.add_sample_quality(samples, dataset, description)
+
     def to_json(self) -> dict:
         record = {**self.details}
         record.update(

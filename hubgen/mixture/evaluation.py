@@ -81,9 +81,5 @@ def evaluate(folder, request: MixtureEvalRequest, pipeline=None, batch_size: int
         if test.labels is not None and n > 1:
             ari = adjusted_rand_index(test.labels[:n], clusters)
             result.metrics["adjusted_rand_index"] = {"mean": ari, "stderr": None}
-    num_samples = request.num_samples
-    if num_samples != 0:
-        num_samples = num_samples or len(test)
-        samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
-        result.add_sample_quality(samples, dataset, "ancestral samples: z ~ Categorical(pi), then x ~ p(x | z)")
+    result.add_samples_of(pipe, len(test), dataset, "ancestral samples: z ~ Categorical(pi), then x ~ p(x | z)")
     return result

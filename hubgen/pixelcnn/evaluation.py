@@ -53,9 +53,5 @@ def evaluate(folder, request: PixelCNNEvalRequest, pipeline=None, batch_size: in
             nll.append(scores.nll_nats)
             bpd.append(scores.bits_per_dim)
         result.metrics = {"nll_nats": mean_and_stderr(nll), "bits_per_dim": mean_and_stderr(bpd)}
-    num_samples = request.num_samples
-    if num_samples != 0:
-        num_samples = num_samples or len(test)
-        samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
-        result.add_sample_quality(samples, dataset, "ancestral samples in raster order, temperature 1")
+    result.add_samples_of(pipe, len(test), dataset, "ancestral samples in raster order, temperature 1")
     return result

@@ -84,11 +84,7 @@ def evaluate(folder, request: VAEEvalRequest, pipeline=None, batch_size: int = 1
             bpd.append(scores.bits_per_dim)
         result.metrics = {"iwae_nll_nats": mean_and_stderr(nll), "neg_elbo_nats": mean_and_stderr(neg_elbo),
                           "bits_per_dim": mean_and_stderr(bpd)}  # fmt: skip
-    num_samples = request.num_samples
-    if num_samples != 0:
-        num_samples = num_samples or len(test)
-        samples = pipe(num_samples, generator=torch.Generator().manual_seed(request.seed), output_type="pt").images
-        result.add_sample_quality(samples, dataset, "decoder means E[x|z], z ~ N(0, I)")
+    result.add_samples_of(pipe, len(test), dataset, "decoder means E[x|z], z ~ N(0, I)")
     return result
 
 
