@@ -81,7 +81,17 @@ def bf16_runs(tmp_path_factory):
         f"{_smoke(name)}"
         for name in FAMILIES
     }
-    commands["fp16"] = (
+    for name in FAMILIES:  # straight to step 3, and stopped at 2 then resumed to 3 (compared bit for bit)
+        options = f"{_compare_options(name, False)} --mixed_precision bf16"
+        commands[f"straight-{name}"] = (
+            f"train {name} {options} --max_train_steps 3 --output_dir {root / 'straight' / name}"
+        )
+        commands[f"stopped-{name}"] = f"train {name} {options} --output_dir {root / 'resumed' / name}"
+        commands[f"resumed-{name}"] = (
+            f"train {name} {options} --max_train_steps 3 --output_dir {root / 'resumed' / name} "
+            "--resume_from_checkpoint latest"
+        )
+    commands["fp16"] = (  # last: its message must be in the log's tail
         f"train vae --dataset digits --output_dir {root / 'fp16'} --mixed_precision fp16 --max_train_steps 1"
     )
     codes = _run([sys.executable, str(RUNS), *commands.values()])
@@ -105,6 +115,25 @@ def test_every_family_trains_in_bf16_and_is_saved_and_scored_in_float32(bf16_run
     metrics = mf.eval_results(folder)["metrics"]  # evaluated (some families have no figure at this size)
     assert all(math.isfinite(m["mean"]) for m in metrics.values())
     assert all(all(math.isfinite(v) for k, v in row.items() if k != "step") for row in record.get("history", []))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_resumes_exactly_in_bf16_and_samples_in_bf16(bf16_runs, name):
+    root, codes, log = bf16_runs
+    if not _offers(name, "--mixed_precision"):
+        assert codes[f"straight-{name}"] == 2
+        return
+    assert all(codes[f"{run}-{name}"] == 0 for run in ("straight", "stopped", "resumed")), log
+    straight, resumed = root / "straight" / name, root / "resumed" / name
+    files = sorted(p.relative_to(straight) for p in straight.glob("*/*.safetensors"))
+    assert files and files == sorted(p.relative_to(resumed) for p in resumed.glob("*/*.safetensors"))
+    for file in files:  # each autocast step replayed exactly: the RNG, the data position and the optimizers restored
+        a, b = load_file(straight / file), load_file(resumed / file)
+        assert all(torch.equal(a[key], b[key]) for key in a), file
+    family = hubgen.get_family(name)  # and the model samples with its weights in bf16
+    pipe = hubgen.load_pipeline(resumed, dtype=torch.bfloat16)
+    images = pipe(**family.sample_call(2, {}), generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert torch.isfinite(torch.as_tensor(images).float()).all()
 
 
 def test_the_flow_in_bf16_passes_its_invertibility_check(bf16_runs):

@@ -166,7 +166,9 @@ class InvertibleConv1x1(nn.Module):
 
     def __init__(self, num_channels: int):
         super().__init__()
-        q, _ = torch.linalg.qr(torch.randn(num_channels, num_channels))
+        # float32 whatever the default dtype (diffusers builds the model under the dtype= a user loads it in; QR and
+        # LU have no bfloat16 kernels on the CPU); the loaded weights replace these and are cast afterwards
+        q, _ = torch.linalg.qr(torch.randn(num_channels, num_channels, dtype=torch.float32))
         p, lower, upper = torch.linalg.lu(q)
         s = torch.diagonal(upper)
         self.register_buffer("permutation", p)
@@ -187,11 +189,13 @@ class InvertibleConv1x1(nn.Module):
         return self.permutation @ (lower @ upper)
 
     def inverse_weight(self) -> torch.Tensor:
-        """W^-1 = (U + diag(s))^-1 L^-1 P^T, by triangular solves, (C, C)."""
-        lower, upper = self._factors()
+        """W^-1 = (U + diag(s))^-1 L^-1 P^T, by triangular solves, (C, C): in at least float32 (the solves have no
+        half-precision kernels on the CPU, and an inverse is where precision matters), in the weights' dtype."""
+        lower, upper = (f.float() if f.dtype in (torch.float16, torch.bfloat16) else f for f in self._factors())
         eye = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
         lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
-        return torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ self.permutation.T
+        w_inv = torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ self.permutation.T.to(lower.dtype)
+        return w_inv.to(self.log_s.dtype)
 
     def log_det_per_pixel(self) -> torch.Tensor:
         return self.log_s.sum()
