@@ -17,7 +17,6 @@ and "ELBO" are upper bounds on -log p(x) (the IWAE one up to Monte Carlo error);
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -25,7 +24,9 @@ import torch
 from hubgen.cli import main as hubgen
 from hubgen.data import binarize, load_dataset
 from hubgen.hub import data_encoding
+from hubgen.metrics.units import mean_and_stderr, nats_to_bits_per_dim
 from hubgen.registry import get_family
+from hubgen.vae.losses import bernoulli_log_likelihood
 
 # (name, family, encoding, options): one configuration per family and data encoding it can score.
 CONFIGS = [
@@ -53,7 +54,7 @@ def per_pixel_baselines(data: str, seed: int = 0) -> dict[str, dict]:
     # Binarized: p_j = mean intensity of pixel j; test images binarized once from `seed` (the evaluations' protocol).
     p = (train.images.double() / 255).mean(0).clamp(1e-4, 1 - 1e-4)
     x = binarize(test.images.double() / 255, generator=torch.Generator().manual_seed(seed))
-    nll = -(x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1)
+    nll = -bernoulli_log_likelihood(x, torch.logit(p).expand_as(x))
     out["binarized"] = _summary(nll, d)
 
     # L levels: p_j(k) = (count_j(k) + 1) / (N + L), the add-one (Laplace) estimate.
@@ -69,8 +70,9 @@ def per_pixel_baselines(data: str, seed: int = 0) -> dict[str, dict]:
 
 
 def _summary(nll: torch.Tensor, num_dims: int) -> dict:
-    mean, se = nll.mean().item(), nll.std().item() / math.sqrt(len(nll))
-    return {"nats": mean, "stderr": se, "bits_per_dim": mean / (num_dims * math.log(2)), "n": len(nll)}
+    figure = mean_and_stderr(nll)
+    return {"nats": figure["mean"], "stderr": figure["stderr"], "n": len(nll),
+            "bits_per_dim": nats_to_bits_per_dim(figure["mean"], num_dims)}  # fmt: skip
 
 
 def train_all(data: str, out: Path, minutes: float) -> None:

@@ -122,11 +122,8 @@ def bernoulli(p: torch.Tensor, generator: Generators = None) -> torch.Tensor:
 def categorical(probs: torch.Tensor, num_samples: int, generator: Generators = None, device=None) -> torch.Tensor:
     """`num_samples` indices i ~ Categorical(probs) (int64, with replacement) on `device`, by the rule above: the
     numbers torch.multinomial draws from one generator, or draw j from generator j of a list."""
-    if isinstance(generator, (list, tuple)):
-        if len(generator) != num_samples:
-            raise UserInputError(f"Got {len(generator)} generators for {num_samples} draws: pass one per image.")
-        rows = [categorical(probs, 1, g, device) for g in generator]
-        return torch.cat(rows) if rows else torch.empty(0, dtype=torch.long, device=_as_device(device))
-    where = draw_device(generator, device)
-    index = torch.multinomial(probs.to(where), num_samples, replacement=True, generator=generator)
-    return index.to(_as_device(device))
+
+    def sample(shape, generator=None, device=None):
+        return torch.multinomial(probs.to(device), shape[0], replacement=True, generator=generator)
+
+    return draw(sample, (num_samples,), generator, device)
