@@ -42,6 +42,18 @@ def main() -> int:
     p.add_argument("--out", default="bench/out/vae-mnist")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lr_scheduler",
+        choices=("constant", "cosine", "linear"),
+        default="constant",
+        help="cosine/linear decay to 0 at --max_train_steps (the expected steps in --minutes)",
+    )
+    p.add_argument(
+        "--max_train_steps",
+        type=int,
+        default=None,
+        help="the step the schedule ends at (the time budget still stops the run if it ends first)",
+    )
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--num_images", type=int, default=1000, help="first N test images (0: all 10000)")
     p.add_argument("--eval_only", default=None, help="evaluate an existing model folder instead of training")
@@ -108,13 +120,18 @@ def main() -> int:
                 "100",
                 "--eval_num_images",
                 "0",
+                "--lr_scheduler",
+                args.lr_scheduler,
+                *(["--max_train_steps", str(args.max_train_steps)] if args.max_train_steps else []),
             ]
         )
         if code != 0:
             return code
     info = json.loads((out / "hubgen_training.json").read_text())
+    config = json.loads((out / "vae" / "config.json").read_text())
     t0 = time.perf_counter()
-    request = VAEEvalRequest(dataset=args.data, split="test", k=args.k, num_images=args.num_images, seed=0)
+    # --num_images 0 means the whole split here; the request's 0 would skip the likelihood (None: all)
+    request = VAEEvalRequest(dataset=args.data, split="test", k=args.k, num_images=args.num_images or None, seed=0)
     results = write_evaluation(out, evaluate(out, request))  # eval_results.json and the nearest-neighbour grid
     eval_seconds = time.perf_counter() - t0
     record = {
@@ -124,7 +141,7 @@ def main() -> int:
         "train_seconds": info["train_seconds"],
         "train_cpu_seconds": info.get("train_cpu_seconds"),
         "torch_threads": info.get("torch_threads"),
-        "latent_dims": args.latent_dims or [32],
+        "latent_dims": config.get("latent_dims") or [config["latent_dim"]],  # the model's, also under --eval_only
         "steps": info["steps"],
         "epochs": info["epochs"],
         "images_per_second": info["images_per_second"],

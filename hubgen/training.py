@@ -14,6 +14,7 @@ algorithm lives here, named for what it does:
     training_batches the data stream from where the run stands (epochs, skipped batches on resume)
     nonfinite        the NaN guard, agreed by all processes
     log_due / gather_mean / record    the logging window
+    set_learning_rates  the learning rate of the next step (--lr_scheduler, diffusers' schedules)
     end_of_step      time budget, progress grids, checkpoint save and rotation; says when to stop
     stop_diverged    the message and exit code of a diverged run
     finish_run       the model folder: pipeline, samples, curves, training record, evaluation, card
@@ -71,6 +72,7 @@ __all__ = [
     "gather_mean",
     "record",
     "end_of_step",
+    "set_learning_rates",
     "stop_diverged",
     "finish_run",
     "plot_history",
@@ -104,6 +106,8 @@ def add_common_arguments(
     gradient_checkpointing: bool = False,
     speed: bool = True,
     mixed_precision: bool = True,
+    lr_scheduler: str = "constant",
+    lr_warmup_steps: int = 0,
 ):
     """The options every training script takes, in four groups (and the speed options); a family adds its own to
     the returned groups (data, model, optimization, output) and passes its defaults here. `num_images=None`: the
@@ -151,6 +155,16 @@ def add_common_arguments(
                          "`accelerate config`), else no")  # fmt: skip
     else:  # a family that trains no network (nothing to autocast): it runs, and says it ran, in full precision
         parser.set_defaults(mixed_precision="no")
+    opt.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default=lr_scheduler,
+                     help="the learning rate of optimizer step t = 1, 2, ... is --learning_rate x lambda(t), lambda "
+                     "from diffusers.optimization.get_scheduler over the run's steps: constant; constant_with_warmup "
+                     "(linear warm-up over --lr_warmup_steps, then constant); linear and cosine (warm-up, then down "
+                     "to 0 at the last step: they need the last step, so under --max_train_time pass "
+                     f"--max_train_steps too). Default: {lr_scheduler}")  # fmt: skip
+    opt.add_argument("--lr_warmup_steps", type=int, default=None,
+                     help="steps of the linear warm-up (constant has none; default "
+                     f"{lr_warmup_steps if lr_scheduler != 'constant' else 0} for the other schedules)")  # fmt: skip
+    parser.set_defaults(hubgen_lr_warmup_default=lr_warmup_steps)
     opt.add_argument("--seed", type=int, default=0)
     if speed:
         _add_speed_arguments(parser, gradient_checkpointing)
@@ -210,10 +224,33 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
         parser.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
     if args.max_train_time is not None and not (args.max_train_time > 0 and math.isfinite(args.max_train_time)):
         parser.error(f"--max_train_time must be > 0 seconds, got {args.max_train_time}")
+    _check_lr_schedule(parser, args)
     if getattr(args, "dataloader_num_workers", 0) < 0:
         parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     finetune.apply_pretrained(parser, args, args.argv)
+
+
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")  # diffusers' names
+
+
+def _check_lr_schedule(parser, args) -> None:
+    """--lr_scheduler and --lr_warmup_steps: constant takes no warm-up (diffusers' `constant` ignores one; hubgen
+    refuses one that was asked for rather than drop it); the decaying schedules need the run's last step."""
+    warmup = args.lr_warmup_steps
+    if warmup is not None and warmup < 0:
+        parser.error(f"--lr_warmup_steps must be >= 0, got {warmup}")
+    if args.lr_scheduler == "constant":
+        if warmup:
+            parser.error(f"--lr_warmup_steps {warmup} needs a schedule with a warm-up: --lr_scheduler "
+                         "constant_with_warmup, linear or cosine (constant has none)")  # fmt: skip
+        args.lr_warmup_steps = 0
+    elif warmup is None:
+        args.lr_warmup_steps = args.hubgen_lr_warmup_default
+    if args.lr_scheduler in ("linear", "cosine") and args.max_train_steps is None and args.max_train_time is not None:
+        parser.error(f"--lr_scheduler {args.lr_scheduler} decays to 0 at the run's last step, which the time budget "
+                     "(--max_train_time) does not fix: pass --max_train_steps too (the expected steps; the budget "
+                     "still stops the run if it ends first)")  # fmt: skip
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -239,6 +276,8 @@ class Run:
     last_checkpoint: Path | None = None
     progress: object = None
     configs: dict = field(default_factory=dict)
+    lr_lambda: Callable[[int], float] | None = None  # the learning-rate schedule (None: constant)
+    base_lrs: dict = field(default_factory=dict)  # {optimizer name: each param group's --learning_rate}
     _clock: float = field(default_factory=time.perf_counter)
     _cpu_clock: float = field(default_factory=time.process_time)
 
@@ -373,6 +412,7 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
     """
 
     run.configs, saved = configs, None
+    _open_lr_schedule(run, optimizers, max_steps)
     if run.resume is not None:
         recorded = json.loads((run.resume / "state.json").read_text())["state"].get("run", {}).get("configs")
         if recorded != json.loads(json.dumps(configs)):  # checked before any weight is loaded
@@ -399,9 +439,37 @@ def restore(run: Run, models: dict, optimizers: dict, configs: dict, max_steps: 
         set_seed(run.args.seed, device_specific=True)
     if run.step >= max_steps:
         run.accelerator.print(f"Already trained to step {run.step} (>= {max_steps}): writing the outputs only.")
+    set_learning_rates(run, optimizers)
     run.progress = _open_progress(run, max_steps)
     run._clock, run._cpu_clock = time.perf_counter(), time.process_time()
     return saved
+
+
+def _open_lr_schedule(run: Run, optimizers: dict, max_steps: int) -> None:
+    """lambda(t) of diffusers' schedule --lr_scheduler over max_steps, and each optimizer's base learning rates
+    (read before a checkpoint's param groups are loaded). The schedule is a function of the step only, so a resumed
+    run continues it exactly with nothing more in the checkpoint. A throwaway optimizer receives diffusers' LambdaLR:
+    hubgen's optimizers are set by `set_learning_rates`, not stepped by a scheduler object."""
+    args = run.args
+    if getattr(args, "lr_scheduler", "constant") == "constant" or not optimizers:
+        return
+    from diffusers.optimization import get_scheduler
+
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    run.lr_lambda = get_scheduler(args.lr_scheduler, probe, num_warmup_steps=args.lr_warmup_steps,
+                                  num_training_steps=max_steps).lr_lambdas[0]  # fmt: skip
+    run.base_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
+
+
+def set_learning_rates(run: Run, optimizers: dict) -> None:
+    """The learning rate of the next optimizer step t = run.step + 1: base x lambda(t) in every param group (for a
+    warm-up of W steps, lambda(t) = t / W: the first step already moves). Called by `restore` and `end_of_step`."""
+    if run.lr_lambda is None:
+        return
+    factor = run.lr_lambda(run.step + 1)
+    for name, opt in optimizers.items():
+        for group, base in zip(opt.param_groups, run.base_lrs[name], strict=True):
+            group["lr"] = base * factor
 
 
 _UNBOUNDED_STEPS = 10**6  # a step limit this large comes from --num_epochs 100000 under a time budget: not shown
@@ -467,6 +535,8 @@ def record(run: Run, row: dict) -> dict:
     """One logged row: into the history (saved with checkpoints, plotted at the end), the trackers and the
     progress bar."""
     row = {"step": run.step, **row}
+    if run.lr_lambda is not None:  # the learning rate step run.step took (the first param group of the first optimizer)
+        row["lr"] = next(iter(run.base_lrs.values()))[0] * run.lr_lambda(run.step)
     run.history.append(row)
     run.accelerator.log({k: v for k, v in row.items() if k != "step"}, step=run.step)
     first = next(k for k in row if k != "step")
@@ -491,6 +561,7 @@ def end_of_step(
     process before a checkpoint is written: a message it returns (on any process) stops the run as diverged
     and no checkpoint is written (e.g. a flow whose inverse no longer matches). Returns True to stop."""
     args, accelerator = run.args, run.accelerator
+    set_learning_rates(run, optimizers)
     elapsed = run.elapsed
     if args.max_train_time is None:
         run.progress.update(1)
@@ -601,6 +672,8 @@ def finish_run(run: Run, pipeline, samples, panels: list, record_fields: dict, e
             "train_batch_size": args.train_batch_size,
             "gradient_accumulation_steps": getattr(args, "gradient_accumulation_steps", 1),
             "learning_rate": args.learning_rate,
+            "lr_scheduler": getattr(args, "lr_scheduler", "constant"),
+            "lr_warmup_steps": getattr(args, "lr_warmup_steps", 0),
             "mixed_precision": args.mixed_precision,
             "speed_options": {name: getattr(args, name) for name in SPEED_OPTIONS if getattr(args, name, None)},
             "num_processes": accelerator.num_processes,

@@ -149,6 +149,21 @@ def test_e_step_in_chunks_equals_one_pass_and_the_prior_is_the_beta_log_density(
 
 
 @pytest.mark.parametrize("distribution", ["bernoulli", "gaussian"])
+def test_e_step_responsibilities_are_scipys_softmax_of_the_log_joint(distribution):
+    """The E-step's one pass of exponentials gives scipy's softmax (N_k, S_k) and logsumexp (sum log p(x))."""
+    x = mixture_data(distribution, n=200, d=4, k=3)
+    model = tiny(distribution, k=3, shape=(1, 2, 2))
+    joint = model.log_joint(model.flatten(x)).detach().double().numpy()  # (n, K)
+    resp = special.softmax(joint, axis=1)
+    got = e_step(model, x, chunk_size=64)
+    torch.testing.assert_close(got.resp_sum.double(), torch.from_numpy(resp.sum(0)), rtol=1e-5, atol=1e-6)
+    expected_sum = resp.T @ model.flatten(x).double().numpy()
+    torch.testing.assert_close(got.weighted_sum.double(), torch.from_numpy(expected_sum), rtol=1e-5, atol=1e-6)
+    expected_ll = torch.tensor(special.logsumexp(joint, axis=1).sum(), dtype=F64)
+    torch.testing.assert_close(got.log_likelihood.double(), expected_ll, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("distribution", ["bernoulli", "gaussian"])
 def test_em_and_gradient_ascent_reach_the_same_objective(distribution):
     x = mixture_data(distribution, n=120, d=4, k=2, seed=5)
     em = tiny(distribution, k=2, shape=(1, 2, 2), alpha=1.0)

@@ -149,7 +149,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(prog="hubgen train ddpm", description="Train a denoising diffusion model (DDPM).")
     _, model, opt, out = tr.add_common_arguments(
-        p, batch_size=128, learning_rate=2e-4, num_epochs=100, num_images=100, gradient_checkpointing=True
+        p,
+        batch_size=128,
+        learning_rate=2e-4,
+        num_epochs=100,
+        num_images=100,
+        gradient_checkpointing=True,
+        lr_scheduler="constant_with_warmup",
+        lr_warmup_steps=100,
     )
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None,
                        help="UNet widths, one per resolution (default by image side, see --attention: 32 64 64 for "
@@ -179,7 +186,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="sigma_t^2 of the reverse steps: beta~_t (fixed_small) or beta_t "
                        "(fixed_large)")  # fmt: skip
     opt.add_argument("--snr_gamma", type=float, default=None, help="min-SNR-gamma weighting (e.g. 5); default off")
-    opt.add_argument("--lr_warmup_steps", type=int, default=100, help="linear warm-up of the learning rate")
     opt.add_argument("--adam_beta1", type=float, default=0.9)
     opt.add_argument("--adam_beta2", type=float, default=0.999)
     opt.add_argument("--adam_weight_decay", type=float, default=0.0)
@@ -208,8 +214,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     T = args.num_train_timesteps
     if T < 2:
         p.error(f"--num_train_timesteps must be >= 2, got {T}")
-    if args.lr_warmup_steps < 0:
-        p.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
     if args.eval_num_timesteps is None:
         args.eval_num_timesteps = min(50, T)
     if args.eval_num_timesteps not in range(2, T + 1) and args.eval_num_timesteps != 0:
@@ -294,7 +298,6 @@ def _record_fields(args, run, pipe, strip_steps: int) -> dict:
         + (f"; set by the options: {', '.join(given)}" if given else ""),
         "scheduler": tr.config_dict(pipe.scheduler),
         "snr_gamma": args.snr_gamma,
-        "lr_warmup_steps": args.lr_warmup_steps,
         "adam_betas": [args.adam_beta1, args.adam_beta2],
         "adam_weight_decay": args.adam_weight_decay,
         "max_grad_norm": args.max_grad_norm,
@@ -363,9 +366,6 @@ def main(argv: list[str] | None = None) -> int:
             accelerator.backward(loss)
             if accelerator.sync_gradients and args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
-            lr = args.learning_rate * min(1.0, (run.step + 1) / max(1, args.lr_warmup_steps))  # linear warm-up
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             window.append(loss.detach().reshape(1))
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         ema.step(accelerator.unwrap_model(unet).parameters())  # theta_ema <- decay theta_ema + (1 - decay) theta
         run.step += 1
         if tr.log_due(run, max_steps):
-            tr.record(run, {"loss": tr.gather_mean(run, window)[0], "lr": lr})
+            tr.record(run, {"loss": tr.gather_mean(run, window)[0]})  # + "lr" (tr.record, from the schedule)
         if tr.end_of_step(run, max_steps, models, optimizers, state=ema_state, sample_grid=grid, before_save=copy_ema):
             break
     if run.diverged:

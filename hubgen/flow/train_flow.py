@@ -38,7 +38,14 @@ NOT_INVERTIBLE = ("Its checkpoint was not written. Lower --learning_rate or --ma
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train flow", description="Train a multi-scale Glow/RealNVP flow.")
     data, model, opt, out = tr.add_common_arguments(
-        p, batch_size=32, learning_rate=2e-3, num_epochs=20, num_images="all", sample_steps=1000
+        p,
+        batch_size=32,
+        learning_rate=2e-3,
+        num_epochs=20,
+        num_images="all",
+        sample_steps=1000,
+        lr_scheduler="constant_with_warmup",
+        lr_warmup_steps=500,
     )
     p.set_defaults(checkpointing_steps=1000, logging_steps=20)
     model.add_argument("--num_levels", type=int, default=None,
@@ -53,7 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--dequant_steps", type=int, default=2, help="couplings of the variational dequantization")
     opt.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
     opt.add_argument("--adam_weight_decay", type=float, default=0.0, help="for --optimizer adamw")
-    opt.add_argument("--lr_warmup_steps", type=int, default=500, help="linear warm-up of the learning rate")
     opt.add_argument("--max_grad_norm", type=float, default=100.0, help="clip the gradient norm (0: off)")
     opt.add_argument("--use_ema", action="store_true", help="save and evaluate an EMA of the weights")
     opt.add_argument("--ema_decay", type=float, default=0.999)
@@ -66,9 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("num_levels", "steps_per_level", "hidden_channels", "dequant_hidden_channels", "init_batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    for name in ("dequant_steps", "lr_warmup_steps"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if args.dequant_steps < 0:
+        p.error(f"--dequant_steps must be >= 0, got {args.dequant_steps}")
     if not (args.max_grad_norm >= 0 and math.isfinite(args.max_grad_norm)):
         p.error(f"--max_grad_norm must be >= 0 (0: no clipping), got {args.max_grad_norm}")
     if not 0 <= args.logit_alpha < 0.5:
@@ -137,7 +142,7 @@ def _record(args, run, model) -> dict:
     cfg = model.config
     return {"pixel_mode": "continuous", "dequantization": cfg.dequantization,
             "preprocessing": "none (x - 1/2)" if cfg.logit_alpha is None else f"logit, alpha = {cfg.logit_alpha}",
-            "optimizer": args.optimizer, "lr_warmup_steps": args.lr_warmup_steps, "max_grad_norm": args.max_grad_norm,
+            "optimizer": args.optimizer, "max_grad_norm": args.max_grad_norm,
             "ema_decay": args.ema_decay if args.use_ema else None, "init_batch_size": args.init_batch_size,
             "final_train_bits_per_dim": run.history[-1]["bits_per_dim"] if run.history else None}  # fmt: skip
 
@@ -221,10 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     window, step_losses, advice, num_dims, levels = [], [], DIVERGED, flow.num_dims, train_set.levels
     model.train()
     for intensities, _ in tr.training_batches(run, loader, max_steps):
-        # linear warm-up: lr_t = lr min(1, t / warmup), a function of the step only (exact resume)
-        lr = args.learning_rate * (min(1.0, (run.step + 1) / args.lr_warmup_steps) if args.lr_warmup_steps else 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         with accelerator.accumulate(model):
             x, log_q = flow.dequantize(intensities)  # x = (k + u) / L, a fresh u ~ q(u|k) at every use of an image
             # bits/dim of the batch: mean_b [-log p(x_b) + log q(u_b|k_b) + D ln L] / (D ln 2), in float32 under
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         run.step += 1
         if tr.log_due(run, max_steps):
             bpd, norm = tr.gather_mean(run, window)
-            tr.record(run, {"bits_per_dim": bpd, "grad_norm": norm, "lr": lr})
+            tr.record(run, {"bits_per_dim": bpd, "grad_norm": norm})  # + "lr" (tr.record, from the schedule)
         if tr.end_of_step(run, max_steps, models, optimizers, state=state, check=check,
                           sample_grid=lambda: sample_grid(saved_model())):  # fmt: skip
             advice = NOT_INVERTIBLE if run.diverged else advice

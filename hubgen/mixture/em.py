@@ -121,8 +121,13 @@ def e_step(model: MixtureModel, x: torch.Tensor, chunk_size: int = 4096) -> Stat
     for start in range(0, x.shape[0], chunk_size):
         chunk = x[start : start + chunk_size]  # (n, D)
         joint = model.log_joint(chunk)  # (n, K) log pi_k + log p(x | k)
-        log_px = torch.logsumexp(joint, dim=1, keepdim=True)  # (n, 1) log p(x)
-        resp = torch.exp(joint - log_px)  # (n, K), rows sum to 1
+        # log-sum-exp written out so that the (n, K) exponentials serve both log p(x) and the responsibilities
+        # (torch.logsumexp and then exp(joint - log p(x)) computed them twice: a sixth of an iteration, profiled)
+        peak = joint.amax(dim=1, keepdim=True)  # (n, 1): every exponent <= 0, the largest exactly 0
+        e = torch.exp(joint - peak)  # (n, K)
+        total = e.sum(dim=1, keepdim=True)  # (n, 1), in [1, K]
+        log_px = peak + total.log()  # (n, 1) log p(x)
+        resp = e / total  # (n, K), rows sum to 1
         part = sufficient_statistics(chunk, resp, squares, log_px)
         stats = part if stats is None else stats.add(part)
     if stats is None:

@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--mean_clamp must be in (0, 0.5), got {args.mean_clamp}")
     if not (args.min_variance > 0 and math.isfinite(args.min_variance)):
         p.error(f"--min_variance must be > 0, got {args.min_variance}")
+    if args.fit == "em" and args.lr_scheduler != "constant":
+        p.error(f"--lr_scheduler {args.lr_scheduler} schedules the learning rate of --fit gradient; EM (--fit em) "
+                "has none")  # fmt: skip
     if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
         p.error(f"--tolerance must be >= 0, got {args.tolerance}")
     return args

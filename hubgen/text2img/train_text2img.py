@@ -74,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train text2img", description="Train a text-to-image diffusion model.")
     data, model, opt, out = tr.add_common_arguments(p, batch_size=64, learning_rate=1e-3, num_epochs=20,
                                                     num_images=None, num_samples=200, sample_steps=1000,
-                                                    gradient_checkpointing=True)  # fmt: skip
+                                                    gradient_checkpointing=True, lr_scheduler="constant_with_warmup",
+                                                    lr_warmup_steps=200)  # fmt: skip
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None,
                        help="UNet widths per level (default: 16 32 64 for 28x28, 32 64 for 8x8)")  # fmt: skip
     model.add_argument("--cross_attention_levels", type=int, nargs="*", default=None,
@@ -120,7 +121,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--unk_word_prob", type=float, default=0.1,
                    help="probability of replacing a caption word (never a template's digit word) by [UNK] (own "
                         "tokenizer only)")  # fmt: skip
-    opt.add_argument("--lr_warmup_steps", type=int, default=200)
     opt.add_argument("--adam_weight_decay", type=float, default=0.0)
     opt.add_argument("--max_grad_norm", type=float, default=1.0)
     opt.add_argument("--ema_decay", type=float, default=0.999)
@@ -140,8 +140,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--block_out_channels must be positive, got {args.block_out_channels}")
     if 0 < args.eval_num_samples < 10:
         p.error(f"--eval_num_samples must be 0 (skip) or >= 10 (one per digit), got {args.eval_num_samples}")
-    if args.lr_warmup_steps < 0:
-        p.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
     for name in ("caption_dropout", "unk_word_prob"):
         if not 0 <= getattr(args, name) < 1:
             p.error(f"--{name} must be in [0, 1), got {getattr(args, name)}")
@@ -358,7 +356,6 @@ def training_record(args, run, pipe, bank: cap.CaptionBank, prompts: list[str], 
         "beta_schedule": args.beta_schedule,
         "prediction_type": args.prediction_type,
         "snr_gamma": args.snr_gamma,
-        "lr_warmup_steps": args.lr_warmup_steps,
         "ema_decay": args.ema_decay,
         "final_loss": run.history[-1]["loss"] if run.history else None,
         "num_inference_steps": args.num_inference_steps,
@@ -455,8 +452,6 @@ def main(argv: list[str] | None = None) -> int:
             loss = loss.mean()
             if tr.nonfinite(run, loss):
                 break
-            for group in optimizer.param_groups:  # linear warm-up, then constant
-                group["lr"] = args.learning_rate * min(1.0, (run.step + 1) / max(1, args.lr_warmup_steps))
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(params, args.max_grad_norm)
