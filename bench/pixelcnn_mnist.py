@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
 
 from hubgen.cli import main as hubgen
 from hubgen.model_folder import write_evaluation
@@ -59,18 +60,7 @@ def main() -> int:
     p.add_argument("--architecture", choices=("gated", "pixelcnn"), default="gated")
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--lr_scheduler",
-        choices=("constant", "cosine", "linear"),
-        default="constant",
-        help="cosine/linear decay to 0 at --max_train_steps (the expected steps in --minutes)",
-    )
-    p.add_argument(
-        "--max_train_steps",
-        type=int,
-        default=None,
-        help="the step the schedule ends at (the time budget still stops the run if it ends first)",
-    )
+    add_schedule_arguments(p)
     p.add_argument("--num_images", type=int, default=0, help="first N test images (0: all 10,000)")
     p.add_argument("--num_samples", type=int, default=4, help="images drawn by each sampler for the speed figure")
     p.add_argument("--speed_only", default=None, help="time the samplers of an existing model folder")
@@ -86,8 +76,7 @@ def main() -> int:
                    str(args.learning_rate), "--num_epochs", "100000", "--max_train_time", str(args.minutes * 60),
                    "--seed", str(args.seed), "--checkpointing_steps", "5000", "--checkpoints_total_limit", "1",
                    "--sample_steps", "100000", "--logging_steps", "100", "--eval_num_images", "0",
-                   "--eval_num_samples", "0", "--lr_scheduler", args.lr_scheduler,
-                   *(["--max_train_steps", str(args.max_train_steps)] if args.max_train_steps else [])])  # fmt: skip
+                   "--eval_num_samples", "0", *schedule_argv(args)])  # fmt: skip
     if code != 0:
         return code
     info = json.loads((out / "hubgen_training.json").read_text())

@@ -26,6 +26,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
 
 from hubgen.cli import main as hubgen
 from hubgen.model_folder import write_evaluation
@@ -42,18 +43,7 @@ def main() -> int:
     p.add_argument("--out", default="bench/out/vae-mnist")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--lr_scheduler",
-        choices=("constant", "cosine", "linear"),
-        default="constant",
-        help="cosine/linear decay to 0 at --max_train_steps (the expected steps in --minutes)",
-    )
-    p.add_argument(
-        "--max_train_steps",
-        type=int,
-        default=None,
-        help="the step the schedule ends at (the time budget still stops the run if it ends first)",
-    )
+    add_schedule_arguments(p)
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--num_images", type=int, default=1000, help="first N test images (0: all 10000)")
     p.add_argument("--eval_only", default=None, help="evaluate an existing model folder instead of training")
@@ -120,9 +110,7 @@ def main() -> int:
                 "100",
                 "--eval_num_images",
                 "0",
-                "--lr_scheduler",
-                args.lr_scheduler,
-                *(["--max_train_steps", str(args.max_train_steps)] if args.max_train_steps else []),
+                *schedule_argv(args),
             ]
         )
         if code != 0:
