@@ -26,7 +26,7 @@ import torch
 
 from hubgen.cli import main as hubgen
 from hubgen.data import binarize, load_dataset
-from hubgen.hub import _format, data_encoding
+from hubgen.hub import data_encoding, format_declared
 from hubgen.metrics.units import mean_and_stderr, nats_to_bits_per_dim
 from hubgen.registry import get_family
 from hubgen.vae.losses import bernoulli_log_likelihood
@@ -115,14 +115,14 @@ def rows(out: Path) -> dict[str, list[list]]:
         if nll is None and bpd is None:
             continue
         figure = metric[nll or bpd]
-        bound = _format(figure.bound, results) or "unstated"
+        bound = format_declared(figure.bound, results) or "unstated"
         if "dequantization bound" in str(results.get("protocol", "")) and "dequantization" not in bound:
             bound += " on dequantized data (so also a dequantization bound)"  # a Gaussian-decoder VAE's IWAE-k
         value = results["metrics"].get(nll) if nll else None
         budget = (f"{info.get('steps', 0):,} steps, {info.get('train_seconds', 0):.0f} s wall, "
                   f"{info.get('train_cpu_seconds', 0):.0f} CPU-s")  # fmt: skip
         tables.setdefault(data_encoding(results, info), []).append([
-            folder.name, family.name, figure.label.format(**results), bound,
+            folder.name, family.name, format_declared(figure.label, results), bound,
             f"{value['mean']:.2f} ± {value['stderr']:.2f}" if value else "",
             f"{results['metrics'][bpd]['mean']:.4f}" if bpd else "", results.get("num_images", ""), budget,
         ])  # fmt: skip

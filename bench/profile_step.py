@@ -70,7 +70,8 @@ def matmul_peak(repeats: int) -> dict:
 
 def profile_family(family: str, data: str, out: Path, wait: int, active: int) -> dict:
     """Train `family` for wait + 1 + active + 1 steps through the CLI with the profiler on the active ones."""
-    stamps: list[float] = []
+    stamps: list[float] = []  # when each step ended
+    images: list[int] = []  # run.images_seen then
     original = tr.end_of_step
     schedule = torch.profiler.schedule(wait=wait, warmup=1, active=active, repeat=1)
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True, schedule=schedule)
@@ -82,7 +83,6 @@ def profile_family(family: str, data: str, out: Path, wait: int, active: int) ->
         prof.step()
         return stop
 
-    images: list[int] = []
     folder = out / family
     argv = ["train", family, "--dataset", data, "--output_dir", str(folder), "--overwrite_output_dir",
             "--max_train_steps", str(wait + 1 + active + 1), *RECIPES[family].split(), *QUIET.split(),

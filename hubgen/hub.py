@@ -26,6 +26,7 @@ __all__ = [
     "download_model",
     "render_card",
     "card_data_for",
+    "format_declared",
     "eval_results_yaml",
 ]
 
@@ -80,7 +81,7 @@ def download_model(
     )
 
 
-def _format(template: str, fields: dict) -> str:
+def format_declared(template: str, fields: dict) -> str:
     """A metric label or bound from its declared format string; a field the record lacks shows as "?"."""
 
     class Missing(dict):
@@ -111,7 +112,7 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
         spec = family.metric(key)
         if spec is None:
             continue  # a figure the family does not declare is not published
-        label = _format(spec.label, {**results, "label": labels.get(key, key)})
+        label = format_declared(spec.label, {**results, "label": labels.get(key, key)})
         if spec.unit in ("nats/image", "bits/dim"):  # a likelihood states its data encoding, N, split and seed
             where = f"{dataset_label} ({results['split']}, first {results['num_images']} images)"
             label += f", {results.get('pixel_mode')} pixels, seed {results.get('seed')}"
@@ -119,7 +120,7 @@ def card_data_for(folder: Path, family: Family, info: dict, results: dict, model
             where = f"{dataset_label} {results.get('split', 'test')}"
         declared = {"unit": spec.unit, "higher_is_better": spec.higher_is_better}
         if spec.bound:
-            declared["bound"] = _format(spec.bound, results)
+            declared["bound"] = format_declared(spec.bound, results)
         if spec.unit in ("nats/image", "bits/dim"):
             declared["data_encoding"] = data_encoding(results, info)
         eval_results.append(

@@ -88,6 +88,7 @@ __all__ = [
 
 CHECKPOINTS = mf.CHECKPOINTS
 SPEED_OPTIONS = ("allow_tf32", "channels_last", "torch_compile", "dataloader_num_workers", "gradient_checkpointing")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")  # diffusers' names (--lr_scheduler)
 
 
 # -- arguments ---------------------------------------------------------------------------------------------------
@@ -229,9 +230,6 @@ def check_common_arguments(parser, args, argv: list[str] | None) -> None:
         parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     finetune.apply_pretrained(parser, args, args.argv)
-
-
-LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")  # diffusers' names
 
 
 def _check_lr_schedule(parser, args) -> None:
