@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 _TMP = tempfile.mkdtemp(prefix="hubgen-tests-")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -52,10 +53,41 @@ PLUGIN_SITE = _install_plugin_family()
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for the loopback Hub, a launched app, or torch.distributed's rendezvous)."""
+    """A free TCP port on 127.0.0.1 for a server started at once (the loopback Hub, a launched app)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def rendezvous_ports(n: int) -> list[int]:
+    """n distinct ports, free now, for torch.distributed rendezvous that bind minutes later.
+
+    Not from the kernel's ephemeral range: a port found free there (free_port) is handed out again to outgoing
+    connections (gloo's own, between the two ranks), and a later TCPStore bind on it failed in CI with
+    "Connection reset by peer". Below the range only an explicit bind takes a port; the draw is random so two test
+    runs on one machine rarely meet."""
+    import random
+
+    low = min(_ephemeral_range()[0], 32768)
+    ports: list[int] = []
+    for port in random.Random(os.getpid() ^ time.time_ns()).sample(range(low // 2, low), 4 * n + 64):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports below {low}")
 
 
 def run_in_two_cpu_processes(*hubgen_args: str) -> subprocess.CompletedProcess:
@@ -67,7 +99,7 @@ def run_in_two_cpu_processes(*hubgen_args: str) -> subprocess.CompletedProcess:
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
-    launch += f" --dynamo_backend no --main_process_port {free_port()}"
+    launch += f" --dynamo_backend no --main_process_port {rendezvous_ports(1)[0]}"
     cmd = [sys.executable, *launch.split(), "-m", "hubgen", *hubgen_args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port
+from conftest import rendezvous_ports
 from safetensors.torch import load_file
 
 import hubgen
@@ -201,10 +201,10 @@ def distributed(tmp_path_factory):
     # On a machine without GPUs, `accelerate launch --cpu --num_processes 2` starts ONE process, and `--multi_gpu`
     # starts two that each see world size 1 unless ACCELERATE_USE_CPU=1 asks for the CPU (gloo) backend; the test
     # asserts the world size each run recorded.
-    ports = ",".join(str(free_port()) for _ in two)
+    main_port, *ports = rendezvous_ports(1 + len(two))
     launch = "-m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
-    launch += f" --dynamo_backend no --main_process_port {free_port()}"
-    env = {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HUBGEN_TEST_PORTS": ports}
+    launch += f" --dynamo_backend no --main_process_port {main_port}"
+    env = {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HUBGEN_TEST_PORTS": ",".join(map(str, ports))}
     two_codes = _run([sys.executable, *launch.split(), str(RUNS), *two], env)
     one_codes = {command: main(shlex.split(command)) for command in one}  # in this process: no imports to pay
     return root, two_codes, {**one_codes, "_log": ""}
