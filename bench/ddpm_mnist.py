@@ -1,8 +1,10 @@
 """Benchmark: hubgen's DDPM family on a CPU, in three parts, in one run.
 
-    python bench/ddpm_mnist.py --minutes 30                      # the real budget (at most 45 minutes of training)
+    python bench/ddpm_mnist.py --minutes 30                      # the real budget (at most 90 minutes of training)
     python bench/ddpm_mnist.py --minutes 0.3 --num_samples 50 --speed_steps 3 --bound_images 20 \\
         --bound_timesteps 10                                     # a smoke test
+    python bench/ddpm_mnist.py --dataset ../shared/data/mnist.npz --minutes 60 --skip speed --bound_images 1000 \\
+        --bound_timesteps 100                                    # (b) and (c) on MNIST 28x28 (issue 22)
 
 (a) Training speed: images/s of hubgen's loop (`hubgen train ddpm`) against a reference loop written here in the
     style of diffusers' examples/unconditional_image_generation/train_unconditional.py (accelerate, add_noise,
@@ -10,14 +12,17 @@
     batch, optimizer (AdamW, same hyperparameters and warm-up) and precision (fp32), alternating runs in the same
     process. On MNIST 28x28 (`--mnist`, the UNet for 28x28) when the file exists, else on digits 8x8. Goal:
     hubgen at least as fast (ratio >= 0.97, the run-to-run noise of this shared CPU).
-(b) Samplers after a fixed CPU budget: `hubgen train ddpm` on scikit-learn's 8x8 `digits` (1437 training
-    images, 17 grey levels) for `--minutes` of training, then DDPM (1000 ancestral steps), DDIM (50) and
-    DPM-Solver++ (20) from the same `--num_samples` initial noises (seed 0), scored with hubgen.metrics
-    (FD-digits against the 360 test images, its floor at the same N, coverage). 8x8 because a 1000-step sample
-    costs seconds per 28x28 image on this CPU (1000 of them: hours). Goals: DPM-Solver++-20's FD within 10% of
-    DDPM-1000's, at 1/50 of its wall time (<= 0.022 of it, allowing per-call overhead).
-(c) The variational bound in bits/dim on the digits test split (`--bound_images`, `--bound_timesteps`), beside
-    the flow's exact figure when `--flow_result` names a flow's eval_results.json.
+(b) Samplers after a fixed CPU budget: `hubgen train ddpm` on `--dataset` (scikit-learn's 8x8 `digits`, 1437
+    training images, 17 grey levels, by default; or an MNIST .npz, 50,000 training images, 28x28, 256 levels) for
+    `--minutes` of training (the UNet options and a learning-rate schedule can be given), then DDPM (1000 ancestral
+    steps), DDIM (50) and DPM-Solver++ (20) from the same `--num_samples` initial noises (seed 0), scored with
+    hubgen.metrics (the Frechet distance in the frozen digit classifier's features against the test split, its
+    train-versus-test floor at the same N, coverage). Goals on digits: DPM-Solver++-20's FD within 10% of
+    DDPM-1000's, at 1/50 of its wall time (<= 0.022 of it, allowing per-call overhead); on MNIST (issue 22):
+    DPM-Solver++-20 within 5x of the floor at N = 1,000.
+(c) The variational bound in bits/dim on the first `--bound_images` test images (`--bound_timesteps` of the T per
+    image), beside the flow's exact figure when `--flow_result` names a flow's eval_results.json, and an
+    independent per-pixel categorical fitted on the training split.
 
 Everything runs with `--threads` torch threads (default 1: on a CPU shared with other work, two threads per process
 made per-step costs swing by an order of magnitude). Writes `<out>/ddpm-bench.json` and prints Markdown rows for
@@ -35,6 +40,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
 
 from hubgen import data as hdata
 from hubgen.cli import main as hubgen
@@ -164,18 +170,32 @@ def speed(args) -> dict:
 # -- (b) samplers after a fixed budget, (c) the bound ------------------------------------------------------------------
 
 
+def unet_argv(args) -> list[str]:
+    """The UNet options given (the family's preset for the image side otherwise)."""
+    argv = []
+    if args.block_out_channels:
+        argv += ["--block_out_channels", *map(str, args.block_out_channels)]
+    if args.layers_per_block is not None:
+        argv += ["--layers_per_block", str(args.layers_per_block)]
+    if args.attention:
+        argv += ["--attention", *args.attention]
+    return argv
+
+
 def train_budget(args, out: Path) -> dict:
     code = hubgen([
-        "train", "ddpm", "--dataset", "digits", "--output_dir", str(out), "--overwrite_output_dir",
+        "train", "ddpm", "--dataset", args.dataset, "--output_dir", str(out), "--overwrite_output_dir",
         "--train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate),
         "--num_epochs", "100000", "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed),
         "--checkpointing_steps", "2000", "--checkpoints_total_limit", "1", "--sample_steps", "2000",
         "--logging_steps", "50", "--eval_num_images", "0", "--eval_num_samples", "0", "--report_to", "none",
+        *unet_argv(args), *schedule_argv(args),
     ])  # fmt: skip
     if code != 0:
         raise SystemExit(f"hubgen train ddpm failed with exit code {code}")
     info = json.loads((out / "hubgen_training.json").read_text())
-    return {k: info.get(k) for k in ("train_seconds", "steps", "epochs", "images_per_second", "final_loss", "command")}
+    keys = ("train_seconds", "steps", "epochs", "images_per_second", "final_loss", "command", "lr_schedule")
+    return {k: info.get(k) for k in keys}
 
 
 def flow_figure(path) -> float | None:
@@ -203,13 +223,15 @@ def per_pixel_baseline(dataset: str = "digits") -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/out"))
-    p.add_argument("--minutes", type=float, default=30.0, help="training budget for (b), at most 45")
+    p.add_argument("--dataset", default="digits",
+                   help="the data of (b) and (c): digits (8x8) or an MNIST .npz (28x28, issue 22)")  # fmt: skip
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget for (b), at most 90")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--learning_rate", type=float, default=2e-4)
     p.add_argument("--num_samples", type=int, default=1000, help="samples per sampler in (b), >= 1000 for the goal")
     p.add_argument("--samplers", nargs="+", default=["ddpm:1000", "ddim:50", "dpmsolver++:20"])
-    p.add_argument("--bound_images", type=int, default=0, help="test images for the bound (0: all 360)")
+    p.add_argument("--bound_images", type=int, default=0, help="first test images for the bound (0: all)")
     p.add_argument("--bound_timesteps", type=int, default=None, help="timesteps per image (default: all 1000)")
     p.add_argument("--mnist", type=Path, default=MNIST, help="MNIST .npz for (a); digits if it does not exist")
     p.add_argument("--speed_steps", type=int, default=40)
@@ -219,10 +241,14 @@ def main() -> int:
                    help="torch threads; 1 keeps timings steady on a CPU shared with other work (2 threads there "
                         "made a 1000-step run 15x slower per step than a 20-step one)")  # fmt: skip
     p.add_argument("--skip", nargs="*", default=[], choices=("speed", "samplers", "bound"))
+    p.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="UNet widths of (b)")
+    p.add_argument("--layers_per_block", type=int, default=None, help="ResNet layers per UNet block of (b)")
+    p.add_argument("--attention", nargs="+", default=None, help="none, mid, low or resolutions, for (b)")
+    add_schedule_arguments(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    if not 0 < args.minutes <= 45:
-        p.error(f"--minutes must be in (0, 45], got {args.minutes}")
+    if not 0 < args.minutes <= 90:
+        p.error(f"--minutes must be in (0, 90], got {args.minutes}")
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} torch "
               "threads", "command": " ".join([Path(sys.executable).name, *sys.argv])}  # fmt: skip
@@ -240,22 +266,26 @@ def main() -> int:
         )
         print(rows[-1], flush=True)
 
-    folder = args.out / "ddpm-digits"
+    data_name = "digits" if args.dataset == "digits" else "mnist"
+    test_set = hdata.load_dataset(args.dataset, "test")
+    side = test_set.image_shape[-1]
+    folder = args.out / f"ddpm-{data_name}"
     if not {"samplers", "bound"} <= set(args.skip):
         record["train"] = train_budget(args, folder)
         record["budget_minutes"] = args.minutes
 
     if "samplers" not in args.skip:
-        request = DDPMEvalRequest(dataset="digits", split="test", num_images=0, num_samples=args.num_samples, seed=0,
-                                  samplers=tuple(args.samplers))  # fmt: skip
+        request = DDPMEvalRequest(dataset=args.dataset, split="test", num_images=0, num_samples=args.num_samples,
+                                  seed=0, samplers=tuple(args.samplers))  # fmt: skip
         results = evaluate(folder, request).to_json()
         record["samplers"] = results["samplers"]
         by_name = {r["sampler"]: (label, r) for label, r in results["samplers"].items()}
         for label, r in sorted(results["samplers"].items(), key=lambda kv: kv[1]["order"]):
             fd = r["report"]["frechet_distance"]
             rows.append(
-                f"| (b) {label}, digits 8x8, {record['train']['steps']} steps / {args.minutes:g} CPU-min of training, "
-                f"N={r['num_samples']} (seed 0) | FD-digits {fd['value']:.2f} (floor {fd['floor_train_vs_test']:.2f}) "
+                f"| (b) {label}, {data_name} {side}x{side}, {record['train']['steps']} steps / {args.minutes:g} "
+                f"minutes of training, N={r['num_samples']} (seed 0) | FD-{data_name} {fd['value']:.2f} (floor "
+                f"{fd['floor_train_vs_test']:.2f}, ratio {fd['value'] / fd['floor_train_vs_test']:.2f}x) "
                 f"| coverage {r['report']['prdc']['coverage']:.3f} | {r['seconds_per_image'] * 1000:.2f} ms/image |"
             )
             print(rows[-1], flush=True)
@@ -279,17 +309,17 @@ def main() -> int:
             print(rows[-1], flush=True)
 
     if "bound" not in args.skip:
-        request = DDPMEvalRequest(dataset="digits", split="test", num_images=args.bound_images or None,
+        request = DDPMEvalRequest(dataset=args.dataset, split="test", num_images=args.bound_images or None,
                                   num_timesteps=args.bound_timesteps, num_samples=0, seed=0)  # fmt: skip
         results = evaluate(folder, request).to_json()
         m = results["metrics"]["vlb_bits_per_dim"]
         record["bound"] = {k: results[k] for k in ("num_images", "num_timesteps", "num_train_timesteps",
                                                    "vlb_terms_nats", "bound_protocol", "vlb_seconds")}  # fmt: skip
         record["bound"]["vlb_bits_per_dim"] = m
-        record["bound"]["per_pixel_categorical_bits_per_dim"] = baseline = per_pixel_baseline()
+        record["bound"]["per_pixel_categorical_bits_per_dim"] = baseline = per_pixel_baseline(args.dataset)
         record["bound"]["flow_exact_bits_per_dim"] = flow = flow_figure(args.flow_result)
         rows.append(
-            f"| (c) variational bound, digits test, N={results['num_images']}, {results['num_timesteps']} of "
+            f"| (c) variational bound, {data_name} test, N={results['num_images']}, {results['num_timesteps']} of "
             f"{results['num_train_timesteps']} timesteps | {m['mean']:.3f} ± {m['stderr']:.3f} bits/dim | "
             f"flow (exact): {'n/a' if flow is None else f'{flow:.3f}'} bits/dim | per-pixel categorical "
             f"{baseline:.3f} bits/dim |"

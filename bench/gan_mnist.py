@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
 
 from hubgen import model_folder as mf
 from hubgen.cli import main as hubgen
@@ -42,6 +43,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tag", default="", help="suffix of the model folders' names")
     p.add_argument("--eval_only", action="store_true", help="evaluate the existing model folders, do not train")
+    add_schedule_arguments(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,7 +59,7 @@ def main() -> int:
             "--d_learning_rate", str(args.d_learning_rate), "--ema_decay", "0.999", "--num_epochs", "1000",
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "100000",
             "--checkpoints_total_limit", "1", "--sample_steps", "1000", "--logging_steps", "50",
-            "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none",
+            "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none", *schedule_argv(args),
         ])  # fmt: skip
         if code not in (0, 1):
             return code
@@ -81,7 +83,7 @@ def main() -> int:
             ratio = fd["value"] / fd["floor_train_vs_test"]
             cells = [
                 f"{loss}, width {args.base_channels}, extra layers {args.extra_layers}, batch {args.batch_size}, "
-                f"lr G {args.learning_rate:g} / D {args.d_learning_rate:g}",
+                f"lr G {args.learning_rate:g} / D {args.d_learning_rate:g}, {args.lr_scheduler}",
                 f"{info.get('steps')} steps, {info.get('epochs')} epochs",
                 info.get("real_images_per_second"),
                 n,

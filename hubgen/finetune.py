@@ -7,9 +7,11 @@ training code, none naming a family:
 1. `apply_pretrained(parser, args, argv)`, when the options are checked: the model is fetched (a Hub repo id
    through the Hub cache, safetensors/JSON/Markdown only) and the options the *family* declares (its model,
    pixel-mode and objective options; not the common data, optimization and output ones) default to the values of
-   the pretrained run's recorded command, so the architecture is the pretrained model's without repeating it. A
-   model option given on the command line that contradicts the recorded one is a UserInputError naming both (a
-   recorded absolute path that does not exist here may be replaced by the user's own copy).
+   the pretrained run's recorded command (for a model option that run left at its default, the value its saved
+   component configs state, since defaults change between versions), so the architecture is the pretrained
+   model's without repeating it. A model option given on the command line that contradicts the recorded one is a
+   UserInputError naming both (a recorded absolute path that does not exist here may be replaced by the user's
+   own copy).
 2. `check_pretrained(args, pipeline_class)`, before anything is written: the model is of this family.
 3. `load_pretrained(run, models)`, at a fresh start (a resumed run takes its checkpoint's weights): every trained
    model (and its EMA copy) gets the weights of the pipeline component of the same class, after its config is
@@ -65,14 +67,16 @@ def _fetch(name: str) -> Path:
 
 def _given(parser, argv: list[str]) -> set[str]:
     """The options present on the command line (argparse dests), whatever their values."""
-    saved = [(action, action.default) for action in parser._actions]
+    saved, saved_defaults = [(action, action.default) for action in parser._actions], parser._defaults
     try:
         for action, _ in saved:
             action.default = argparse.SUPPRESS
+        parser._defaults = {}  # set_defaults() values too (the GAN's recipe): argparse adds them to any namespace
         found, _ = parser.parse_known_args(argv)
     finally:
         for action, default in saved:
             action.default = default
+        parser._defaults = saved_defaults
     return set(vars(found))
 
 
@@ -86,6 +90,22 @@ def _recorded(parser, command: str) -> argparse.Namespace | None:
         return found
     except (ValueError, SystemExit):
         return None
+
+
+def _saved_values(folder: Path) -> dict:
+    """The values the pretrained model's component configs (config.json, scheduler_config.json) agree on: key ->
+    value, leaving out a key two components give different values (e.g. two networks' widths)."""
+    values, clashes = {}, set()
+    for component in mf.read_model_index(folder):
+        for file in ("config.json", "scheduler_config.json"):
+            path = folder / component / file
+            if component.startswith("_") or not path.is_file():
+                continue
+            for key, value in json.loads(path.read_text()).items():
+                if key in values and values[key] != value:
+                    clashes.add(key)
+                values.setdefault(key, value)
+    return {k: v for k, v in values.items() if k not in clashes and not k.startswith("_")}
 
 
 def _elsewhere(value) -> bool:
@@ -111,6 +131,12 @@ def apply_pretrained(parser, args, argv: list[str]) -> None:
         return
     given = _given(parser, argv)
     model_dests = {action.dest for action in model_options}
+    # A model option the pretrained run left at its default took the default of that hubgen version, which may have
+    # changed since (the GAN's width did): where the saved configs state it, their value is the model's.
+    left_default = model_dests - _given(parser, shlex.split(record["command"])[3:]) - set(common)
+    for dest, value in _saved_values(args.pretrained_folder).items():
+        if dest in left_default and isinstance(value, type(getattr(recorded, dest))):
+            setattr(recorded, dest, value)
     contradictions = [
         f"--{dest} {getattr(args, dest)!r} (the pretrained model has {getattr(recorded, dest)!r})"
         for dest in sorted(model_dests & given)

@@ -225,7 +225,7 @@ def test_training_writes_a_complete_gan_folder(trained_gan_dir):
     quality = json.loads((out / "eval_results.json").read_text())["sample_quality"]
     assert quality["num_samples"] == 40 and quality["frechet_distance"]["name"] == "FD-digits"
     card = (out / "README.md").read_text()
-    needles = ["GANPipeline.from_pretrained(", "non-saturating", "FD-digits", "### Sample quality"]
+    needles = ["GANPipeline.from_pretrained(", "non-saturating", "FD-digits", "### Sample quality", "hubgen's defaults"]
     needles += ["hubgen train gan --output_dir", "--num_samples 40 --seed 0", "1406.2661", "1511.06434"]
     for needle in needles:
         assert needle in card, needle
@@ -308,9 +308,39 @@ def test_a_discriminator_stuck_at_zero_is_reported(tmp_path, monkeypatch, capsys
     assert "stayed below 1e-3 for 4 generator steps" in capsys.readouterr().out
 
 
+def _recipe_of(*argv):
+    from hubgen.gan.train_gan import parse_args
+
+    a = parse_args(["--output_dir", "unused", *argv])
+    return a.base_channels, a.extra_layers, a.train_batch_size, a.learning_rate, a.d_learning_rate
+
+
+def test_the_defaults_are_the_measured_recipe_and_the_papers_is_one_flag_away():
+    # hubgen's: the best measured on MNIST in 10 CPU-minutes (BENCHMARKS "GAN on MNIST"); dcgan: Radford et al.'s
+    assert _recipe_of() == (32, 1, 64, 6.4e-3, 1.28e-2)
+    assert _recipe_of("--recipe", "dcgan") == (64, 0, 128, 2e-4, 2e-4)
+    assert _recipe_of("--recipe=dcgan", "--base_channels", "16") == (16, 0, 128, 2e-4, 2e-4)  # given options win
+    assert _recipe_of("--learning_rate", "1e-3") == (32, 1, 64, 1e-3, 2e-3)  # D at twice G unless given
+    assert _recipe_of("--recipe", "dcgan", "--learning_rate", "1e-3") == (64, 0, 128, 1e-3, 1e-3)
+    assert _recipe_of("--d_learning_rate", "5e-3", "--recipe", "dcgan")[-2:] == (2e-4, 5e-3)
+
+
+def test_a_fine_tune_keeps_the_pretrained_architecture_whatever_the_defaults_are_now(tmp_path):
+    # the base run leaves its width and extra layers at the dcgan recipe's defaults (64, 0); the fine-tune's defaults
+    # are hubgen's (32, 1): the model's saved config, not today's defaults, gives the architecture
+    quick = ["--max_train_steps", "1", "--train_batch_size", "16", "--dataset", "digits", "--eval_num_samples", "0",
+             "--report_to", "none"]  # fmt: skip
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert main(["train", "gan", "--output_dir", str(base), "--recipe", "dcgan", "--latent_dim", "8", *quick]) == 0
+    assert main(["train", "gan", "--output_dir", str(tuned), "--pretrained_model_name_or_path", str(base), *quick]) == 0
+    config = json.loads((tuned / "generator" / "config.json").read_text())
+    assert (config["base_channels"], config["extra_layers"], config["latent_dim"]) == (64, 0, 8)
+
+
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--loss", "wgan"], "invalid choice"), (["--d_steps", "0"], "--d_steps must be >= 1"),
+    [(["--loss", "wgan"], "invalid choice"), (["--recipe", "wgan"], "argument --recipe: invalid choice"),
+     (["--d_steps", "0"], "--d_steps must be >= 1"),
      (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1)"),
      (["--d_learning_rate", "0"], "--d_learning_rate must be a positive number"),
      (["--extra_layers", "-1"], "--extra_layers must be >= 0")],

@@ -31,40 +31,70 @@ ADVICE = ("Try a lower --d_learning_rate (the discriminator's) or --learning_rat
           "saturating loss starves G early), fewer --d_steps, or keep batch norm.")  # fmt: skip
 
 
+# The defaults: two recipes, one flag apart. "hubgen" is the best measured on MNIST 28x28 in 10 CPU-minutes (bench/
+# gan_mnist.py; BENCHMARKS.md "GAN on MNIST"): half the paper's width with one extra stride-1 3x3 layer per hidden
+# resolution (the n_extra_layers of Arjovsky et al.'s DCGAN code), batch 64 and learning rates 32x the paper's,
+# the discriminator's twice the generator's (the two time-scale update rule, Heusel et al. 2017). "dcgan" is
+# Radford et al. 2015's: width 64, batch 128, Adam lr 2e-4 for both. Options given explicitly override either.
+RECIPES = {
+    "hubgen": dict(base_channels=32, extra_layers=1, train_batch_size=64, learning_rate=6.4e-3),
+    "dcgan": dict(base_channels=64, extra_layers=0, train_batch_size=128, learning_rate=2e-4),
+}
+D_TO_G_LEARNING_RATE = {"hubgen": 2.0, "dcgan": 1.0}  # the default --d_learning_rate is this times --learning_rate
+
+
+def _recipe(argv: list[str] | None) -> str:
+    """The --recipe named on the command line (read before the parser's defaults are set; the parser itself checks
+    the choice)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default="hubgen")
+    return pre.parse_known_args(argv)[0].recipe
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="hubgen train gan",
         description="Train a DCGAN. A step is a generator step, after --d_steps discriminator steps; an epoch is "
-        "a pass of the discriminator over the data; --learning_rate is the generator's (and, by default, the "
-        "discriminator's) Adam learning rate.",
+        "a pass of the discriminator over the data; --learning_rate is the generator's Adam learning rate and "
+        "--d_learning_rate the discriminator's. --recipe sets the defaults: hubgen's measured best or the DCGAN "
+        "paper's.",
     )
-    data, model, opt, out = tr.add_common_arguments(p, batch_size=128, learning_rate=2e-4, num_epochs=50,
+    default = RECIPES["hubgen"]  # set_defaults below puts the recipe named on the command line in its place
+    data, model, opt, out = tr.add_common_arguments(p, batch_size=default["train_batch_size"],
+                                                    learning_rate=default["learning_rate"], num_epochs=50,
                                                     num_images=None)  # fmt: skip
+    opt.add_argument("--recipe", choices=tuple(RECIPES), default="hubgen",
+                     help="the defaults of the width, extra layers, batch and both learning rates: hubgen (the best "
+                     "measured on MNIST in 10 CPU-minutes: width 32, 1 extra layer, batch 64, lr 6.4e-3 for G and "
+                     "twice that for D) or dcgan (the DCGAN paper's: width 64, no extra layer, batch 128, lr 2e-4 for "
+                     "both); options given explicitly override them")  # fmt: skip
     model.add_argument("--architecture", choices=("auto", "small", "dcgan"), default="auto",
                        help="dcgan: the DCGAN paper's 64x64 architecture (32, 64 or 128 px); small: two stages (any "
                        "side divisible by 4); auto: dcgan for 32, 64 and 128 px, small otherwise")  # fmt: skip
     model.add_argument("--latent_dim", type=int, default=None,
                        help="size of z (default: 100 as in the paper for dcgan, 64 for small)")  # fmt: skip
-    model.add_argument("--base_channels", type=int, default=64, help="width of G's last and D's first layer")
+    model.add_argument("--base_channels", type=int, help="width of G's last and D's first layer")
     model.add_argument("--no_batch_norm", action="store_true", help="drop batch norm from both networks")
-    model.add_argument("--extra_layers", type=int, default=0,
+    model.add_argument("--extra_layers", type=int,
                        help="stride-1 3x3 conv layers at every hidden resolution of G and D (0: DCGAN)")  # fmt: skip
     opt.add_argument("--loss", choices=("non_saturating", "saturating", "hinge"), default="non_saturating")
     opt.add_argument("--d_steps", type=int, default=1, help="discriminator steps per generator step (k)")
-    opt.add_argument("--d_learning_rate", type=float, default=None,
-                     help="discriminator's lr (two time-scale update rule, Heusel et al. 2017)")  # fmt: skip
+    opt.add_argument("--d_learning_rate", type=float,
+                     help="discriminator's lr (two time-scale update rule, Heusel et al. 2017; default: twice "
+                     "--learning_rate in the hubgen recipe, equal to it in dcgan)")  # fmt: skip
     opt.add_argument("--adam_beta1", type=float, default=0.5)
     opt.add_argument("--adam_beta2", type=float, default=0.999)
     opt.add_argument("--ema_decay", type=float, default=0.999)
     out.add_argument("--divergence_steps", type=int, default=500,
                      help="stop when D's loss stays below 1e-3 for this many generator steps")  # fmt: skip
+    p.set_defaults(**RECIPES.get(_recipe(argv), RECIPES["hubgen"]))  # an unknown name: the parser refuses it
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
     for name in ("latent_dim", "base_channels", "d_steps", "divergence_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.d_learning_rate is None:
-        args.d_learning_rate = args.learning_rate
+        args.d_learning_rate = D_TO_G_LEARNING_RATE[args.recipe] * args.learning_rate
     if not (args.d_learning_rate > 0 and math.isfinite(args.d_learning_rate)):
         p.error(f"--d_learning_rate must be a positive number, got {args.d_learning_rate}")
     if args.extra_layers < 0:
@@ -204,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
               ("mean output of D", {"d_real": "mean D(x)", "d_fake": "mean D(G(z))"}, "linear")]  # fmt: skip
     seconds = run.trained_seconds
     record = {"pixel_mode": "continuous intensities scaled to [-1, 1] (no dequantization: a GAN has no likelihood)",
-              "loss": args.loss, "d_steps": args.d_steps, "d_learning_rate": args.d_learning_rate,
+              "recipe": args.recipe, "loss": args.loss, "d_steps": args.d_steps,
+              "d_learning_rate": args.d_learning_rate,
               "adam_betas": list(betas), "ema_decay": args.ema_decay,
               "real_images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
               "final_losses": run.history[-1] if run.history else None}  # fmt: skip
