@@ -182,6 +182,10 @@ def unet_argv(args) -> list[str]:
     return argv
 
 
+TRAIN_KEYS = ("train_seconds", "train_cpu_seconds", "torch_threads", "steps", "epochs", "images_per_second",
+              "final_loss", "command", "lr_scheduler", "lr_warmup_steps")  # fmt: skip
+
+
 def train_budget(args, out: Path) -> dict:
     code = hubgen([
         "train", "ddpm", "--dataset", args.dataset, "--output_dir", str(out), "--overwrite_output_dir",
@@ -194,8 +198,7 @@ def train_budget(args, out: Path) -> dict:
     if code != 0:
         raise SystemExit(f"hubgen train ddpm failed with exit code {code}")
     info = json.loads((out / "hubgen_training.json").read_text())
-    keys = ("train_seconds", "steps", "epochs", "images_per_second", "final_loss", "command", "lr_schedule")
-    return {k: info.get(k) for k in keys}
+    return {k: info.get(k) for k in TRAIN_KEYS}
 
 
 def flow_figure(path) -> float | None:
@@ -244,6 +247,9 @@ def main() -> int:
     p.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="UNet widths of (b)")
     p.add_argument("--layers_per_block", type=int, default=None, help="ResNet layers per UNet block of (b)")
     p.add_argument("--attention", nargs="+", default=None, help="none, mid, low or resolutions, for (b)")
+    p.add_argument("--eval_only", action="store_true",
+                   help="score the model folder an earlier run left in --out (no training; the result is written to "
+                   "ddpm-bench-eval.json)")  # fmt: skip
     add_schedule_arguments(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -270,7 +276,10 @@ def main() -> int:
     test_set = hdata.load_dataset(args.dataset, "test")
     side = test_set.image_shape[-1]
     folder = args.out / f"ddpm-{data_name}"
-    if not {"samplers", "bound"} <= set(args.skip):
+    if args.eval_only:  # the model folder of an earlier run with the same --out and --dataset
+        info = json.loads((folder / "hubgen_training.json").read_text())
+        record["train"] = {k: info.get(k) for k in TRAIN_KEYS}
+    elif not {"samplers", "bound"} <= set(args.skip):
         record["train"] = train_budget(args, folder)
         record["budget_minutes"] = args.minutes
 
@@ -327,7 +336,7 @@ def main() -> int:
         print(rows[-1], flush=True)
 
     record["markdown_rows"] = rows
-    path = args.out / "ddpm-bench.json"
+    path = args.out / ("ddpm-bench-eval.json" if args.eval_only else "ddpm-bench.json")
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"\nwrote {path}\n")
     print("\n".join(rows))
