@@ -2,9 +2,11 @@
 bench/gan_mnist.py, bench/ddpm_mnist.py, bench/flow_mnist.py), passed on to `hubgen train` (--lr_scheduler,
 --max_train_steps: a decay needs the step it ends at)."""
 
+from hubgen.training import LR_SCHEDULERS
+
 
 def add_schedule_arguments(p, default: str = "constant") -> None:
-    p.add_argument("--lr_scheduler", choices=("constant", "constant_with_warmup", "cosine", "linear"), default=default,
+    p.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default=default,
                    help="cosine/linear decay to 0 at --max_train_steps (the expected steps in --minutes)")  # fmt: skip
     p.add_argument("--max_train_steps", type=int, default=None,
                    help="the step the schedule ends at (the budget still stops the run if it ends first)")  # fmt: skip

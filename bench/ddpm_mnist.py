@@ -293,7 +293,7 @@ def main() -> int:
             fd = r["report"]["frechet_distance"]
             rows.append(
                 f"| (b) {label}, {data_name} {side}x{side}, {record['train']['steps']} steps / {args.minutes:g} "
-                f"minutes of training, N={r['num_samples']} (seed 0) | FD-{data_name} {fd['value']:.2f} (floor "
+                f"minutes of training, N={r['num_samples']} (seed 0) | {fd['name']} {fd['value']:.2f} (floor "
                 f"{fd['floor_train_vs_test']:.2f}, ratio {fd['value'] / fd['floor_train_vs_test']:.2f}x) "
                 f"| coverage {r['report']['prdc']['coverage']:.3f} | {r['seconds_per_image'] * 1000:.2f} ms/image |"
             )

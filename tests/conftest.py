@@ -5,6 +5,7 @@ no telemetry, and a throwaway HF_HOME / GRADIO_TEMP_DIR.
 """
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -59,12 +60,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out by itself (ephemeral ports)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def rendezvous_ports(n: int) -> list[int]:
@@ -74,9 +75,7 @@ def rendezvous_ports(n: int) -> list[int]:
     connections (gloo's own, between the two ranks), and a later TCPStore bind on it failed in CI with
     "Connection reset by peer". Below the range only an explicit bind takes a port; the draw is random so two test
     runs on one machine rarely meet."""
-    import random
-
-    low = min(_ephemeral_range()[0], 32768)
+    low = min(_ephemeral_low(), 32768)
     ports: list[int] = []
     for port in random.Random(os.getpid() ^ time.time_ns()).sample(range(low // 2, low), 4 * n + 64):
         with socket.socket() as sock:
