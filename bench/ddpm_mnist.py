@@ -40,7 +40,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
+from _train_options import add_train_arguments, train_argv  # bench/_train_options.py (the script's own folder)
 
 from hubgen import data as hdata
 from hubgen.cli import main as hubgen
@@ -193,7 +193,7 @@ def train_budget(args, out: Path) -> dict:
         "--num_epochs", "100000", "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed),
         "--checkpointing_steps", "2000", "--checkpoints_total_limit", "1", "--sample_steps", "2000",
         "--logging_steps", "50", "--eval_num_images", "0", "--eval_num_samples", "0", "--report_to", "none",
-        *unet_argv(args), *schedule_argv(args),
+        *unet_argv(args), *train_argv(args),
     ])  # fmt: skip
     if code != 0:
         raise SystemExit(f"hubgen train ddpm failed with exit code {code}")
@@ -250,7 +250,7 @@ def main() -> int:
     p.add_argument("--eval_only", action="store_true",
                    help="score the model folder an earlier run left in --out (no training; the result is written to "
                    "ddpm-bench-eval.json)")  # fmt: skip
-    add_schedule_arguments(p)
+    add_train_arguments(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if not 0 < args.minutes <= 90:

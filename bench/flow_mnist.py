@@ -34,7 +34,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
+from _train_options import add_train_arguments, train_argv  # bench/_train_options.py (the script's own folder)
 
 from hubgen.cli import main as hubgen
 from hubgen.data import load_dataset
@@ -140,7 +140,7 @@ def main() -> int:
     p.add_argument("--num_samples", type=int, default=1000, help="hubgen samples per temperature (0: skip)")
     p.add_argument("--skip_normflows", action="store_true")
     p.add_argument("--skip_hubgen", action="store_true")
-    add_schedule_arguments(p, default="constant_with_warmup")  # hubgen's schedule (normflows' loop: the warm-up)
+    add_train_arguments(p, default="constant_with_warmup")  # hubgen's schedule (normflows' loop: the warm-up)
     args = p.parse_args()
     if args.num_processes < 1 or args.batch_size % args.num_processes or args.threads % args.num_processes:
         p.error(f"--num_processes {args.num_processes} must divide --batch_size and --threads")
@@ -174,7 +174,7 @@ def main() -> int:
             "--max_grad_norm", str(args.max_grad_norm), "--num_epochs", "10000",
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "1000000",
             "--checkpoints_total_limit", "1", "--sample_steps", "2000", "--logging_steps", "100",
-            "--no_eval", "--report_to", "none", *schedule_argv(args),
+            "--no_eval", "--report_to", "none", *train_argv(args),
         ]  # fmt: skip
         code = hubgen(train) if args.num_processes == 1 else launch(train, args.num_processes, args.threads)
         if code != 0:

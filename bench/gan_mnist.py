@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
+from _train_options import add_train_arguments, train_argv  # bench/_train_options.py (the script's own folder)
 
 from hubgen import model_folder as mf
 from hubgen.cli import main as hubgen
@@ -43,7 +43,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tag", default="", help="suffix of the model folders' names")
     p.add_argument("--eval_only", action="store_true", help="evaluate the existing model folders, do not train")
-    add_schedule_arguments(p)
+    add_train_arguments(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +59,7 @@ def main() -> int:
             "--d_learning_rate", str(args.d_learning_rate), "--ema_decay", "0.999", "--num_epochs", "1000",
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "100000",
             "--checkpoints_total_limit", "1", "--sample_steps", "1000", "--logging_steps", "50",
-            "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none", *schedule_argv(args),
+            "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none", *train_argv(args),
         ])  # fmt: skip
         if code not in (0, 1):
             return code

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
+from _train_options import add_train_arguments, train_argv  # bench/_train_options.py (the script's own folder)
 
 from hubgen.cli import main as hubgen
 from hubgen.model_folder import write_evaluation
@@ -59,8 +59,9 @@ def main() -> int:
     p.add_argument("--num_layers", type=int, default=7)
     p.add_argument("--architecture", choices=("gated", "pixelcnn"), default="gated")
     p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    add_schedule_arguments(p)
+    add_train_arguments(p)
     p.add_argument("--num_images", type=int, default=0, help="first N test images (0: all 10,000)")
     p.add_argument("--num_samples", type=int, default=4, help="images drawn by each sampler for the speed figure")
     p.add_argument("--speed_only", default=None, help="time the samplers of an existing model folder")
@@ -73,10 +74,11 @@ def main() -> int:
     code = hubgen(["train", "pixelcnn", "--dataset", args.data, "--output_dir", str(out), "--overwrite_output_dir",
                    "--pixel_mode", args.pixel_mode, "--hidden_channels", str(args.hidden_channels), "--num_layers",
                    str(args.num_layers), "--architecture", args.architecture, "--learning_rate",
-                   str(args.learning_rate), "--num_epochs", "100000", "--max_train_time", str(args.minutes * 60),
+                   str(args.learning_rate), "--train_batch_size", str(args.batch_size), "--num_epochs", "100000",
+                   "--max_train_time", str(args.minutes * 60),
                    "--seed", str(args.seed), "--checkpointing_steps", "5000", "--checkpoints_total_limit", "1",
                    "--sample_steps", "100000", "--logging_steps", "100", "--eval_num_images", "0",
-                   "--eval_num_samples", "0", *schedule_argv(args)])  # fmt: skip
+                   "--eval_num_samples", "0", *train_argv(args)])  # fmt: skip
     if code != 0:
         return code
     info = json.loads((out / "hubgen_training.json").read_text())

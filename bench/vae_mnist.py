@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from _schedule import add_schedule_arguments, schedule_argv  # bench/_schedule.py (the script's own folder)
+from _train_options import add_train_arguments, train_argv  # bench/_train_options.py (the script's own folder)
 
 from hubgen.cli import main as hubgen
 from hubgen.model_folder import write_evaluation
@@ -43,7 +43,7 @@ def main() -> int:
     p.add_argument("--out", default="bench/out/vae-mnist")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
-    add_schedule_arguments(p)
+    add_train_arguments(p)
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--num_images", type=int, default=1000, help="first N test images (0: all 10000)")
     p.add_argument("--eval_only", default=None, help="evaluate an existing model folder instead of training")
@@ -110,7 +110,7 @@ def main() -> int:
                 "100",
                 "--eval_num_images",
                 "0",
-                *schedule_argv(args),
+                *train_argv(args),
             ]
         )
         if code != 0:

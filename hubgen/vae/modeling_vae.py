@@ -147,11 +147,15 @@ class DecoderOutput(BaseOutput):
     num_levels: int | None = None
 
 
-@dataclass
-class UpperLatents(BaseOutput):
+@dataclass(frozen=True)
+class UpperLatents:
     """The layers above z_1 for given z_1 (hierarchical models): z_2..z_L drawn from q(z_{l+1} | z_l), those
     conditionals q(z_2 | z_1)..q(z_L | z_{L-1}), and the generative conditionals p(z_1 | z_2)..p(z_{L-1} | z_L)
-    at the drawn parents. Each is a tuple of L - 1 entries, (N, D_l) rows in z_1's row order."""
+    at the drawn parents. Each is a tuple of L - 1 entries, (N, D_l) rows in z_1's row order.
+
+    A plain dataclass, not a diffusers BaseOutput: under mixed precision accelerate casts a model's outputs to
+    float32 by rebuilding every Mapping from one dict, which a BaseOutput whose other fields are not None takes as
+    its first field (the latents became a dict). The losses cast these tensors themselves (at_least_float32)."""
 
     latents: tuple = ()
     posteriors: tuple = ()

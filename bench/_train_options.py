@@ -1,0 +1,20 @@
+"""The training options that the time-budget benchmarks (bench/vae_mnist.py, bench/pixelcnn_mnist.py,
+bench/gan_mnist.py, bench/ddpm_mnist.py, bench/flow_mnist.py) pass on to `hubgen train`: the learning-rate schedule
+(--lr_scheduler, --max_train_steps: a decay needs the step it ends at) and the precision (--mixed_precision: bf16
+autocast runs this machine's convolutions and matrix products about 1.6-2x faster; the likelihoods stay float32)."""
+
+from hubgen.training import LR_SCHEDULERS
+
+
+def add_train_arguments(p, default: str = "constant") -> None:
+    p.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default=default,
+                   help="cosine/linear decay to 0 at --max_train_steps (the expected steps in --minutes)")  # fmt: skip
+    p.add_argument("--max_train_steps", type=int, default=None,
+                   help="the step the schedule ends at (the budget still stops the run if it ends first)")  # fmt: skip
+    p.add_argument("--mixed_precision", choices=("no", "bf16"), default="no",
+                   help="bf16 autocast for training (the saved weights and the evaluation are float32)")  # fmt: skip
+
+
+def train_argv(args) -> list[str]:
+    steps = ["--max_train_steps", str(args.max_train_steps)] if args.max_train_steps else []
+    return ["--lr_scheduler", args.lr_scheduler, *steps, "--mixed_precision", args.mixed_precision]
