@@ -4,9 +4,13 @@ sketchpad input, UI pieces.
 gradio is imported inside the functions that build UI components, so importing a demo module stays cheap.
 """
 
+import contextlib
 import functools
 import math
 import os
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +38,7 @@ __all__ = [
     "sketch_to_ink",
     "fit_to_model",
     "preprocess_sketch",
-    "show_value_errors",
+    "demo_event",
     "seed_box",
     "image_out",
     "sketchpad",
@@ -224,19 +228,56 @@ def preprocess_sketch(value, size: int) -> np.ndarray:
 # -- UI pieces ------------------------------------------------------------------------------------------
 
 
-def show_value_errors(fn):
-    """Wrap an event handler so a ValueError's message shows in the browser as a gr.Error."""
+def demo_event(fn):
+    """Wrap a demo's event handler: a ValueError's message shows in the browser as a gr.Error, and every PIL image
+    in what it returns (alone, in a tuple of outputs, in a gallery's list) goes to gradio as a file of its own
+    (serve_image) instead of as an image object."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):  # gradio passes gr.Progress and event data through the wrapped signature
         try:
-            return fn(*args, **kwargs)
+            return _served(fn(*args, **kwargs))
         except ValueError as e:
             import gradio as gr
 
             raise gr.Error(str(e)) from e
 
     return wrapper
+
+
+SERVED_MAX_AGE_S = 600  # an output file older than this is removed by a later call (gradio has long copied it)
+
+
+@functools.cache
+def _served_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="hubgen-outputs-"))
+
+
+def serve_image(image: Image.Image) -> str:
+    """Write an output image to a PNG file of its own and return the path, for a gradio output to serve.
+
+    Why not hand gradio the image object: gradio 6 writes it into its cache under a name made from the image's
+    bytes, in place, so two requests at once that produce the same image (the same seed) write that one file while
+    it is being sent for the other, and a client can read a truncated image (seen in the gallery's load test). A
+    path takes gradio's route for files, a copy into its cache written under a temporary name and renamed into
+    place. This folder keeps the files of the last SERVED_MAX_AGE_S seconds."""
+    folder, now = _served_dir(), time.time()
+    for old in folder.glob("*.png"):
+        with contextlib.suppress(FileNotFoundError):  # another request removed it first
+            if now - old.stat().st_mtime > SERVED_MAX_AGE_S:
+                old.unlink()
+    fd, path = tempfile.mkstemp(suffix=".png", dir=folder)
+    with os.fdopen(fd, "wb") as f:
+        image.save(f, format="PNG")
+    return path
+
+
+def _served(value):
+    if isinstance(value, Image.Image):
+        return serve_image(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_served(v) for v in value)
+    return value
 
 
 def seed_box(label: str, value: int = 0):

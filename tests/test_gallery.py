@@ -221,6 +221,34 @@ def test_load_20_clients_200_requests_respect_the_concurrency_limit(launched, ca
     print(f"gallery load test: 200 requests from 20 clients, p50 {latencies[99]:.3f} s, p95 {latencies[189]:.3f} s")
 
 
+def test_concurrent_requests_for_the_same_image_all_get_it_whole(launched):
+    """10 clients ask for the same samples at once (same model, seed and size: byte-identical outputs). gradio
+    caches an output image object under a name made from its bytes and rewrote that one file in place while another
+    request was reading it (truncated images, seen in the load test above when a model drew one image for every
+    seed); the gallery hands gradio a file of its own per output instead. Every client gets the whole image."""
+    from gradio_client import Client
+    from PIL import Image
+
+    images, errors = [], []
+
+    def client_run():
+        client = Client(launched.local_url, verbose=False)
+        for _ in range(4):
+            try:
+                path = client.predict("gan-digits", 7, 4, "", 20, api_name="/sample")
+                with Image.open(path) as image:
+                    images.append(image.convert("RGB").tobytes())
+            except Exception as e:  # noqa: BLE001 (collected and asserted below)
+                errors.append(e)
+
+    threads = [threading.Thread(target=client_run) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(images) == 40 and len(set(images)) == 1
+
+
 def test_blocks_build_with_the_family_demo_rendered(catalog):
     demo = build_gallery(catalog=catalog)
     api_names = {d.api_name for d in demo.fns.values() if d.api_name}

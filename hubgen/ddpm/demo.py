@@ -19,7 +19,7 @@ import time
 import torch
 from PIL import Image
 
-from ..demo_utils import MAX_SEED, check_int, image_out, load_family_pipeline, seed_box, show_grid, show_value_errors
+from ..demo_utils import MAX_SEED, check_int, demo_event, image_out, load_family_pipeline, seed_box, show_grid
 from ..draws import randn_tensor
 from ..errors import UserInputError
 from .family import FAMILY
@@ -133,16 +133,16 @@ def build_demo(pipeline_or_path):
     pipe, name = load_pipeline(pipeline_or_path)
     T = pipe.scheduler.config.num_train_timesteps
 
-    @show_value_errors
+    @demo_event
     def sample(sampler, steps, seed, num_images, num_frames, progress=gr.Progress()):  # noqa: B008 (gradio's API)
         return run_sampler(pipe, sampler, steps, seed, num_images, num_frames, progress=progress)
 
-    @show_value_errors
+    @demo_event
     def default_steps(sampler):
         """The sampler's usual step count (DDPM: every training step), when the sampler changes."""
         return SAMPLERS[check_sampler(sampler, 1, pipe)[0]].steps(T)
 
-    @show_value_errors
+    @demo_event
     def compare(seed, num_images, progress=gr.Progress()):  # noqa: B008 (gradio's API)
         return compare_samplers(pipe, seed, num_images, progress=progress)
 

@@ -40,13 +40,13 @@ from ..demo_utils import (
     DatasetUnavailableError,
     EmptyCanvasError,
     check_int,
+    demo_event,
     image_out,
     load_family_pipeline,
     preprocess_sketch,
     recorded_training_dataset,
     seed_box,
     show_grid,
-    show_value_errors,
     sketchpad,
 )
 from .family import FAMILY
@@ -292,11 +292,11 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
                 return None
         return cache["bits"]
 
-    @show_value_errors
+    @demo_event
     def sample(seed, num_images, temperature):
         return sample_grid(pipe, seed, num_images, temperature)
 
-    @show_value_errors
+    @demo_event
     def score(sketch, progress=gr.Progress()):  # noqa: B008  (gradio's progress idiom)
         progress(0, desc="Scoring the test set (first use only)")
         ref = reference()
@@ -306,7 +306,7 @@ def build_demo(pipeline_or_path, dataset=None, num_reference: int = NUM_REFERENC
             gr.Warning(str(e))
             return None, None, None, f"*{e}*"
 
-    @show_value_errors
+    @demo_event
     def trip(index, seed):
         try:
             return test_image_round_trip(pipe, dataset, index, seed)

@@ -14,7 +14,7 @@ import os
 import torch
 from PIL import Image, ImageDraw
 
-from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, limit_uploads, show_grid, show_value_errors
+from ..demo_utils import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_int, demo_event, limit_uploads, show_grid
 from ..errors import UserInputError
 from .catalog import (
     Catalog,
@@ -173,13 +173,13 @@ def build_gallery(
     def select_tile(ids, evt: gr.SelectData):
         return gr.update(value=ids[evt.index]), gr.Tabs(selected="model")
 
-    @show_value_errors
+    @demo_event
     def open_card(model_id):
         if not model_id:
             return "*Choose a model in the gallery or the list above.*", []
         return open_model(catalog, model_id)
 
-    @show_value_errors
+    @demo_event
     def generate(model_id, seed, num_images, prompt, steps, progress=gr.Progress()):  # noqa: B008 (gradio's API)
         if not model_id:
             raise UserInputError("Choose a model first: `model_id` is empty.")

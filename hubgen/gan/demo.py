@@ -38,12 +38,12 @@ from ..demo_utils import (
     TRAINING_INFO,
     DatasetUnavailableError,
     check_int,
+    demo_event,
     image_out,
     load_family_pipeline,
     recorded_training_dataset,
     seed_box,
     show_grid,
-    show_value_errors,
 )
 from ..errors import UserInputError
 from .pipeline_gan import GANPipeline
@@ -232,15 +232,15 @@ def build_demo(pipeline_or_path, dataset=None):
     dataset = os.fspath(dataset) if dataset is not None else training_dataset_of(pipeline_or_path)
     cfg = pipe.generator.config
 
-    @show_value_errors
+    @demo_event
     def sample(seed, num_images, truncation):
         return sample_grid(pipe, seed, num_images, truncation)
 
-    @show_value_errors
+    @demo_event
     def interpolate(seed_a, seed_b, steps):
         return interpolation_strip(pipe, seed_a, seed_b, steps)
 
-    @show_value_errors
+    @demo_event
     def nearest(seed, num_images, index, truncation):
         try:
             return nearest_training_images(pipe, dataset, seed, index, num_images, truncation)

@@ -16,12 +16,12 @@ from ..demo_utils import (
     MAX_IMAGES,
     MAX_SEED,
     check_int,
+    demo_event,
     image_out,
     load_family_pipeline,
     preprocess_sketch,
     seed_box,
     show_grid,
-    show_value_errors,
     sketchpad,
     upscale,
 )
@@ -99,15 +99,15 @@ def build_demo(pipeline_or_path):
     pipe, name = load_pipeline(pipeline_or_path)
     cfg = pipe.model.config
 
-    @show_value_errors
+    @demo_event
     def components(num_shown):
         return components_view(pipe, num_shown)
 
-    @show_value_errors
+    @demo_event
     def responsibilities(sketch):
         return responsibilities_view(pipe, sketch)
 
-    @show_value_errors
+    @demo_event
     def sample(seed, num_images, show):
         return sample_grid(pipe, seed, num_images, show)
 

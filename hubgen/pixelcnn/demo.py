@@ -17,12 +17,12 @@ from PIL import Image
 from ..demo_utils import (
     MAX_SEED,
     check_int,
+    demo_event,
     image_out,
     load_family_pipeline,
     preprocess_sketch,
     seed_box,
     show_grid,
-    show_value_errors,
     sketch_to_ink,
     sketchpad,
     upscale,
@@ -108,16 +108,16 @@ def build_demo(pipeline_or_path):
     pipe, name = load_pipeline(pipeline_or_path)
     cfg = pipe.model.config
 
-    @show_value_errors
+    @demo_event
     def sample(seed, num_images, temperature, progress=gr.Progress()):  # noqa: B008 (gradio's progress idiom)
         progress(0, desc="drawing values one by one")
         return sample_grid(pipe, seed, num_images, temperature)
 
-    @show_value_errors
+    @demo_event
     def complete(sketch, num_completions, seed):
         return complete_drawing(pipe, sketch, num_completions, seed)
 
-    @show_value_errors
+    @demo_event
     def score(sketch):
         return log_prob_map(pipe, sketch)
 

@@ -28,11 +28,11 @@ from PIL import Image
 from ..demo_utils import (
     MAX_SEED,
     check_int,
+    demo_event,
     image_out,
     load_family_pipeline,
     seed_box,
     show_grid,
-    show_value_errors,
 )
 from ..draws import randn_tensor
 from ..errors import UserInputError
@@ -218,11 +218,11 @@ def build_demo(pipeline_or_path):
     examples = example_prompts(pipe)
 
     # gradio finds the progress tracker by its default value, a gr.Progress instance
-    @show_value_errors
+    @demo_event
     def run_generate(prompt, negative, guidance_scale, steps, sampler, seed, num_images, progress=gr.Progress()):  # noqa: B008
         return generate(pipe, prompt, negative, guidance_scale, steps, sampler, seed, num_images, progress)
 
-    @show_value_errors
+    @demo_event
     def run_sweep(prompt, negative_prompt, steps, sampler, seed, progress=gr.Progress()):  # noqa: B008
         return guidance_strip(pipe, prompt, negative_prompt, steps, sampler, seed, progress)
 

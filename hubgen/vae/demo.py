@@ -36,12 +36,12 @@ from ..demo_utils import (
     MAX_STEPS,
     EmptyCanvasError,
     check_int,
+    demo_event,
     image_out,
     load_family_pipeline,
     preprocess_sketch,
     seed_box,
     show_grid,
-    show_value_errors,
     sketchpad,
     upscale,
 )
@@ -284,11 +284,11 @@ def build_demo(pipeline_or_path):
     cfg = pipe.vae.config
     size = cfg.sample_size
 
-    @show_value_errors
+    @demo_event
     def sample(seed, num_images):
         return sample_grid(pipe, seed, num_images)
 
-    @show_value_errors
+    @demo_event
     def reconstruct(sketch):
         try:
             return reconstruct_drawing(pipe, sketch)
@@ -296,15 +296,15 @@ def build_demo(pipeline_or_path):
             gr.Warning(str(e))
             return None, None, f"*{e}*"
 
-    @show_value_errors
+    @demo_event
     def interpolate(seed_a, seed_b, steps):
         return interpolation_strip(pipe, seed_a, seed_b, steps)
 
-    @show_value_errors
+    @demo_event
     def decode_grid(grid_size):
         return latent_grid(pipe, grid_size)
 
-    @show_value_errors
+    @demo_event
     def layers(seed, rows, cols):
         return layer_grid(pipe, seed, rows, cols)
 
