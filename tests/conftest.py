@@ -89,6 +89,28 @@ def rendezvous_ports(n: int) -> list[int]:
     raise RuntimeError(f"fewer than {n} free ports below {low}")
 
 
+def event(blocks, api_name: str):
+    """A built demo's event handler by its api_name. It returns what the handler returns, with each image the handler
+    served as a file (hubgen.demo_utils.demo_event hands gradio PNG files) opened again as a PIL image, so the demo
+    tests compare pixels."""
+    from hubgen import demo_utils
+
+    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
+
+    def opened(value):
+        if isinstance(value, str) and Path(value).parent == demo_utils._served_dir():
+            from PIL import Image
+
+            image = Image.open(value)
+            image.load()
+            return image
+        if isinstance(value, (tuple, list)):
+            return type(value)(opened(v) for v in value)
+        return value
+
+    return lambda *args, **kwargs: opened(fn.fn(*args, **kwargs))
+
+
 def run_in_two_cpu_processes(*hubgen_args: str) -> subprocess.CompletedProcess:
     """`python -m hubgen ARGS` in two processes by `accelerate launch`, one thread each.
 

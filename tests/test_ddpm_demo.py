@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import event
 from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
@@ -50,11 +51,6 @@ def pipe():
 @pytest.fixture(scope="module")
 def demo(pipe):
     return ddpm_demo.build_demo(pipe)
-
-
-def event(blocks, api_name: str):
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
-    return fn.fn
 
 
 # -- plain functions ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import event
 from PIL import Image, ImageDraw
 
 from hubgen.demo_utils import MIN_TILE_PX, preprocess_sketch
@@ -54,11 +55,6 @@ def pipe():
 @pytest.fixture(scope="module")
 def demo(pipe):
     return flow_demo.build_demo(pipe, dataset="digits", num_reference=100)
-
-
-def event(blocks, api_name: str):
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
-    return fn.fn
 
 
 # -- plain functions ------------------------------------------------------------------------------------
@@ -206,6 +202,8 @@ def test_launched_app_serves_sample_and_round_trip(demo, pipe):
         assert Path(path).is_file() and "came back: **yes**" in text
     finally:
         demo.close()
+
+
 def test_demo_command_builds_the_flow_demo(pipe, tmp_path, monkeypatch):
     import gradio as gr
 

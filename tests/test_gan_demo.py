@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import event
 from PIL import Image
 
 from hubgen.demo_utils import MIN_TILE_PX
@@ -52,11 +53,6 @@ def pipe():
 @pytest.fixture(scope="module")
 def demo(pipe):
     return gan_demo.build_demo(pipe, dataset="digits")
-
-
-def event(blocks, api_name: str):
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
-    return fn.fn
 
 
 def draw(pipe, seed: int, n: int, truncation=None) -> torch.Tensor:

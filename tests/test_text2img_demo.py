@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import event
 from PIL import Image
 from test_text2img import tiny_pipeline
 
@@ -44,11 +45,6 @@ def pipe():
 @pytest.fixture(scope="module")
 def demo(pipe):
     return t2i_demo.build_demo(pipe)
-
-
-def event(blocks, api_name: str):
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
-    return fn.fn
 
 
 def test_generate_grid_settings_and_determinism(pipe):

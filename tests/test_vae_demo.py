@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_vae
+from conftest import event, tiny_vae
 from PIL import Image, ImageDraw
 
 from hubgen import demo_utils
@@ -52,14 +52,10 @@ def demo(pipe):
     return vae_demo.build_demo(pipe)
 
 
-def event(blocks, api_name: str):
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
-    return fn.fn
-
-
 def demo_pipe(blocks):
     """The pipeline a built demo closes over (the `sample` handler's closure)."""
-    handler = event(blocks, "sample").__wrapped__
+    (fn,) = [f for f in blocks.fns.values() if f.api_name == "sample"]
+    handler = fn.fn.__wrapped__  # under demo_event
     return next(c.cell_contents for c in handler.__closure__ if isinstance(c.cell_contents, VAEPipeline))
 
 
