@@ -4,10 +4,12 @@ sketchpad input, UI pieces.
 gradio is imported inside the functions that build UI components, so importing a demo module stays cheap.
 """
 
+import atexit
 import contextlib
 import functools
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -250,7 +252,9 @@ SERVED_MAX_AGE_S = 600  # an output file older than this is removed by a later c
 
 @functools.cache
 def _served_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hubgen-outputs-"))
+    folder = tempfile.mkdtemp(prefix="hubgen-outputs-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the app's outputs go with its process
+    return Path(folder)
 
 
 def serve_image(image: Image.Image) -> str:
