@@ -172,7 +172,7 @@ def main() -> int:
             "--train_batch_size", str(args.batch_size // args.num_processes),
             "--learning_rate", str(args.learning_rate), "--lr_warmup_steps", str(args.warmup_steps),
             "--max_grad_norm", str(args.max_grad_norm), "--num_epochs", "10000",
-            "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "1000000",
+            "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "2000",
             "--checkpoints_total_limit", "1", "--sample_steps", "2000", "--logging_steps", "100",
             "--no_eval", "--report_to", "none", *train_argv(args),
         ]  # fmt: skip
