@@ -1,7 +1,8 @@
 """The training options that the time-budget benchmarks (bench/vae_mnist.py, bench/pixelcnn_mnist.py,
 bench/gan_mnist.py, bench/ddpm_mnist.py, bench/flow_mnist.py) pass on to `hubgen train`: the learning-rate schedule
-(--lr_scheduler, --max_train_steps: a decay needs the step it ends at) and the precision (--mixed_precision: bf16
-autocast runs this machine's convolutions and matrix products about 1.6-2x faster; the likelihoods stay float32)."""
+(--lr_scheduler, --max_train_steps: a decay needs the step it ends at) and the precision (--mixed_precision: on a
+CPU with bfloat16 instructions bf16 autocast made a training step 1.35-1.6x faster, BENCHMARKS "Speed options on the
+CPU"; the likelihoods stay float32)."""
 
 from hubgen.training import LR_SCHEDULERS
 

@@ -89,13 +89,19 @@ def rendezvous_ports(n: int) -> list[int]:
     raise RuntimeError(f"fewer than {n} free ports below {low}")
 
 
+def handler(blocks, api_name: str):
+    """A built demo's event handler by its api_name, as gradio calls it (under hubgen.demo_utils.demo_event)."""
+    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
+    return fn.fn
+
+
 def event(blocks, api_name: str):
     """A built demo's event handler by its api_name. It returns what the handler returns, with each image the handler
     served as a file (hubgen.demo_utils.demo_event hands gradio PNG files) opened again as a PIL image, so the demo
     tests compare pixels."""
     from hubgen import demo_utils
 
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == api_name]
+    fn = handler(blocks, api_name)
 
     def opened(value):
         if isinstance(value, str) and Path(value).parent == demo_utils._served_dir():
@@ -108,7 +114,7 @@ def event(blocks, api_name: str):
             return type(value)(opened(v) for v in value)
         return value
 
-    return lambda *args, **kwargs: opened(fn.fn(*args, **kwargs))
+    return lambda *args, **kwargs: opened(fn(*args, **kwargs))
 
 
 def run_in_two_cpu_processes(*hubgen_args: str) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from PIL import Image
 from hubgen import demo_utils
 
 
-def test_demo_event_hands_gradio_each_output_image_as_a_file_of_its_own(tmp_path):
+def test_demo_event_hands_gradio_each_output_image_as_a_file_of_its_own():
     """gradio writes an image object into its cache under a name made from its bytes, in place, so two requests at
     once with the same output race on one file; demo_event hands it a fresh PNG file per image instead (every output
     of a tuple, every image of a gallery's list), and keeps everything else as it is."""
@@ -28,7 +28,7 @@ def test_demo_event_hands_gradio_each_output_image_as_a_file_of_its_own(tmp_path
     assert type(caught.value).__name__ == "Error"
 
 
-def test_served_output_files_are_removed_once_old(monkeypatch):
+def test_served_output_files_are_removed_once_old():
     old = Path(demo_utils.serve_image(Image.new("L", (4, 4))))
     stale = time.time() - demo_utils.SERVED_MAX_AGE_S - 1
     os.utime(old, (stale, stale))

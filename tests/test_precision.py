@@ -92,6 +92,7 @@ def bf16_runs(tmp_path_factory):
             "--resume_from_checkpoint latest"
         )
     hierarchical = _smoke("vae").replace("--latent_dim 2", "--latent_dims 4 2 --latent_hidden_dims 8")
+    assert "--latent_dims" in hierarchical, "the VAE's smoke options no longer name --latent_dim 2"
     commands["vae-hierarchical"] = (  # an architecture option whose forward returns nested outputs
         f"train vae --dataset digits --output_dir {root / 'vae-hierarchical'} --report_to none "
         f"--mixed_precision bf16 {hierarchical}"
@@ -129,6 +130,7 @@ def test_the_hierarchical_vae_trains_in_bf16(bf16_runs):
     assert codes["vae-hierarchical"] == 0, log
     folder = root / "vae-hierarchical"
     assert mf.training_record(folder)["mixed_precision"] == "bf16"
+    assert hubgen.load_pipeline(folder).vae.config.latent_dims == [4, 2]  # two stochastic layers trained
     metrics = mf.eval_results(folder)["metrics"]
     assert all(math.isfinite(m["mean"]) for m in metrics.values())
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import event, tiny_vae
+from conftest import event, handler, tiny_vae
 from PIL import Image, ImageDraw
 
 from hubgen import demo_utils
@@ -54,9 +54,8 @@ def demo(pipe):
 
 def demo_pipe(blocks):
     """The pipeline a built demo closes over (the `sample` handler's closure)."""
-    (fn,) = [f for f in blocks.fns.values() if f.api_name == "sample"]
-    handler = fn.fn.__wrapped__  # under demo_event
-    return next(c.cell_contents for c in handler.__closure__ if isinstance(c.cell_contents, VAEPipeline))
+    sample = handler(blocks, "sample").__wrapped__  # the function under demo_event
+    return next(c.cell_contents for c in sample.__closure__ if isinstance(c.cell_contents, VAEPipeline))
 
 
 # -- plain functions ------------------------------------------------------------------------------------
