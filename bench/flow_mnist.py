@@ -10,8 +10,9 @@ In one run, with torch's intra-op threads fixed (`--threads`, stated in the outp
    multi-scale Glow example (`nf.flows.GlowBlock`, `nf.flows.Squeeze`, `nf.flows.Merge`, an unconditional
    `nf.distributions.GlowBase` per level, `nf.MultiscaleFlow`) with the same levels, steps and hidden width, the
    same logit preprocessing (`nf.transforms.Logit`, alpha 0.05), the same data, uniform dequantization, batch size,
-   Adam, learning-rate warm-up, gradient clipping and budget, trained by a plain loop; then bits/dim on the same
-   test images with the same dequantization draws.
+   Adam, learning-rate warm-up, gradient clipping, precision (`--mixed_precision bf16`: torch.autocast around its
+   forward) and budget, trained by a plain loop; then bits/dim on the same test images with the same
+   dequantization draws.
 
 Training throughput is images per second of the training loop (hubgen's includes its accelerate loop, logging
 and checkpoint; normflows' loop does nothing else). With `--num_processes N` hubgen trains through
@@ -90,7 +91,10 @@ def train_normflows(model, train_u8, args) -> dict:
             for group in opt.param_groups:
                 group["lr"] = args.learning_rate * min(1.0, (step + 1) / args.warmup_steps)
             x = dequantize(train_u8[idx])
-            loss = -model.log_prob(x, None).mean() / (num_dims * math.log(2)) + 8.0  # bits/dim
+            # --mixed_precision bf16: torch's own autocast around the forward, as a plain loop would use it
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
+                log_p = model.log_prob(x, None)
+            loss = -log_p.float().mean() / (num_dims * math.log(2)) + 8.0  # bits/dim
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)

@@ -227,6 +227,7 @@ def test_training_writes_a_complete_gan_folder(trained_gan_dir):
     card = (out / "README.md").read_text()
     needles = ["GANPipeline.from_pretrained(", "non-saturating", "FD-digits", "### Sample quality", "hubgen's defaults"]
     needles += ["hubgen train gan --output_dir", "--num_samples 40 --seed 0", "1406.2661", "1511.06434"]
+    needles += ["batch-norm statistics recomputed for those averaged weights from 200 batches of z"]
     for needle in needles:
         assert needle in card, needle
     # the saved generator is the EMA copy of the last checkpoint
@@ -235,6 +236,38 @@ def test_training_writes_a_complete_gan_folder(trained_gan_dir):
     for key, value in ema.items():
         if "running" not in key and "num_batches" not in key:
             torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+
+
+def test_both_networks_train_and_the_ema_generator_has_its_own_batch_norm_statistics(trained_gan_dir, tmp_path):
+    ckpt = trained_gan_dir / "checkpoints"
+    for name in ("generator", "discriminator"):  # D runs frozen in G's step: it must still learn in its own
+        a = load_file(ckpt / "checkpoint-3" / f"model_{name}.safetensors")
+        b = load_file(ckpt / "checkpoint-6" / f"model_{name}.safetensors")
+        assert any(not torch.equal(a[k], b[k]) for k in a if "running" not in k and "num_batches" not in k), name
+    # the saved EMA generator's first batch norm holds the mean of the per-batch means and unbiased variances of
+    # its input over the default 200 batches of z (batch 32, latent 8) drawn from the training seed 0
+    saved = Generator.from_pretrained(trained_gan_dir / "generator")
+    rng, means, variances = torch.Generator().manual_seed(0), [], []
+    with torch.no_grad():
+        for _ in range(200):
+            h = saved.net[0](torch.randn((32, 8), generator=rng)[:, :, None, None])  # the conv before BN 1
+            means.append(h.mean(dim=(0, 2, 3)))
+            variances.append(h.transpose(0, 1).flatten(1).var(dim=1))  # unbiased, as BatchNorm's running_var
+    bn = saved.net[1]
+    assert int(bn.num_batches_tracked) == 200
+    torch.testing.assert_close(bn.running_mean, torch.stack(means).mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, torch.stack(variances).mean(0), rtol=1e-5, atol=1e-6)
+    # a checkpoint's (and a progress grid's) EMA generator samples with the live generator's statistics, not with
+    # those of its initialization (mean 0, variance 1)
+    live, ema = (load_file(ckpt / "checkpoint-3" / f"model_{n}.safetensors") for n in ("generator", "generator_ema"))
+    for key in (k for k in live if "running" in k or "num_batches" in k):
+        torch.testing.assert_close(ema[key], live[key], rtol=0, atol=0, msg=key)
+    # --ema_bn_batches 0: the saved model keeps the live generator's running statistics
+    assert _train(tmp_path / "live", 3, "--ema_bn_batches", "0") == 0
+    live = load_file(tmp_path / "live" / "checkpoints" / "checkpoint-3" / "model_generator.safetensors")
+    kept = load_file(tmp_path / "live" / "generator" / "diffusion_pytorch_model.safetensors")
+    for key in (k for k in live if "running" in k or "num_batches" in k):
+        torch.testing.assert_close(kept[key], live[key], rtol=0, atol=0, msg=key)
 
 
 def test_gan_eval_command(trained_gan_dir, capsys):
@@ -342,6 +375,7 @@ def test_a_fine_tune_keeps_the_pretrained_architecture_whatever_the_defaults_are
     [(["--loss", "wgan"], "invalid choice"), (["--recipe", "wgan"], "argument --recipe: invalid choice"),
      (["--d_steps", "0"], "--d_steps must be >= 1"),
      (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1)"),
+     (["--ema_bn_batches", "-1"], "--ema_bn_batches must be >= 0, got -1"),
      (["--d_learning_rate", "0"], "--d_learning_rate must be a positive number"),
      (["--extra_layers", "-1"], "--extra_layers must be >= 0")],
 )  # fmt: skip
