@@ -41,6 +41,7 @@ def main() -> int:
     p.add_argument("--learning_rate", type=float, default=1.6e-3, help="generator's Adam lr")
     p.add_argument("--d_learning_rate", type=float, default=3.2e-3, help="discriminator's Adam lr")
     p.add_argument("--ema_decay", type=float, default=0.999, help="decay of the generator's EMA (what is evaluated)")
+    p.add_argument("--adam_betas", type=float, nargs=2, default=[0.5, 0.999], help="Adam's beta1 beta2, both nets")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tag", default="", help="suffix of the model folders' names")
     p.add_argument("--eval_only", action="store_true", help="evaluate the existing model folders, do not train")
@@ -57,7 +58,8 @@ def main() -> int:
             "--loss", loss, "--latent_dim", "64", "--base_channels", str(args.base_channels),
             "--train_batch_size", str(args.batch_size),
             "--extra_layers", str(args.extra_layers), "--learning_rate", str(args.learning_rate),
-            "--d_learning_rate", str(args.d_learning_rate), "--ema_decay", str(args.ema_decay), "--num_epochs", "1000",
+            "--d_learning_rate", str(args.d_learning_rate), "--ema_decay", str(args.ema_decay),
+            "--adam_beta1", str(args.adam_betas[0]), "--adam_beta2", str(args.adam_betas[1]), "--num_epochs", "1000",
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "100000",
             "--checkpoints_total_limit", "1", "--sample_steps", "1000", "--logging_steps", "50",
             "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none", *train_argv(args),

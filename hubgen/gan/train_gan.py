@@ -22,6 +22,7 @@ import torch
 
 from .. import data as hdata
 from .. import training as tr
+from ..draws import randn_tensor
 from ..errors import UserInputError
 
 __all__ = ["parse_args", "main", "sample_grid"]
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     copy_ema()
     if args.ema_bn_batches:
         z_rng = torch.Generator().manual_seed(args.seed)  # the same draws on every process: equal replicas
-        zs = (torch.randn((args.train_batch_size, args.latent_dim), generator=z_rng).to(accelerator.device)
+        zs = (randn_tensor((args.train_batch_size, args.latent_dim), z_rng, accelerator.device)
               for _ in range(args.ema_bn_batches))  # fmt: skip
         torch.optim.swa_utils.update_bn(zs, gen_ema)  # no_grad, train mode for the pass, eval mode restored after
     panels = [("loss", {"d_loss": "discriminator loss", "g_loss": "generator loss"}, "linear"),
