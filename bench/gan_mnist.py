@@ -42,6 +42,9 @@ def main() -> int:
     p.add_argument("--d_learning_rate", type=float, default=3.2e-3, help="discriminator's Adam lr")
     p.add_argument("--ema_decay", type=float, default=0.999, help="decay of the generator's EMA (what is evaluated)")
     p.add_argument("--adam_betas", type=float, nargs=2, default=[0.5, 0.999], help="Adam's beta1 beta2, both nets")
+    p.add_argument("--r1_gamma", type=float, default=0.0, help="R1 penalty weight (0: none), every --r1_interval")
+    p.add_argument("--r1_interval", type=int, default=16, help="D steps between R1 penalties (lazy)")
+    p.add_argument("--spectral_norm", action="store_true", help="spectral norm in D instead of its batch norm")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tag", default="", help="suffix of the model folders' names")
     p.add_argument("--eval_only", action="store_true", help="evaluate the existing model folders, do not train")
@@ -63,6 +66,8 @@ def main() -> int:
             "--max_train_time", str(args.minutes * 60), "--seed", str(args.seed), "--checkpointing_steps", "100000",
             "--checkpoints_total_limit", "1", "--sample_steps", "1000", "--logging_steps", "50",
             "--divergence_steps", "100000", "--eval_num_samples", "0", "--report_to", "none", *train_argv(args),
+            "--r1_gamma", str(args.r1_gamma), "--r1_interval", str(args.r1_interval),
+            *(["--spectral_norm"] if args.spectral_norm else []),
         ])  # fmt: skip
         if code not in (0, 1):
             return code

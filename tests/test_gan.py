@@ -24,6 +24,7 @@ from hubgen.gan.losses import (
     hinge_discriminator_loss,
     hinge_generator_loss,
     losses_for,
+    r1_penalty,
 )
 from hubgen.gan.pipeline_gan import slerp, truncated_normal
 from hubgen.pipeline_utils import PICKLE_SUFFIXES
@@ -294,6 +295,62 @@ def _train(out, steps, *extra):
     return main(["train", "gan", "--output_dir", str(out), *loop.split(), *TINY, *extra])
 
 
+def test_r1_penalty_matches_finite_differences_and_trains_d():
+    # E_i ||d/dx_i sum_j l(x_j)||^2 for a D in training mode (batch norm couples the images), against central
+    # differences of the summed logits in float64, one coordinate at a time
+    torch.manual_seed(0)
+    disc = Discriminator(8, 1, 4, batch_norm=True, extra_layers=1).double().train()
+    x = torch.rand(3, 1, 8, 8, generator=_g(1), dtype=torch.float64) * 2 - 1
+    real = x.clone().requires_grad_(True)
+    penalty = r1_penalty(disc(real), real)
+    h, grad = 1e-6, torch.zeros_like(x).flatten()
+    with torch.no_grad():
+        for i in range(x.numel()):
+            e = torch.zeros_like(x).flatten()
+            e[i] = h
+            grad[i] = (disc(x + e.view_as(x)).sum() - disc(x - e.view_as(x)).sum()) / (2 * h)
+    expected = grad.view(3, -1).square().sum(1).mean()
+    torch.testing.assert_close(penalty.double(), expected, rtol=1e-5, atol=0)
+    # the penalty is a function of D's weights: a double backward gives them a gradient
+    params = [p for p in disc.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(penalty, params, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_spectral_norm_bounds_every_convolution_of_d():
+    from hubgen.gan.modeling_gan import init_dcgan_weights
+
+    disc = Discriminator(28, 1, 8, batch_norm=False, extra_layers=1, spectral_norm=True)
+    disc.apply(init_dcgan_weights)  # initializes the raw weights (std 0.02), not the normalized ones
+    convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 5 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in disc.modules())
+    raw = torch.cat([m.parametrizations.weight.original.flatten() for m in convs])
+    assert abs(raw.std().item() - 0.02) < 0.004
+    raw_sigmas = [torch.linalg.matrix_norm(m.parametrizations.weight.original.detach().flatten(1), ord=2) for m in convs]
+    assert max(raw_sigmas) < 0.7  # so the test can tell normalized from raw weights
+    for _ in range(60):  # one power iteration per training forward pass
+        disc(torch.randn(4, 1, 28, 28))
+    disc.eval()
+    for m in convs:  # sigma_max of the weight reshaped to (out, in * k * k), by an SVD: 1 (power iteration
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)  # underestimates: slightly above)
+        assert 0.999 < sigma.item() < 1.01, sigma
+
+
+def test_resume_continues_exactly_with_r1_and_spectral_norm(tmp_path):
+    options = ["--r1_gamma", "1", "--r1_interval", "3", "--spectral_norm"]
+    assert _train(tmp_path / "straight", 6, *options) == 0
+    assert _train(tmp_path / "resumed", 3, *options) == 0
+    assert _train(tmp_path / "resumed", 6, *options, "--resume_from_checkpoint", "latest") == 0
+    record = json.loads((tmp_path / "straight" / "hubgen_training.json").read_text())
+    assert (record["r1_gamma"], record["r1_interval"], record["spectral_norm"]) == (1.0, 3, True)
+    a = load_file(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / "model_discriminator.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / "model_discriminator.safetensors")
+    assert any("parametrizations.weight.original" in key for key in a)
+    assert not any("running_mean" in key for key in a)  # D without batch norm
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
 def test_resume_continues_exactly(tmp_path):
     # 1437 images at batch 256: 5 real batches per epoch; 2 D steps per G step cross epochs during the resume.
     deeper = ["--extra_layers", "1", "--d_learning_rate", "4e-4"]  # and the options of the deeper TTUR recipe
@@ -377,7 +434,9 @@ def test_a_fine_tune_keeps_the_pretrained_architecture_whatever_the_defaults_are
      (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1)"),
      (["--ema_bn_batches", "-1"], "--ema_bn_batches must be >= 0, got -1"),
      (["--d_learning_rate", "0"], "--d_learning_rate must be a positive number"),
-     (["--extra_layers", "-1"], "--extra_layers must be >= 0")],
+     (["--extra_layers", "-1"], "--extra_layers must be >= 0"),
+     (["--r1_gamma", "-1"], "--r1_gamma must be a number >= 0, got -1.0"),
+     (["--r1_interval", "0"], "--r1_interval must be >= 1, got 0"),],
 )  # fmt: skip
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert _train(tmp_path / "o", 2, *extra) == 2

@@ -15,6 +15,12 @@ softplus of logits, finite for any logit (a naive log(sigmoid(l)) underflows to 
 - hinge (Lim & Ye 2017, arXiv:1705.02894; Miyato et al. 2018, arXiv:1802.05957):
   L_D = E[relu(1 - l_real)] + E[relu(1 + l_fake)],  L_G = -E[l_fake].
 
+- R1 gradient penalty (Mescheder, Geiger & Nowozin 2018, arXiv:1801.04406, eq. 9): D's loss gains
+  (gamma / 2) E_x[||grad_x l(x)||^2] on real data: D is pushed to be flat on the data manifold, which makes the
+  alternating game converge locally where the unregularized one can circle. `r1_penalty` is that expectation
+  without gamma / 2; the training loop applies it every `--r1_interval` D steps, scaled by the interval ("lazy
+  regularization", Karras et al. 2020, StyleGAN2 section 3.1), so that its average weight stays gamma / 2.
+
 At the optimum of D for fixed G, D*(x) = p_data(x) / (p_data(x) + p_g(x)) (prop. 1); with p_g = p_data it is
 1/2 and V(D*, G) = -log 4 (theorem 1).
 
@@ -36,6 +42,7 @@ __all__ = [
     "hinge_discriminator_loss",
     "hinge_generator_loss",
     "gan_value",
+    "r1_penalty",
     "losses_for",
     "LOG_4",
 ]
@@ -72,6 +79,16 @@ def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def gan_value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """V(D, G) = E[log D(x)] + E[log(1 - D(G(z)))] = -discriminator_loss; -log 4 at the equilibrium."""
     return -discriminator_loss(real_logits, fake_logits)
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E_x[||grad_x l(x)||^2]: the squared gradient norm of D's logits at the real images, averaged over the batch
+    (Mescheder et al. 2018 eq. 9 without gamma / 2). `real` must require grad and `real_logits` come from it; the
+    gradient is built with create_graph so that the penalty itself trains D (a double backward). The sum over the
+    batch is differentiated: in training mode with batch norm, the logits of one image depend on the others, and
+    this is the gradient of the function D computes on this batch."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
 
 
 def losses_for(generator_loss: GeneratorLoss):

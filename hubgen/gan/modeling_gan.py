@@ -157,7 +157,7 @@ class Generator(ModelMixin, ConfigMixin):
 
 class Discriminator(ModelMixin, ConfigMixin):
     r"""D: an image in [-1, 1] -> one logit l(x) per image, D(x) = sigmoid(l(x)). It mirrors the generator of
-    the same `architecture`."""
+    the same `architecture`; `spectral_norm` normalizes every convolution's weight by its spectral norm."""
 
     @register_to_config
     def __init__(
@@ -168,12 +168,23 @@ class Discriminator(ModelMixin, ConfigMixin):
         batch_norm: bool = True,
         extra_layers: int = 0,
         architecture: str = "small",
+        spectral_norm: bool = False,
     ):
         super().__init__()
         stages = check_size(sample_size, architecture)
         _check_widths(in_channels, base_channels, extra_layers)
         c = base_channels
+        self._build(sample_size, in_channels, c, batch_norm, extra_layers, architecture, stages)
+        if spectral_norm:
+            # Spectral normalization (Miyato et al. 2018, arXiv:1802.05957): every convolution's weight, reshaped to
+            # (out, in * k * k), is divided by its largest singular value, estimated by one power iteration per
+            # training forward pass (torch's parametrization, eq. 12 of the paper); D's layers are then 1-Lipschitz
+            # in that reshaped sense, whatever the learning rate does to the raw weights.
+            for module in self.net:
+                if isinstance(module, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(module)
 
+    def _build(self, sample_size, in_channels, c, batch_norm, extra_layers, architecture, stages):
         def leaky():
             return nn.LeakyReLU(0.2, True)
 
@@ -208,9 +219,11 @@ class Discriminator(ModelMixin, ConfigMixin):
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """DCGAN initialization (section 4): conv weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0."""
+    """DCGAN initialization (section 4): conv weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0. A
+    spectrally normalized weight is initialized through its raw tensor (`module.weight` is then computed from it)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        parametrized = nn.utils.parametrize.is_parametrized(module, "weight")
+        nn.init.normal_(module.parametrizations.weight.original if parametrized else module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d):

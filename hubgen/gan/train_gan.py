@@ -78,7 +78,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--no_batch_norm", action="store_true", help="drop batch norm from both networks")
     model.add_argument("--extra_layers", type=int,
                        help="stride-1 3x3 conv layers at every hidden resolution of G and D (0: DCGAN)")  # fmt: skip
+    model.add_argument("--spectral_norm", action="store_true",
+                       help="spectral normalization of D's convolutions in place of D's batch norm (Miyato et al. "
+                       "2018); G keeps its batch norm")  # fmt: skip
     opt.add_argument("--loss", choices=("non_saturating", "saturating", "hinge"), default="non_saturating")
+    opt.add_argument("--r1_gamma", type=float, default=0.0,
+                     help="R1 gradient penalty (gamma / 2) E||grad_x l(x)||^2 on real images in D's loss (Mescheder "
+                     "et al. 2018); 0: none")  # fmt: skip
+    opt.add_argument("--r1_interval", type=int, default=16,
+                     help="apply the R1 penalty every this many D steps, scaled by it (lazy regularization, Karras "
+                     "et al. 2020)")  # fmt: skip
+
     opt.add_argument("--d_steps", type=int, default=1, help="discriminator steps per generator step (k)")
     opt.add_argument("--d_learning_rate", type=float,
                      help="discriminator's lr (two time-scale update rule, Heusel et al. 2017; default: twice "
@@ -94,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.set_defaults(**RECIPES.get(_recipe(argv), RECIPES["hubgen"]))  # an unknown name: the parser refuses it
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
-    for name in ("latent_dim", "base_channels", "d_steps", "divergence_steps"):
+    for name in ("latent_dim", "base_channels", "d_steps", "divergence_steps", "r1_interval"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.d_learning_rate is None:
@@ -103,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--d_learning_rate must be a positive number, got {args.d_learning_rate}")
     if args.extra_layers < 0:
         p.error(f"--extra_layers must be >= 0, got {args.extra_layers}")
+    if not (args.r1_gamma >= 0 and math.isfinite(args.r1_gamma)):
+        p.error(f"--r1_gamma must be a number >= 0, got {args.r1_gamma}")
     if args.ema_bn_batches < 0:
         p.error(f"--ema_bn_batches must be >= 0, got {args.ema_bn_batches}")
     if not 0 <= args.ema_decay < 1:
@@ -162,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Networks, optimizers (both prepared), the EMA copy of G, data
     gen = Generator(args.latent_dim, h, c, args.base_channels, not args.no_batch_norm, args.extra_layers, arch)
-    disc = Discriminator(h, c, args.base_channels, not args.no_batch_norm, args.extra_layers, arch)
+    disc = Discriminator(h, c, args.base_channels, not (args.no_batch_norm or args.spectral_norm), args.extra_layers,
+                         arch, args.spectral_norm)  # fmt: skip
     gen.apply(init_dcgan_weights)
     disc.apply(init_dcgan_weights)
     gen_ema = copy.deepcopy(gen).requires_grad_(False)  # what is sampled, saved and evaluated
@@ -195,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
 
     gen.train()
     disc.train()
+    d_step = 0
     while run.step < max_steps:
         for _ in range(args.d_steps):  # ascend V(D, G): D(x) -> 1 on real x, D(G(z)) -> 0 on fakes
             opt_d.zero_grad(set_to_none=True)
+            r1_due = args.r1_gamma > 0 and d_step % args.r1_interval == 0
+            d_step += 1
             # the step's gradient: the mean over --gradient_accumulation_steps batches
             for micro in range(accumulation):
                 x = next(reals)
@@ -205,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.no_grad():
                     fake = gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))
                 with _syncing(accelerator, disc, micro == accumulation - 1):
-                    real_logits, fake_logits = disc(x), disc(fake)
+                    real = x.requires_grad_(True) if r1_due else x
+                    real_logits, fake_logits = disc(real), disc(fake)
                     d_loss = d_loss_fn(real_logits, fake_logits)  # -[log D(x) + log(1 - D(G(z)))] (minimax forms)
-                    accelerator.backward(d_loss / accumulation)
+                    if r1_due:  # lazy R1: gamma / 2 E||grad_x l(x)||^2, scaled by the interval
+                        r1 = gan_losses.r1_penalty(real_logits, real)
+                        d_loss_total = d_loss + 0.5 * args.r1_gamma * args.r1_interval * r1
+                    accelerator.backward((d_loss_total if r1_due else d_loss) / accumulation)
             opt_d.step()
         # one generator step on fresh z: non-saturating -log D(G(z)), or log(1 - D(G(z))), or hinge -l(G(z)).
         # D's weights would get a gradient here that nobody uses (the next D step starts from zero), so D runs
@@ -261,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
               "recipe": args.recipe, "loss": args.loss, "d_steps": args.d_steps,
               "d_learning_rate": args.d_learning_rate,
               "adam_betas": list(betas), "ema_decay": args.ema_decay, "ema_bn_batches": args.ema_bn_batches,
+              "spectral_norm": args.spectral_norm, "r1_gamma": args.r1_gamma, "r1_interval": args.r1_interval,
               "real_images_per_second": round(run.images_seen / seconds, 1) if seconds > 0 else None,
               "final_losses": run.history[-1] if run.history else None}  # fmt: skip
     request = GANEvalRequest(split="test", num_samples=args.eval_num_samples) if args.eval_num_samples else None
