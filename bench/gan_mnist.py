@@ -91,7 +91,9 @@ def main() -> int:
             ratio = fd["value"] / fd["floor_train_vs_test"]
             cells = [
                 f"{loss}, width {args.base_channels}, extra layers {args.extra_layers}, batch {args.batch_size}, "
-                f"lr G {args.learning_rate:g} / D {args.d_learning_rate:g}, {args.lr_scheduler}",
+                f"lr G {args.learning_rate:g} / D {args.d_learning_rate:g}, {args.lr_scheduler}"
+                + (f", R1 gamma {args.r1_gamma:g} every {args.r1_interval}" if args.r1_gamma else "")
+                + (", spectral norm in D" if args.spectral_norm else ""),
                 f"{info.get('steps')} steps, {info.get('epochs')} epochs",
                 info.get("real_images_per_second"),
                 n,

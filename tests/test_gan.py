@@ -405,6 +405,16 @@ def _recipe_of(*argv):
     return a.base_channels, a.extra_layers, a.train_batch_size, a.learning_rate, a.d_learning_rate
 
 
+def test_the_r1_penalty_is_in_hubgens_recipe_only():
+    from hubgen.gan.train_gan import parse_args
+
+    def gamma(*argv):
+        return parse_args(["--output_dir", "unused", *argv]).r1_gamma
+
+    assert (gamma(), gamma("--recipe", "dcgan"), gamma("--r1_gamma", "0"), gamma("--recipe", "dcgan", "--r1_gamma", "1")) == (
+        0.03, 0.0, 0.0, 1.0)  # fmt: skip
+
+
 def test_the_defaults_are_the_measured_recipe_and_the_papers_is_one_flag_away():
     # hubgen's: the best measured on MNIST in 10 CPU-minutes (BENCHMARKS "GAN on MNIST"); dcgan: Radford et al.'s
     assert _recipe_of() == (32, 1, 64, 6.4e-3, 1.28e-2)
