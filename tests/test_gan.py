@@ -337,18 +337,22 @@ def test_spectral_norm_bounds_every_convolution_of_d():
 
 
 def test_resume_continues_exactly_with_r1_and_spectral_norm(tmp_path):
-    options = ["--r1_gamma", "1", "--r1_interval", "3", "--spectral_norm"]
+    # 2 D steps per G step and a penalty every 4th: the straight run penalizes D steps 0, 4, 8; a resumed run that
+    # counted its D steps from zero would penalize 6 and 10 instead
+    options = ["--r1_gamma", "1", "--r1_interval", "4", "--spectral_norm"]
     assert _train(tmp_path / "straight", 6, *options) == 0
     assert _train(tmp_path / "resumed", 3, *options) == 0
     assert _train(tmp_path / "resumed", 6, *options, "--resume_from_checkpoint", "latest") == 0
     record = json.loads((tmp_path / "straight" / "hubgen_training.json").read_text())
-    assert (record["r1_gamma"], record["r1_interval"], record["spectral_norm"]) == (1.0, 3, True)
-    a = load_file(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / "model_discriminator.safetensors")
-    b = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / "model_discriminator.safetensors")
-    assert any("parametrizations.weight.original" in key for key in a)
-    assert not any("running_mean" in key for key in a)  # D without batch norm
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert (record["r1_gamma"], record["r1_interval"], record["spectral_norm"]) == (1.0, 4, True)
+    for name in ("generator", "discriminator", "generator_ema"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-6" / f"model_{name}.safetensors")
+        if name == "discriminator":
+            assert any("parametrizations.weight.original" in key for key in a)
+            assert not any("running_mean" in key for key in a)  # D without batch norm
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}.{key}")
 
 
 def test_resume_continues_exactly(tmp_path):

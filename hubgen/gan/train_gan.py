@@ -211,12 +211,11 @@ def main(argv: list[str] | None = None) -> int:
 
     gen.train()
     disc.train()
-    d_step = 0
     while run.step < max_steps:
-        for _ in range(args.d_steps):  # ascend V(D, G): D(x) -> 1 on real x, D(G(z)) -> 0 on fakes
+        for k in range(args.d_steps):  # ascend V(D, G): D(x) -> 1 on real x, D(G(z)) -> 0 on fakes
             opt_d.zero_grad(set_to_none=True)
-            r1_due = args.r1_gamma > 0 and d_step % args.r1_interval == 0
-            d_step += 1
+            # every --r1_interval-th D step of the run, counted from the step so that a resumed run keeps the beat
+            r1_due = args.r1_gamma > 0 and (run.step * args.d_steps + k) % args.r1_interval == 0
             # the step's gradient: the mean over --gradient_accumulation_steps batches
             for micro in range(accumulation):
                 x = next(reals)
