@@ -61,6 +61,7 @@ def main() -> int:
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--expected_targets", action="store_true", help="each pixel scored against its intensity (binary)")
     add_train_arguments(p)
     p.add_argument("--num_images", type=int, default=0, help="first N test images (0: all 10,000)")
     p.add_argument("--num_samples", type=int, default=4, help="images drawn by each sampler for the speed figure")
@@ -78,7 +79,8 @@ def main() -> int:
                    "--max_train_time", str(args.minutes * 60),
                    "--seed", str(args.seed), "--checkpointing_steps", "5000", "--checkpoints_total_limit", "1",
                    "--sample_steps", "100000", "--logging_steps", "100", "--eval_num_images", "0",
-                   "--eval_num_samples", "0", *train_argv(args)])  # fmt: skip
+                   "--eval_num_samples", "0", *train_argv(args),
+                   *(["--expected_targets"] if args.expected_targets else [])])  # fmt: skip
     if code != 0:
         return code
     info = json.loads((out / "hubgen_training.json").read_text())

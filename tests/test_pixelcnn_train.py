@@ -37,6 +37,39 @@ def test_resume_continues_exactly(tmp_path):
     assert json.loads((tmp_path / "resumed" / "hubgen_training.json").read_text())["steps"] == 8
 
 
+def test_expected_targets_have_the_sampled_objectives_expectation():
+    # 2x2 binary images from intensities p: E_b[-log p(b)] (the objective of dynamic binarization) against the
+    # expectation over the input's binarization of sum_i BCE(logit_i(b), p_i), both by enumerating the 16 images
+    import itertools
+
+    from hubgen.pixelcnn.modeling_pixelcnn import PixelCNNModel, to_input, value_log_probs
+
+    torch.manual_seed(0)
+    model = PixelCNNModel(sample_size=2, in_channels=1, pixel_levels=2, hidden_channels=8, num_layers=2,
+                          architecture="pixelcnn").double().eval()  # fmt: skip
+    with torch.no_grad():  # away from the zero-initialized output, so that the logits depend on the context
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.3)
+    p = torch.tensor([0.9, 0.3, 0.5, 0.05], dtype=torch.float64).view(1, 1, 2, 2)
+    images = torch.tensor(list(itertools.product([0, 1], repeat=4)), dtype=torch.float64).view(16, 1, 2, 2)
+    weight = (p**images * (1 - p) ** (1 - images)).flatten(1).prod(1)  # P(b) of each binarization
+    with torch.no_grad():
+        logits = model(to_input(images, 2).double())
+        sampled = -value_log_probs(logits, images).sum((1, 2, 3))  # -log p(b)
+        expected = -value_log_probs(logits, p.expand_as(images)).sum((1, 2, 3))  # sum_i BCE(logit_i(b), p_i)
+    assert torch.isclose(weight.sum(), torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close((weight * expected).sum(), (weight * sampled).sum(), rtol=1e-12, atol=0)
+    assert not torch.allclose(expected, sampled)  # a different estimator, the same expectation
+
+
+def test_expected_targets_train_through_the_cli_and_need_binary_pixels(tmp_path, capsys):
+    assert _train(tmp_path / "m", 2, "--expected_targets") == 0
+    assert json.loads((tmp_path / "m" / "hubgen_training.json").read_text())["expected_targets"] is True
+    assert _train(tmp_path / "d", 2, "--expected_targets", "--pixel_mode", "discrete") == 2
+    assert "--expected_targets needs --pixel_mode binary, got discrete" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize("extra, levels", [(["--pixel_mode", "discrete", "--architecture", "pixelcnn"], 17),
                                            (["--pixel_mode", "binary", "--architecture", "gated"], 2)])  # fmt: skip
 def test_both_pixel_modes_give_exact_figures_in_the_card(tmp_path, extra, levels):

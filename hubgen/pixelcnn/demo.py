@@ -57,7 +57,7 @@ def _canvas_as_image(pipe: PixelCNNPipeline, sketch) -> torch.Tensor:
         raise UserInputError("The canvas is empty: draw the top half of a digit first.")
     small = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32)).resize(
         (cfg.sample_size, cfg.sample_size), Image.Resampling.BOX)  # fmt: skip
-    x = torch.from_numpy(np.asarray(small, dtype=np.float32)).clamp(0, 1)
+    x = torch.from_numpy(np.array(small, dtype=np.float32)).clamp(0, 1)
     return x[None, None].expand(1, cfg.in_channels, -1, -1)
 
 
