@@ -450,7 +450,7 @@ def test_a_fine_tune_keeps_the_pretrained_architecture_whatever_the_defaults_are
      (["--d_learning_rate", "0"], "--d_learning_rate must be a positive number"),
      (["--extra_layers", "-1"], "--extra_layers must be >= 0"),
      (["--r1_gamma", "-1"], "--r1_gamma must be a number >= 0, got -1.0"),
-     (["--r1_interval", "0"], "--r1_interval must be >= 1, got 0"),],
+     (["--r1_interval", "0"], "--r1_interval must be >= 1, got 0")],
 )  # fmt: skip
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert _train(tmp_path / "o", 2, *extra) == 2

@@ -91,7 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--r1_interval", type=int, default=16,
                      help="apply the R1 penalty every this many D steps, scaled by it (lazy regularization, Karras "
                      "et al. 2020)")  # fmt: skip
-
     opt.add_argument("--d_steps", type=int, default=1, help="discriminator steps per generator step (k)")
     opt.add_argument("--d_learning_rate", type=float,
                      help="discriminator's lr (two time-scale update rule, Heusel et al. 2017; default: twice "
@@ -223,13 +222,12 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.no_grad():
                     fake = gen(torch.randn((x.shape[0], args.latent_dim), device=x.device))
                 with _syncing(accelerator, disc, micro == accumulation - 1):
-                    real = x.requires_grad_(True) if r1_due else x
-                    real_logits, fake_logits = disc(real), disc(fake)
+                    real_logits, fake_logits = disc(x.requires_grad_(r1_due)), disc(fake)
                     d_loss = d_loss_fn(real_logits, fake_logits)  # -[log D(x) + log(1 - D(G(z)))] (minimax forms)
+                    penalty = 0.0
                     if r1_due:  # lazy R1: gamma / 2 E||grad_x l(x)||^2, scaled by the interval
-                        r1 = gan_losses.r1_penalty(real_logits, real)
-                        d_loss_total = d_loss + 0.5 * args.r1_gamma * args.r1_interval * r1
-                    accelerator.backward((d_loss_total if r1_due else d_loss) / accumulation)
+                        penalty = 0.5 * args.r1_gamma * args.r1_interval * gan_losses.r1_penalty(real_logits, x)
+                    accelerator.backward((d_loss + penalty) / accumulation)
             opt_d.step()
         # one generator step on fresh z: non-saturating -log D(G(z)), or log(1 - D(G(z))), or hinge -l(G(z)).
         # D's weights would get a gradient here that nobody uses (the next D step starts from zero), so D runs
