@@ -57,7 +57,7 @@ def main() -> int:
     p.add_argument("--pixel_mode", choices=("binary", "discrete"), default="binary")
     p.add_argument("--hidden_channels", type=int, default=64)
     p.add_argument("--num_layers", type=int, default=7)
-    p.add_argument("--architecture", choices=("gated", "pixelcnn"), default="gated")
+    p.add_argument("--architecture", choices=("gated", "pixelcnn", "multiscale"), default="gated")
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)

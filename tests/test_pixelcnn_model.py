@@ -44,7 +44,7 @@ def dependence(model, size, channels, levels):
     return total
 
 
-@pytest.mark.parametrize("architecture", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("architecture", ["pixelcnn", "gated", "multiscale"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_output_depends_only_on_the_values_before_it(architecture, channels):
     size = 4
@@ -54,12 +54,16 @@ def test_every_output_depends_only_on_the_values_before_it(architecture, channel
     assert d[later].abs().max() == 0, "an output sees itself or a later value"
 
 
-def test_the_gated_stacks_have_no_blind_spot_and_the_plain_stack_has_one():
+def test_the_gated_and_multiscale_stacks_have_no_blind_spot_and_the_plain_stack_has_one():
     size = 5
     gated = dependence(tiny("gated", layers=4, size=size), size, 1, 2)
     before = torch.tril(torch.ones_like(gated), diagonal=-1).bool()
     # gated: the last value depends on every value before it (4 layers of reach 1 plus the shift cover 5 rows)
     assert (gated[-1][before[-1]] > 0).all()
+    # multiscale: one layer per resolution and pass; the coarse resolutions bring every value before it into view,
+    # for every value (5 is not a multiple of 4: the padding at the bottom and right must not hide anything)
+    multiscale = dependence(tiny("multiscale", layers=1, size=size), size, 1, 2)
+    assert (multiscale[before] > 0).all()
     plain = dependence(tiny("pixelcnn", layers=3, size=size), size, 1, 2)
     # the blind spot: on the row above, masked 3x3 blocks add no reach to the right at any depth, so value (1, 0)
     # sees that row only as far as the 7x7 stem does (3 columns) and never (0, 4)
@@ -67,7 +71,7 @@ def test_the_gated_stacks_have_no_blind_spot_and_the_plain_stack_has_one():
     assert plain[order(1, 0, 0, size, 1), order(0, 1, 0, size, 1)] > 0
 
 
-@pytest.mark.parametrize("architecture", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("architecture", ["pixelcnn", "gated", "multiscale"])
 @pytest.mark.parametrize("channels, levels", [(1, 2), (1, 5), (3, 4)])
 def test_the_log_likelihood_is_the_sum_of_the_conditionals_computed_one_by_one(architecture, channels, levels):
     size = 4
@@ -92,7 +96,7 @@ def test_the_log_likelihood_is_the_sum_of_the_conditionals_computed_one_by_one(a
     torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("architecture", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("architecture", ["pixelcnn", "gated", "multiscale"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_the_probabilities_of_every_2x2_binary_image_sum_to_one(architecture, channels):
     model = tiny(architecture, channels, levels=2, size=2)
@@ -103,7 +107,7 @@ def test_the_probabilities_of_every_2x2_binary_image_sum_to_one(architecture, ch
     torch.testing.assert_close(total, torch.tensor(1.0, dtype=F64), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("architecture", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("architecture", ["pixelcnn", "gated", "multiscale"])
 @pytest.mark.parametrize("channels, levels", [(1, 2), (3, 4)])
 def test_the_fast_sampler_draws_the_naive_samplers_images(architecture, channels, levels):
     model = tiny(architecture, channels, levels, size=6, layers=2)

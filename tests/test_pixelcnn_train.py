@@ -71,7 +71,8 @@ def test_expected_targets_train_through_the_cli_and_need_binary_pixels(tmp_path,
 
 
 @pytest.mark.parametrize("extra, levels", [(["--pixel_mode", "discrete", "--architecture", "pixelcnn"], 17),
-                                           (["--pixel_mode", "binary", "--architecture", "gated"], 2)])  # fmt: skip
+                                           (["--pixel_mode", "binary", "--architecture", "gated"], 2),
+                                           (["--pixel_mode", "binary", "--architecture", "multiscale"], 2)])  # fmt: skip
 def test_both_pixel_modes_give_exact_figures_in_the_card(tmp_path, extra, levels):
     out = tmp_path / "m"
     assert _train(out, 2, *extra) == 0
@@ -82,14 +83,17 @@ def test_both_pixel_modes_give_exact_figures_in_the_card(tmp_path, extra, levels
     card = (out / "README.md").read_text()
     assert "exact NLL (nats per image)" in card and "1601.06759" in card and "no bound" in card.lower()
     assert ("dynamic binarization" in card) == (levels == 2)
+    assert ("1701.05517" in card and "multiscale streams" in card) == ("multiscale" in extra)
 
 
-def test_rgb_images_train_with_colour_ordering(tmp_path):
+@pytest.mark.parametrize("architecture", ["gated", "multiscale"])
+def test_rgb_images_train_with_colour_ordering(tmp_path, architecture):
     from conftest import rgb_npz
 
     data = rgb_npz(tmp_path / "rgb.npz", size=8)
     out = tmp_path / "rgb"
     assert main(["train", "pixelcnn", "--dataset", str(data), "--output_dir", str(out), "--pixel_mode", "discrete",
+                 "--architecture", architecture,
                  "--hidden_channels", "12", "--num_layers", "2", "--max_train_steps", "2", "--eval_num_images", "4",
                  "--train_batch_size", "16",
                  "--eval_num_samples", "0", "--report_to", "none"]) == 0  # fmt: skip

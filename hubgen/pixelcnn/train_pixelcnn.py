@@ -29,12 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--pixel_mode", choices=("binary", "discrete"), default="binary",
                       help="binary: dynamic binarization, a Bernoulli per value; discrete: the data's L levels, an "
                       "L-way categorical per value (R -> G -> B within a pixel)")  # fmt: skip
-    model.add_argument("--architecture", choices=("gated", "pixelcnn"), default="gated",
+    model.add_argument("--architecture", choices=("gated", "pixelcnn", "multiscale"), default="gated",
                        help="gated: vertical and horizontal stacks with gated activations, no blind spot "
                        "(arXiv:1606.05328); pixelcnn: masked 7x7 then residual 3x3 blocks "
-                       "(arXiv:1601.06759)")  # fmt: skip
+                       "(arXiv:1601.06759); multiscale: PixelCNN++'s shifted streams over 1, 1/2 and 1/4 "
+                       "resolution, every value above and to the left in view (arXiv:1701.05517)")  # fmt: skip
     model.add_argument("--hidden_channels", type=int, default=64)
-    model.add_argument("--num_layers", type=int, default=7, help="gated layers, or residual blocks")
+    model.add_argument("--num_layers", type=int, default=7, help="gated layers, or residual blocks, or (multiscale) gated residual layers per resolution and pass")
     model.add_argument("--kernel_size", type=int, default=3, help="the gated stacks' kernel (odd)")
     opt.add_argument("--max_grad_norm", type=float, default=1.0)
     opt.add_argument("--expected_targets", action="store_true",
