@@ -130,13 +130,28 @@ def test_samples_follow_the_models_distribution():
     assert stats.chisquare(observed.numpy(), (p * 20_000).numpy()).pvalue > 1e-3
 
 
-def test_completion_keeps_the_known_values():
-    model = tiny("gated", 1, 2, size=5)
+@pytest.mark.parametrize("architecture", ["gated", "multiscale"])
+def test_completion_keeps_the_known_values_and_the_fast_sampler_completes_as_the_naive_one(architecture):
+    model = tiny(architecture, 1, 2, size=5)
     known = torch.randint(0, 2, (2, 1, 5, 5), generator=torch.Generator().manual_seed(2))
     mask = torch.zeros_like(known, dtype=torch.bool)
-    mask[:, :, :2] = True  # the top two rows are given
+    mask[:, :, :2] = True  # the top two rows are given: the fast sampler draws nothing there
+    mask[:, :, 3, 2:] = True  # and the end of row 3: the row's last draw is not its last value
     out = sample_levels(model, 2, torch.Generator().manual_seed(3), known=known, known_mask=mask)
-    assert torch.equal(out[:, :, :2], known[:, :, :2])
+    assert torch.equal(out[mask], known[mask])
+    naive = sample_levels(model, 2, torch.Generator().manual_seed(3), known=known, known_mask=mask, fast=False)
+    assert torch.equal(out, naive)
+
+
+@pytest.mark.parametrize("channels, levels, size", [(1, 2, 8), (3, 4, 7)])
+def test_the_multiscale_row_by_row_pass_gives_the_whole_pass(channels, levels, size):
+    """forward_row over the rows in order (the sampler's cache) equals forward on the whole image, row by row."""
+    model = tiny("multiscale", channels, levels, size=size, layers=2)
+    x = to_input(torch.randint(0, levels, (2, channels, size, size), generator=torch.Generator().manual_seed(4)),
+                 levels).to(F64)  # fmt: skip
+    whole, cache = model(x), {}
+    rows = torch.cat([model.forward_row(x, r, cache) for r in range(size)], dim=-2)
+    torch.testing.assert_close(rows, whole, rtol=1e-12, atol=1e-12)
 
 
 def test_bad_configurations_are_refused():

@@ -224,6 +224,62 @@ class MultiscaleStreams(nn.Module):
             ul = layer_ul(ul, torch.cat([u, skip_ul], dim=1))
         return ul[:, :, :height, :width]
 
+    def forward_row(self, x: torch.Tensor, r: int, cache: dict) -> torch.Tensor:
+        """Row r of `forward(x)`, (B, hidden, 1, W), computing only the row each intermediate tensor has at the
+        current place: r >> level at resolution 1 / 2 ** level; the rows above come from `cache`, which this call
+        fills. The fast sampler's cache: only those rows change while row r is drawn.
+
+        Every layer reads at most the row above its output (kernels of height 2; the stride-2 ones rows 2 a - 1 and
+        2 a), so three rows of its input give the last row of a gated layer exactly; those rows must hold their final
+        values: call this for every row in order, and again for row r - 1 once row r - 1 is complete."""
+        f, image_width = self.factor, x.shape[-1]
+        x = F.pad(x, (0, -image_width % f, 0, -x.shape[-2] % f))
+        height, width = x.shape[-2:]
+
+        def store(key, a: int, value: torch.Tensor, level: int) -> torch.Tensor:
+            if key not in cache:
+                cache[key] = value.new_zeros(*value.shape[:2], height >> level, width >> level)
+            cache[key][:, :, a] = value[:, :, -1]
+            return cache[key]
+
+        a, level = r, 0
+        xs = _rows(x, a)
+        u = store("u", a, _down_shift(self.u_in(xs)), 0)
+        ul = store("ul", a, _down_shift(self.ul_in_above(xs)) + _right_shift(self.ul_in_left(xs)), 0)
+        skips = []
+        for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul)):
+            if i and i % self.layers == 0:
+                j, level = i // self.layers - 1, level + 1
+                a = r >> level
+                u = store(("halve_u", j), a, self.halve_u[j](_rows(u, 2 * a)), level)
+                ul = store(("halve_ul", j), a, self.halve_ul[j](_rows(ul, 2 * a)), level)
+            u = store(("first_u", i), a, layer_u(_rows(u, a)), level)
+            ul = store(("first_ul", i), a, layer_ul(_rows(ul, a), _rows(u, a)), level)
+            skips.append((u, ul))
+        for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul)):
+            if i and i % self.layers == 0:
+                level -= 1
+                a = r >> level
+                u_in, ul_in = _rows_upsampled(u, a), _rows_upsampled(ul, a)
+            else:
+                u_in, ul_in = _rows(u, a), _rows(ul, a)
+            skip_u, skip_ul = skips.pop()
+            u = store(("second_u", i), a, layer_u(u_in, _rows(skip_u, a)), level)
+            ul = store(("second_ul", i), a, layer_ul(ul_in, torch.cat([_rows(u, a), _rows(skip_ul, a)], dim=1)), level)
+        return ul[:, :, r : r + 1, :image_width]
+
+
+def _rows(t: torch.Tensor, a: int, context: int = 2) -> torch.Tensor:
+    """Rows a - context .. a of t (fewer at the top edge, where the zero padding is the true one)."""
+    return t[:, :, max(0, a - context) : a + 1]
+
+
+def _rows_upsampled(coarse: torch.Tensor, a: int, context: int = 2) -> torch.Tensor:
+    """Rows a - context .. a of `coarse` with every value repeated 2 x 2 (row b of the result is coarse row b // 2)."""
+    top = max(0, a - context)
+    fine = coarse[:, :, top // 2 : a // 2 + 1].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    return fine[:, :, top % 2 : top % 2 + a - top + 1]
+
 
 class PixelCNNModel(ModelMixin, ConfigMixin):
     """Per-value conditionals of an image: `forward(x)` -> logits (B, C, H, W) for Bernoulli values
@@ -311,6 +367,19 @@ class PixelCNNModel(ModelMixin, ConfigMixin):
             return logits  # (B, C, H, W)
         return logits.view(b, cfg.in_channels, cfg.pixel_levels, height, width)
 
+    def forward_row(self, x: torch.Tensor, r: int, cache: dict) -> torch.Tensor:
+        """Row r of `forward(x)` for the multiscale architecture, (B, C, 1, W) or (B, C, K, 1, W), from the rows
+        above kept in `cache` (MultiscaleStreams.forward_row says how to call it)."""
+        if self.config.architecture != "multiscale":
+            raise NotImplementedError("forward_row needs the multiscale architecture")
+        h = self.head_streams(F.elu(self.streams.forward_row(x, r, cache)))
+        if self.head_colours is not None:
+            h = h + self.head_colours(x[:, :, r : r + 1])
+        logits = self.head(h)
+        if self.config.pixel_levels == 2:
+            return logits
+        return logits.view(x.shape[0], self.config.in_channels, self.config.pixel_levels, 1, x.shape[-1])
+
     def log_prob(self, levels: torch.Tensor) -> torch.Tensor:
         """log p(value) of every value (B, C, H, W) given the values before it, in nats; levels are integers
         0..K-1 (0/1 for binarized data). Their sum over C, H, W is the exact log-likelihood log p(x)."""
@@ -342,7 +411,9 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
     the network on the whole image each time (the naive sampler); `fast=True` runs it on the `receptive_rows` rows
     above the current one and that row only, which gives the same conditionals because no output depends on
     anything else (zero padding at the window's top edge changes only rows that the window's bottom row does not
-    read). Both draw one uniform u per value and image from `generator`, in the same order, and take the level
+    read). The multiscale network sees every row above, so there `fast=True` keeps every intermediate tensor's
+    rows above in a cache and computes only the current row of each (`forward_row`): only the rows at and below the
+    current one change. Both draw one uniform u per value and image from `generator`, in the same order, and take the level
     whose cumulative probability first exceeds u: the same generator gives the same images. With a list of
     generators, image i's values come from generator i (hubgen.draws): the image a one-image call with it gives.
     `known` levels where `known_mask` is True are kept (completion: the rest is drawn conditioned on the values
@@ -355,6 +426,8 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
     if known is not None:
         levels = torch.where(known_mask.to(device), known.to(device).long(), levels)
     reach = model.receptive_rows
+    incremental = fast and cfg.architecture == "multiscale"
+    cache, cached_rows = {}, 0  # rows < cached_rows hold their final values in the cache
     for r in range(s):
         top = max(0, r - reach) if fast else 0
         bottom = r + 1 if fast else s
@@ -363,12 +436,19 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
                 u = rand_tensor((batch_size,), generator, device)  # (B,); a list: u_i from generator i
                 if known_mask is not None and bool(known_mask[:, ch, r, col].all()):
                     continue
-                logits = model(to_input(levels[:, :, top:bottom], k).to(model.dtype))
+                if incremental:
+                    x = to_input(levels, k).to(model.dtype)
+                    for done in range(cached_rows, r):  # rows completed since the last pass: final values in
+                        model.forward_row(x, done, cache)
+                    cached_rows, row = r, 0
+                    logits = model.forward_row(x, r, cache)
+                else:
+                    logits, row = model(to_input(levels[:, :, top:bottom], k).to(model.dtype)), r - top
                 if k == 2:
-                    p1 = torch.sigmoid(logits[:, ch, r - top, col].double() / temperature)
+                    p1 = torch.sigmoid(logits[:, ch, row, col].double() / temperature)
                     value = (u.double() < p1).long()
                 else:
-                    probs = torch.softmax(logits[:, ch, :, r - top, col].double() / temperature, dim=1)  # (B, K)
+                    probs = torch.softmax(logits[:, ch, :, row, col].double() / temperature, dim=1)  # (B, K)
                     value = (probs.cumsum(1) < u.double()[:, None]).sum(1).clamp(max=k - 1)
                 keep = known_mask[:, ch, r, col].to(device) if known_mask is not None else None
                 levels[:, ch, r, col] = value if keep is None else torch.where(keep, levels[:, ch, r, col], value)
