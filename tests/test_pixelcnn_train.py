@@ -37,6 +37,17 @@ def test_resume_continues_exactly(tmp_path):
     assert json.loads((tmp_path / "resumed" / "hubgen_training.json").read_text())["steps"] == 8
 
 
+def test_the_defaults_are_the_best_measured_recipe_and_each_architecture_has_its_own_sizes():
+    from hubgen.pixelcnn.train_pixelcnn import parse_args
+
+    args = parse_args(["--output_dir", "x"])
+    assert (args.architecture, args.hidden_channels, args.num_layers, args.learning_rate) == ("multiscale", 32, 1, 3e-3)
+    args = parse_args(["--output_dir", "x", "--architecture", "gated"])
+    assert (args.hidden_channels, args.num_layers) == (64, 7)
+    args = parse_args(["--output_dir", "x", "--architecture", "pixelcnn", "--num_layers", "3"])
+    assert (args.hidden_channels, args.num_layers) == (64, 3)
+
+
 def test_expected_targets_have_the_sampled_objectives_expectation():
     # 2x2 binary images from intensities p: E_b[-log p(b)] (the objective of dynamic binarization) against the
     # expectation over the input's binarization of sum_i BCE(logit_i(b), p_i), both by enumerating the 16 images
@@ -72,7 +83,7 @@ def test_expected_targets_train_through_the_cli_and_need_binary_pixels(tmp_path,
 
 @pytest.mark.parametrize("extra, levels", [(["--pixel_mode", "discrete", "--architecture", "pixelcnn"], 17),
                                            (["--pixel_mode", "binary", "--architecture", "gated"], 2),
-                                           (["--pixel_mode", "binary", "--architecture", "multiscale"], 2)])  # fmt: skip
+                                           (["--pixel_mode", "binary"], 2)])  # fmt: skip  # the default: multiscale
 def test_both_pixel_modes_give_exact_figures_in_the_card(tmp_path, extra, levels):
     out = tmp_path / "m"
     assert _train(out, 2, *extra) == 0
@@ -83,7 +94,7 @@ def test_both_pixel_modes_give_exact_figures_in_the_card(tmp_path, extra, levels
     card = (out / "README.md").read_text()
     assert "exact NLL (nats per image)" in card and "1601.06759" in card and "no bound" in card.lower()
     assert ("dynamic binarization" in card) == (levels == 2)
-    assert ("1701.05517" in card and "multiscale streams" in card) == ("multiscale" in extra)
+    assert ("1701.05517" in card and "multiscale streams" in card) == ("--architecture" not in extra)
 
 
 @pytest.mark.parametrize("architecture", ["gated", "multiscale"])

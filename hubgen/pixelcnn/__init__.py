@@ -1,4 +1,5 @@
-"""The autoregressive family (PixelCNN, Gated PixelCNN): model, pipeline, training script, evaluation, demo and card.
+"""The autoregressive family (PixelCNN, Gated PixelCNN, PixelCNN++'s multiscale network): model, pipeline,
+training script, evaluation, demo and card.
 
 Names load on first use, so the family's record (`hubgen.pixelcnn.family`) imports without torch."""
 

@@ -4,8 +4,8 @@ from ..registry import Family, Metric, SampleOption, SpaceStyle
 
 FAMILY = Family(
     name="pixelcnn",
-    description="Autoregressive PixelCNN / Gated PixelCNN: exact likelihood from masked convolutions "
-    "(van den Oord et al. 2016)",
+    description="Autoregressive PixelCNN: exact likelihood from masked or shifted convolutions (van den Oord et "
+    "al. 2016; Gated PixelCNN; PixelCNN++'s multiscale network)",
     pipeline_class="hubgen.pixelcnn.pipeline_pixelcnn:PixelCNNPipeline",
     model_class="hubgen.pixelcnn.modeling_pixelcnn:PixelCNNModel",
     train="hubgen.pixelcnn.train_pixelcnn:main",

@@ -413,9 +413,9 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
     anything else (zero padding at the window's top edge changes only rows that the window's bottom row does not
     read). The multiscale network sees every row above, so there `fast=True` keeps every intermediate tensor's
     rows above in a cache and computes only the current row of each (`forward_row`): only the rows at and below the
-    current one change. Both draw one uniform u per value and image from `generator`, in the same order, and take the level
-    whose cumulative probability first exceeds u: the same generator gives the same images. With a list of
-    generators, image i's values come from generator i (hubgen.draws): the image a one-image call with it gives.
+    current one change. Both draw one uniform u per value and image from `generator`, in the same order, and take
+    the level whose cumulative probability first exceeds u: the same generator gives the same images. With a list
+    of generators, image i's values come from generator i (hubgen.draws): the image a one-image call with it gives.
     `known` levels where `known_mask` is True are kept (completion: the rest is drawn conditioned on the values
     before it in raster order); `temperature` divides the logits.
     """

@@ -19,23 +19,28 @@ from .. import training as tr
 from ..errors import UserInputError
 
 PIPELINE_CLASS = "PixelCNNPipeline"
+# (hidden channels, layers) when not given: the best measured on MNIST for each architecture (BENCHMARKS "PixelCNN
+# on MNIST"); multiscale's layers are per resolution and pass, so 1 already makes 12 gated residual layers
+SIZES = {"multiscale": (32, 1), "gated": (64, 7), "pixelcnn": (64, 7)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hubgen train pixelcnn",
                                 description="Train an autoregressive PixelCNN (exact likelihood).")  # fmt: skip
-    data, model, opt, out = tr.add_common_arguments(p, batch_size=64, learning_rate=1e-3, num_epochs=100,
+    data, model, opt, out = tr.add_common_arguments(p, batch_size=64, learning_rate=3e-3, num_epochs=100,
                                                     num_samples=100)  # fmt: skip
     data.add_argument("--pixel_mode", choices=("binary", "discrete"), default="binary",
                       help="binary: dynamic binarization, a Bernoulli per value; discrete: the data's L levels, an "
                       "L-way categorical per value (R -> G -> B within a pixel)")  # fmt: skip
-    model.add_argument("--architecture", choices=("gated", "pixelcnn", "multiscale"), default="gated",
-                       help="gated: vertical and horizontal stacks with gated activations, no blind spot "
-                       "(arXiv:1606.05328); pixelcnn: masked 7x7 then residual 3x3 blocks "
-                       "(arXiv:1601.06759); multiscale: PixelCNN++'s shifted streams over 1, 1/2 and 1/4 "
-                       "resolution, every value above and to the left in view (arXiv:1701.05517)")  # fmt: skip
-    model.add_argument("--hidden_channels", type=int, default=64)
-    model.add_argument("--num_layers", type=int, default=7, help="gated layers, or residual blocks, or (multiscale) gated residual layers per resolution and pass")
+    model.add_argument("--architecture", choices=("multiscale", "gated", "pixelcnn"), default="multiscale",
+                       help="multiscale (default): PixelCNN++'s shifted streams over 1, 1/2 and 1/4 resolution, "
+                       "every value above and to the left in view (arXiv:1701.05517); gated: vertical and "
+                       "horizontal stacks with gated activations, no blind spot (arXiv:1606.05328); pixelcnn: "
+                       "masked 7x7 then residual 3x3 blocks (arXiv:1601.06759)")  # fmt: skip
+    model.add_argument("--hidden_channels", type=int, default=None, help="default: 32 (multiscale), 64 (others)")
+    model.add_argument("--num_layers", type=int, default=None,
+                       help="multiscale: gated residual layers per resolution and pass (default 1); gated: gated "
+                       "layers (default 7); pixelcnn: residual blocks (default 7)")  # fmt: skip
     model.add_argument("--kernel_size", type=int, default=3, help="the gated stacks' kernel (odd)")
     opt.add_argument("--max_grad_norm", type=float, default=1.0)
     opt.add_argument("--expected_targets", action="store_true",
@@ -44,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "binarization. Same expected objective, less gradient noise")  # fmt: skip
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
-    for name in ("hidden_channels", "num_layers"):
+    for name, default in zip(("hidden_channels", "num_layers"), SIZES[args.architecture]):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.kernel_size < 3 or args.kernel_size % 2 == 0:
