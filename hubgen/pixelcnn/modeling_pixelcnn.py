@@ -210,13 +210,13 @@ class MultiscaleStreams(nn.Module):
         u = _down_shift(self.u_in(x))  # rows above
         ul = _down_shift(self.ul_in_above(x)) + _right_shift(self.ul_in_left(x))  # rows above, and left
         skips = []
-        for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul)):
+        for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul, strict=True)):
             if i and i % self.layers == 0:
                 u, ul = self.halve_u[i // self.layers - 1](u), self.halve_ul[i // self.layers - 1](ul)
             u = layer_u(u)
             ul = layer_ul(ul, u)
             skips.append((u, ul))
-        for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul)):
+        for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul, strict=True)):
             if i and i % self.layers == 0:
                 u, ul = (t.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) for t in (u, ul))
             skip_u, skip_ul = skips.pop()
@@ -247,7 +247,7 @@ class MultiscaleStreams(nn.Module):
         u = store("u", a, _down_shift(self.u_in(xs)), 0)
         ul = store("ul", a, _down_shift(self.ul_in_above(xs)) + _right_shift(self.ul_in_left(xs)), 0)
         skips = []
-        for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul)):
+        for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul, strict=True)):
             if i and i % self.layers == 0:
                 j, level = i // self.layers - 1, level + 1
                 a = r >> level
@@ -256,7 +256,7 @@ class MultiscaleStreams(nn.Module):
             u = store(("first_u", i), a, layer_u(_rows(u, a)), level)
             ul = store(("first_ul", i), a, layer_ul(_rows(ul, a), _rows(u, a)), level)
             skips.append((u, ul))
-        for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul)):
+        for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul, strict=True)):
             if i and i % self.layers == 0:
                 level -= 1
                 a = r >> level

@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "binarization. Same expected objective, less gradient noise")  # fmt: skip
     args = p.parse_args(argv)
     tr.check_common_arguments(p, args, argv)
-    for name, default in zip(("hidden_channels", "num_layers"), SIZES[args.architecture]):
+    for name, default in zip(("hidden_channels", "num_layers"), SIZES[args.architecture], strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
         if getattr(args, name) < 1:
