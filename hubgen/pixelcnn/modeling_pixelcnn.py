@@ -275,7 +275,7 @@ def _rows(t: torch.Tensor, a: int, context: int = 2) -> torch.Tensor:
 
 
 def _rows_upsampled(coarse: torch.Tensor, a: int, context: int = 2) -> torch.Tensor:
-    """Rows a - context .. a of `coarse` with every value repeated 2 x 2 (row b of the result is coarse row b // 2)."""
+    """Rows a - context .. a of `coarse` upsampled by repeating every value 2 x 2 (fine row b is coarse row b // 2)."""
     top = max(0, a - context)
     fine = coarse[:, :, top // 2 : a // 2 + 1].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     return fine[:, :, top % 2 : top % 2 + a - top + 1]
@@ -438,7 +438,7 @@ def sample_levels(model: PixelCNNModel, batch_size: int, generator: torch.Genera
                     continue
                 if incremental:
                     x = to_input(levels, k).to(model.dtype)
-                    for done in range(cached_rows, r):  # rows completed since the last pass: final values in
+                    for done in range(cached_rows, r):  # rows completed since the last pass: their final values
                         model.forward_row(x, done, cache)
                     cached_rows, row = r, 0
                     logits = model.forward_row(x, r, cache)
