@@ -25,7 +25,7 @@ FAMILY = Family(
     space=SpaceStyle("red", "yellow"),
     quickstart=(
         "--num_epochs 100000 --checkpointing_steps 100000 --sample_steps 100000 --max_train_time 60 "
-        "--hidden_channels 32 --num_layers 5 --eval_num_samples 200"
+        "--eval_num_samples 200"
     ),
     smoke_test=(
         "--max_train_steps 3 --train_batch_size 32 --hidden_channels 8 --num_layers 2 --checkpointing_steps 2 "
