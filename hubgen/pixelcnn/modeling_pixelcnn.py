@@ -205,24 +205,7 @@ class MultiscaleStreams(nn.Module):
         self.layers = layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        x = F.pad(x, (0, -width % self.factor, 0, -height % self.factor))  # after every value: changes no output
-        u = _down_shift(self.u_in(x))  # rows above
-        ul = _down_shift(self.ul_in_above(x)) + _right_shift(self.ul_in_left(x))  # rows above, and left
-        skips = []
-        for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul, strict=True)):
-            if i and i % self.layers == 0:
-                u, ul = self.halve_u[i // self.layers - 1](u), self.halve_ul[i // self.layers - 1](ul)
-            u = layer_u(u)
-            ul = layer_ul(ul, u)
-            skips.append((u, ul))
-        for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul, strict=True)):
-            if i and i % self.layers == 0:
-                u, ul = (t.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) for t in (u, ul))
-            skip_u, skip_ul = skips.pop()
-            u = layer_u(u, skip_u)
-            ul = layer_ul(ul, torch.cat([u, skip_ul], dim=1))
-        return ul[:, :, :height, :width]
+        return self._passes(x)
 
     def forward_row(self, x: torch.Tensor, r: int, cache: dict) -> torch.Tensor:
         """Row r of `forward(x)`, (B, hidden, 1, W), computing only the row each intermediate tensor has at the
@@ -232,41 +215,55 @@ class MultiscaleStreams(nn.Module):
         Every layer reads at most the row above its output (kernels of height 2; the stride-2 ones rows 2 a - 1 and
         2 a), so three rows of its input give the last row of a gated layer exactly; those rows must hold their final
         values: call this for every row in order, and again for row r - 1 once row r - 1 is complete."""
-        f, image_width = self.factor, x.shape[-1]
-        x = F.pad(x, (0, -image_width % f, 0, -x.shape[-2] % f))
-        height, width = x.shape[-2:]
+        return self._passes(x, r, cache)
 
-        def store(key, a: int, value: torch.Tensor, level: int) -> torch.Tensor:
+    def _passes(self, x: torch.Tensor, r: int | None = None, cache: dict | None = None) -> torch.Tensor:
+        """Both passes, written once: over the whole image (r None), or over the rows that give row r (forward_row).
+        `take(t, a)` is what a layer reads to give row a of its output (all of t, or rows a - 2 .. a), `keep` what
+        it passes on (the whole output, or its last row written into the cache and the cached tensor)."""
+        height, width = x.shape[-2:]
+        x = F.pad(x, (0, -width % self.factor, 0, -height % self.factor))  # after every value: changes no output
+        whole = r is None
+
+        def take(t: torch.Tensor, a: int) -> torch.Tensor:
+            return t if whole else _rows(t, a)
+
+        def take_upsampled(t: torch.Tensor, a: int) -> torch.Tensor:
+            return t.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) if whole else _rows_upsampled(t, a)
+
+        def keep(key, a: int, value: torch.Tensor, level: int) -> torch.Tensor:
+            if whole:
+                return value
             if key not in cache:
-                cache[key] = value.new_zeros(*value.shape[:2], height >> level, width >> level)
+                cache[key] = value.new_zeros(*value.shape[:2], x.shape[-2] >> level, x.shape[-1] >> level)
             cache[key][:, :, a] = value[:, :, -1]
             return cache[key]
 
-        a, level = r, 0
-        xs = _rows(x, a)
-        u = store("u", a, _down_shift(self.u_in(xs)), 0)
-        ul = store("ul", a, _down_shift(self.ul_in_above(xs)) + _right_shift(self.ul_in_left(xs)), 0)
+        a, level = (0 if whole else r), 0
+        xs = take(x, a)
+        u = keep("u", a, _down_shift(self.u_in(xs)), level)  # rows above
+        ul = keep("ul", a, _down_shift(self.ul_in_above(xs)) + _right_shift(self.ul_in_left(xs)), level)  # and left
         skips = []
         for i, (layer_u, layer_ul) in enumerate(zip(self.first_u, self.first_ul, strict=True)):
             if i and i % self.layers == 0:
                 j, level = i // self.layers - 1, level + 1
-                a = r >> level
-                u = store(("halve_u", j), a, self.halve_u[j](_rows(u, 2 * a)), level)
-                ul = store(("halve_ul", j), a, self.halve_ul[j](_rows(ul, 2 * a)), level)
-            u = store(("first_u", i), a, layer_u(_rows(u, a)), level)
-            ul = store(("first_ul", i), a, layer_ul(_rows(ul, a), _rows(u, a)), level)
+                a = 0 if whole else r >> level
+                u = keep(("halve_u", j), a, self.halve_u[j](take(u, 2 * a)), level)
+                ul = keep(("halve_ul", j), a, self.halve_ul[j](take(ul, 2 * a)), level)
+            u = keep(("first_u", i), a, layer_u(take(u, a)), level)
+            ul = keep(("first_ul", i), a, layer_ul(take(ul, a), take(u, a)), level)
             skips.append((u, ul))
         for i, (layer_u, layer_ul) in enumerate(zip(self.second_u, self.second_ul, strict=True)):
             if i and i % self.layers == 0:
                 level -= 1
-                a = r >> level
-                u_in, ul_in = _rows_upsampled(u, a), _rows_upsampled(ul, a)
+                a = 0 if whole else r >> level
+                u_in, ul_in = take_upsampled(u, a), take_upsampled(ul, a)
             else:
-                u_in, ul_in = _rows(u, a), _rows(ul, a)
+                u_in, ul_in = take(u, a), take(ul, a)
             skip_u, skip_ul = skips.pop()
-            u = store(("second_u", i), a, layer_u(u_in, _rows(skip_u, a)), level)
-            ul = store(("second_ul", i), a, layer_ul(ul_in, torch.cat([_rows(u, a), _rows(skip_ul, a)], dim=1)), level)
-        return ul[:, :, r : r + 1, :image_width]
+            u = keep(("second_u", i), a, layer_u(u_in, take(skip_u, a)), level)
+            ul = keep(("second_ul", i), a, layer_ul(ul_in, torch.cat([take(u, a), take(skip_ul, a)], dim=1)), level)
+        return ul[:, :, :height, :width] if whole else ul[:, :, r : r + 1, :width]
 
 
 def _rows(t: torch.Tensor, a: int, context: int = 2) -> torch.Tensor:
@@ -323,8 +320,6 @@ class PixelCNNModel(ModelMixin, ConfigMixin):
             self.blocks = nn.ModuleList(ResidualBlock(h, c) for _ in range(num_layers))
         elif architecture == "multiscale":
             self.streams = MultiscaleStreams(c, h, num_layers)
-            # the streams see only earlier pixels, so any output feature may read them; the current pixel's
-            # earlier colours enter here, through mask A (nothing for one channel)
             self.head_streams = nn.Conv2d(h, out_hidden, 1)
             self.head_colours = _conv(c, out_hidden, 1, "A", c) if c > 1 else None
         else:
@@ -353,9 +348,7 @@ class PixelCNNModel(ModelMixin, ConfigMixin):
             for block in self.blocks:
                 h = block(h)
         elif cfg.architecture == "multiscale":
-            h = self.head_streams(F.elu(self.streams(x)))
-            if self.head_colours is not None:
-                h = h + self.head_colours(x)
+            h = self._head_input(self.streams(x), x)
         else:
             v = F.pad(x, (0, 0, 1, 0))[:, :, :-1]  # shifted down one row: the vertical stack sees only rows above
             h = x
@@ -367,15 +360,18 @@ class PixelCNNModel(ModelMixin, ConfigMixin):
             return logits  # (B, C, H, W)
         return logits.view(b, cfg.in_channels, cfg.pixel_levels, height, width)
 
+    def _head_input(self, streams: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The multiscale head's hidden layer: the streams (earlier pixels only, so any output feature may read them)
+        plus, through mask A, the current pixel's earlier colours (nothing for one channel)."""
+        h = self.head_streams(F.elu(streams))
+        return h if self.head_colours is None else h + self.head_colours(x)
+
     def forward_row(self, x: torch.Tensor, r: int, cache: dict) -> torch.Tensor:
         """Row r of `forward(x)` for the multiscale architecture, (B, C, 1, W) or (B, C, K, 1, W), from the rows
         above kept in `cache` (MultiscaleStreams.forward_row says how to call it)."""
         if self.config.architecture != "multiscale":
             raise NotImplementedError("forward_row needs the multiscale architecture")
-        h = self.head_streams(F.elu(self.streams.forward_row(x, r, cache)))
-        if self.head_colours is not None:
-            h = h + self.head_colours(x[:, :, r : r + 1])
-        logits = self.head(h)
+        logits = self.head(self._head_input(self.streams.forward_row(x, r, cache), x[:, :, r : r + 1]))
         if self.config.pixel_levels == 2:
             return logits
         return logits.view(x.shape[0], self.config.in_channels, self.config.pixel_levels, 1, x.shape[-1])
