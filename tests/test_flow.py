@@ -10,7 +10,7 @@ from torch.autograd.functional import jacobian
 
 import hubgen
 from hubgen.flow import FlowModel, FlowPipeline, losses
-from hubgen.flow.modeling_flow import FlowStep
+from hubgen.flow.modeling_flow import FlowStep, fuse_norm_and_conv
 from hubgen.flow.transforms import (
     ActNorm,
     AffineCoupling,
@@ -128,6 +128,45 @@ def test_fused_actnorm_and_conv_equal_the_two_layers():
     h, ld3 = step.coupling(h)
     torch.testing.assert_close(y, h, rtol=0, atol=1e-12)
     torch.testing.assert_close(log_det, ld1 + ld2 + ld3, rtol=0, atol=1e-12)
+
+
+def test_a_scale_fused_at_once_equals_its_layers_step_by_step():
+    # FlowModel builds ActNorm + 1x1 convolution of a whole scale in one batched product: each step's slice must be
+    # that step's two layers, and the model's forward the steps run one at a time through their own layers
+    model = randomize(tiny_flow(sample_size=8, steps_per_level=3, hidden_channels=6).double(), 0.2, seed=5)
+    model.initialize(torch.rand(16, 1, 8, 8, generator=_g(9), dtype=F64))
+    model.eval()
+    steps = model.levels[0]
+    weight, bias, per_pixel = fuse_norm_and_conv(steps)
+    assert weight.shape == (3, 4, 4) and bias.shape == (3, 4) and per_pixel.shape == (3,)
+    x = torch.randn(5, 4, 3, 3, generator=_g(10), dtype=F64)
+    for k, step in enumerate(steps):
+        h, ld_norm = step.actnorm(x)
+        h, ld_conv = step.invconv(h)
+        fused = torch.nn.functional.conv2d(x, weight[k][:, :, None, None], bias[k])
+        torch.testing.assert_close(fused, h, rtol=0, atol=1e-12)
+        torch.testing.assert_close(9 * per_pixel[k].expand(5), ld_norm + ld_conv, rtol=0, atol=1e-12)
+
+    x = torch.rand(4, 1, 8, 8, generator=_g(11), dtype=F64)
+    z, log_det = model(x)
+    h, expected = model.preprocess(x)  # the same pass, each step through ActNorm, the 1x1 convolution, the coupling
+    eps = []
+    for level, level_steps in enumerate(model.levels):
+        h = squeeze(h)
+        for step in level_steps:
+            for layer in (step.actnorm, step.invconv, step.coupling):
+                h, ld = layer(h)
+                expected = expected + ld
+        split = model.splits[level] if level < len(model.splits) else model.top_prior
+        h, ld = split(h)
+        expected = expected + ld
+        if level < len(model.splits):
+            eps.append(h[:, split.num_keep :].flatten(1))
+            h = h[:, : split.num_keep]
+        else:
+            eps.append(h.flatten(1))
+    torch.testing.assert_close(z, torch.cat(eps, dim=1), rtol=0, atol=1e-10)
+    torch.testing.assert_close(log_det, expected, rtol=0, atol=1e-10)
 
 
 def test_invertible_conv_is_lu_parameterized_and_starts_as_a_rotation():

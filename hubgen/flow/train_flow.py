@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. The loop: one maximum-likelihood step per batch (accumulated over --gradient_accumulation_steps batches)
     window, step_losses, advice, num_dims, levels = [], [], DIVERGED, flow.num_dims, train_set.levels
+    params = list(model.parameters())  # listed once: walking the ~100 modules costs 0.1-0.2 ms at every step
     model.train()
     for intensities, _ in tr.training_batches(run, loader, max_steps):
         with accelerator.accumulate(model):
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             accelerator.backward(loss)
             if accelerator.sync_gradients:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm or float("inf"))
+                grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm or float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         run.images_seen += x.shape[0] * accelerator.num_processes

@@ -154,6 +154,13 @@ class ActNorm(nn.Module):
         return x, _per_example(-y.shape[2] * y.shape[3] * self.log_scale.sum(), y)
 
 
+def lu_factors(lower, upper, sign_s, log_s):
+    """Glow eq. (10)'s factors from their free parameters, batched over any leading dimensions: the unit lower
+    triangular L = tril(lower, -1) + I and U + diag(s) = triu(upper, 1) + diag(sign_s * exp(log_s))."""
+    eye = torch.eye(log_s.shape[-1], dtype=log_s.dtype, device=log_s.device)
+    return torch.tril(lower, -1) + eye, torch.triu(upper, 1) + torch.diag_embed(sign_s * torch.exp(log_s))
+
+
 class InvertibleConv1x1(nn.Module):
     """Invertible 1x1 convolution, LU-parameterized (Glow section 3.2, eq. (10)):
 
@@ -178,10 +185,7 @@ class InvertibleConv1x1(nn.Module):
         self.log_s = nn.Parameter(torch.log(s.abs()))
 
     def _factors(self):
-        eye = torch.eye(self.log_s.shape[0], dtype=self.log_s.dtype, device=self.log_s.device)
-        lower = torch.tril(self.lower, -1) + eye  # unit lower triangular
-        upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * torch.exp(self.log_s))  # U + diag(s)
-        return lower, upper
+        return lu_factors(self.lower, self.upper, self.sign_s, self.log_s)
 
     def weight(self) -> torch.Tensor:
         """W = P L (U + diag(s)), (C, C)."""
