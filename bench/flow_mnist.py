@@ -18,6 +18,8 @@ Training throughput is images per second of the training loop (hubgen's includes
 and checkpoint; normflows' loop does nothing else). With `--num_processes N` hubgen trains through
 `accelerate launch` with N CPU processes (gloo), `--threads / N` threads and a batch of `--batch_size / N` each,
 so the global batch, the model and the machine stay the same; normflows keeps one process with `--threads`.
+`--torch_compile` trains hubgen with `hubgen train --torch_compile` and `--normflows_compile` wraps normflows'
+log_prob in torch.compile; either compilation happens inside its model's budget.
 Goals (issue 5): at most 1.5 test bits/dim after 20 CPU-minutes, and hubgen's training throughput at least 1.5x
 normflows'. Writes `flow_mnist.json` in `--out` and prints one Markdown row per model.
 """
@@ -81,6 +83,9 @@ def dequantize(images_u8: torch.Tensor, generator=None) -> torch.Tensor:
 def train_normflows(model, train_u8, args) -> dict:
     num_dims = train_u8[0].numel()
     opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)  # as hubgen's loop on CPU
+    # --normflows_compile: torch.compile of its log_prob, as a user would try it (inductor; the compilation counts in
+    # the budget, as hubgen's --torch_compile does)
+    log_prob = torch.compile(model.log_prob) if args.normflows_compile else model.log_prob
     g = torch.Generator().manual_seed(args.seed)
     step, images, history, start = 0, 0, [], time.perf_counter()
     model.train()
@@ -93,7 +98,7 @@ def train_normflows(model, train_u8, args) -> dict:
             x = dequantize(train_u8[idx])
             # --mixed_precision bf16: torch's own autocast around the forward, as a plain loop would use it
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
-                log_p = model.log_prob(x, None)
+                log_p = log_prob(x, None)
             loss = -log_p.float().mean() / (num_dims * math.log(2)) + 8.0  # bits/dim
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -144,6 +149,7 @@ def main() -> int:
     p.add_argument("--num_samples", type=int, default=1000, help="hubgen samples per temperature (0: skip)")
     p.add_argument("--skip_normflows", action="store_true")
     p.add_argument("--skip_hubgen", action="store_true")
+    p.add_argument("--normflows_compile", action="store_true", help="torch.compile normflows' log_prob (inductor)")
     add_train_arguments(p, default="constant_with_warmup")  # hubgen's schedule (normflows' loop: the warm-up)
     args = p.parse_args()
     if args.num_processes < 1 or args.batch_size % args.num_processes or args.threads % args.num_processes:
@@ -219,7 +225,8 @@ def main() -> int:
         model = normflows_glow(args.num_levels, args.steps_per_level, args.hidden_channels, tuple(train.shape[1:]))
         trained = train_normflows(model, train, args)
         bpd = test_bits_per_dim(model, test, seed=0)
-        record["normflows"] = {"version": nf.__version__, "train": trained, "test_bits_per_dim": bpd}
+        record["normflows"] = {"version": nf.__version__, "compiled": args.normflows_compile, "train": trained,
+                               "test_bits_per_dim": bpd}  # fmt: skip
         rows.append([f"normflows {nf.__version__}", arch, f"{trained['steps']} steps, {trained.get('epochs')} epochs",
                      trained.get("images_per_second"), f"{bpd['mean']:.4f} ± {bpd['stderr']:.4f}", bpd["num_images"],
                      "-"])  # fmt: skip
