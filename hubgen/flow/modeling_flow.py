@@ -48,6 +48,7 @@ from .transforms import (
     UniformDequantization,
     VariationalDequantization,
     lu_factors,
+    split_channels,
     squeeze,
     unsqueeze,
     without_autocast,
@@ -220,9 +221,8 @@ class FlowModel(ModelMixin, ConfigMixin):
                 log_det = log_det + ld
             if level < len(self.splits):
                 h, ld = self.splits[level](h)
-                keep = self.splits[level].num_keep
-                eps.append(h[:, keep:].flatten(1))  # the factored-out half, standardized
-                h = h[:, :keep]
+                h, factored = split_channels(h, self.splits[level].num_keep)
+                eps.append(factored.flatten(1))  # the factored-out half, standardized
             else:
                 h, ld = self.top_prior(h)
                 eps.append(h.flatten(1))

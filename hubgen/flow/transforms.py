@@ -230,6 +230,12 @@ def without_autocast(x: torch.Tensor):
     return torch.autocast(x.device.type, enabled=False) if active else contextlib.nullcontext()
 
 
+def split_channels(x: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x[:, :first], x[:, first:]) as one split: its gradient is one concatenation, where two slices' gradients
+    would each be a zero tensor of x's size, a copy and a sum."""
+    return x.split([first, x.shape[1] - first], dim=1)
+
+
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
     """Glow's coupling network NN(): conv3x3 - ReLU - conv1x1 - ReLU - conv3x3, the last conv zero-initialized
     so that every coupling starts as the identity (Glow section 3.3)."""
@@ -270,16 +276,16 @@ class AffineCoupling(nn.Module):
         return shift, F.logsigmoid(raw + 2.0)
 
     def forward(self, x):
-        x_a, x_b = x[:, : self.num_pass], x[:, self.num_pass :]
+        x_a, x_b = split_channels(x, self.num_pass)
         shift, log_s = self._shift_and_log_scale(x_a)
         y_b = (x_b + shift) * torch.exp(log_s)
-        return torch.cat([x_a, y_b], dim=1), log_s.flatten(1).sum(1)
+        return torch.cat([x_a, y_b], dim=1), log_s.sum((1, 2, 3))
 
     def inverse(self, y):
-        y_a, y_b = y[:, : self.num_pass], y[:, self.num_pass :]
+        y_a, y_b = split_channels(y, self.num_pass)
         shift, log_s = self._shift_and_log_scale(y_a)
         x_b = y_b * torch.exp(-log_s) - shift
-        return torch.cat([y_a, x_b], dim=1), -log_s.flatten(1).sum(1)
+        return torch.cat([y_a, x_b], dim=1), -log_s.sum((1, 2, 3))
 
 
 class Split(nn.Module):
@@ -301,16 +307,16 @@ class Split(nn.Module):
         nn.init.zeros_(self.prior.bias)
 
     def forward(self, x):
-        x_a, x_b = x[:, : self.num_keep], x[:, self.num_keep :]
+        x_a, x_b = split_channels(x, self.num_keep)
         mean, log_sigma = self.prior(x_a).to(x_a.dtype).chunk(2, dim=1)  # the data's precision under autocast
         eps = (x_b - mean) * torch.exp(-log_sigma)
-        return torch.cat([x_a, eps], dim=1), -log_sigma.flatten(1).sum(1)
+        return torch.cat([x_a, eps], dim=1), -log_sigma.sum((1, 2, 3))
 
     def inverse(self, y):
-        y_a, eps = y[:, : self.num_keep], y[:, self.num_keep :]
+        y_a, eps = split_channels(y, self.num_keep)
         mean, log_sigma = self.prior(y_a).to(y_a.dtype).chunk(2, dim=1)
         x_b = mean + torch.exp(log_sigma) * eps
-        return torch.cat([y_a, x_b], dim=1), log_sigma.flatten(1).sum(1)
+        return torch.cat([y_a, x_b], dim=1), log_sigma.sum((1, 2, 3))
 
 
 class LearnedPrior(nn.Module):
