@@ -308,6 +308,17 @@ class ImageDataset(_Images):
             return self.images[i].float() / 255.0, y
         return self.transform(self._pil(i), int(i), self._epoch, augment=True).float() / 255.0, y
 
+    def __getitems__(self, indices) -> list:
+        """The items of a batch of indices (torch's DataLoader asks for a batch this way when a dataset has it): the
+        same items as __getitem__, untransformed images gathered in one indexing operation instead of one per
+        index (a flow's step on 32 MNIST images spent about 0.2 ms fetching them one by one)."""
+        if self.transform is not None:
+            return [self[i] for i in indices]
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        images = (self.images[idx].float() / 255.0).unbind(0)
+        labels = [-1] * len(images) if self.labels is None else self.labels[idx].tolist()
+        return list(zip(images, labels, strict=True))
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         if self.transform is None:

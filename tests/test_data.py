@@ -25,6 +25,26 @@ def test_digits_split_is_fixed_disjoint_and_complete():
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and 0 <= y <= 9
 
 
+def test_a_batch_of_items_equals_the_items_one_by_one(tmp_path):
+    # the DataLoader asks for a batch of indices at once (__getitems__); it must give what __getitem__ gives,
+    # with and without labels, and with a transform (which goes item by item)
+    rng = np.random.default_rng(1)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (12, 5, 5), dtype=np.uint8), y_train=np.arange(12) % 3,
+             x_test=rng.integers(0, 256, (6, 5, 5), dtype=np.uint8))  # fmt: skip
+    flipped = load_dataset(DataSpec("digits", resolution=4, random_flip=True), "train")
+    for ds in (load_dataset(path, "train"), load_dataset(path, "test"), flipped):
+        indices = [5, 0, 3, 3, len(ds) - 1]
+        batch = ds.__getitems__(indices)
+        assert len(batch) == len(indices)
+        for (x, y), i in zip(batch, indices, strict=True):
+            x1, y1 = ds[i]
+            assert torch.equal(x, x1) and x.dtype == x1.dtype and y == y1 and type(y) is type(y1)
+    loader = torch.utils.data.DataLoader(load_dataset(path, "train"), batch_size=4)
+    x, y = next(iter(loader))
+    assert x.shape == (4, 1, 5, 5) and y.tolist() == [0, 1, 2, 0]
+
+
 def test_npz_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
