@@ -18,6 +18,7 @@ from hubgen.flow.transforms import (
     InvertibleConv1x1,
     LearnedPrior,
     Logit,
+    ReLU,
     Scale,
     Split,
     Squeeze,
@@ -192,6 +193,27 @@ def test_coupling_scale_is_a_bounded_sigmoid():
         coupling.net[-1].bias.fill_(1e4)  # an enormous raw scale: s -> 1, never above
     y, log_det = coupling(x)
     assert torch.isfinite(y).all() and torch.isfinite(log_det).all() and log_det.abs().max() < 1e-8
+
+
+def test_the_sign_bit_relu_equals_torch_relu_in_bfloat16_with_its_gradient():
+    """Every finite bfloat16 value (all 2^16 patterns but NaNs: zeros of both signs, subnormals, +-inf), laid out
+    channels-last as in the coupling networks: the same outputs and the same gradient as torch.relu, which is 0 at
+    0 (relu's derivative is [y > 0])."""
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    values = bits.view(torch.bfloat16)
+    values = values[~torch.isnan(values)]
+    x = values.reshape(1, 2, 1, -1).contiguous(memory_format=torch.channels_last)  # 65,282 values
+    g = torch.randn(x.shape, generator=_g(0)).to(torch.bfloat16)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = ReLU()(ours * 1)  # on a non-leaf, in place
+    y_ref = torch.relu(theirs * 1)
+    assert torch.equal(y, y_ref) and y.dtype == torch.bfloat16
+    y.backward(g)
+    y_ref.backward(g)
+    assert torch.equal(ours.grad, theirs.grad)
+    assert (ours.grad[x == 0] == 0).all() and torch.equal(ours.grad[x > 0], g[x > 0])
+    z = torch.randn(3, 4, generator=_g(1), dtype=F64)  # other dtypes: torch.relu itself
+    assert torch.equal(ReLU()(z.clone()), torch.relu(z))
 
 
 def test_squeeze_matches_normflows():

@@ -47,6 +47,7 @@ __all__ = [
     "InvertibleConv1x1",
     "without_autocast",
     "AffineCoupling",
+    "ReLU",
     "coupling_network",
     "Split",
     "LearnedPrior",
@@ -236,6 +237,40 @@ def split_channels(x: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Ten
     return x.split([first, x.shape[1] - first], dim=1)
 
 
+class _SignBitReLU(torch.autograd.Function):
+    """max(x, 0) of a bfloat16 tensor in place, read off the sign bit of its 16 bits: a float is negative exactly
+    when its int16 pattern is, and +0 is the pattern 0, so relu(x) is the int16 clamp_min(bits, 0) and relu's
+    derivative [y > 0] is the int16 test bits(y) > 0. On the CPU the int16 kernels run these about 7x (forward)
+    and 2x (backward) faster than torch's bfloat16 ones, which widen every element to float32 and back (torch
+    2.13, one thread: 51 -> 7.5 us and 61 -> 29 us on a 32 x 64 x 14 x 14 activation); the flow's 24 ReLUs are
+    about 5% of a bf16 training step. The same values and gradients as torch.relu for every input but a NaN, which
+    becomes 0 when its sign bit is set (torch keeps it). A convolution's output is NaN only for a non-finite input,
+    which also reaches the loss through the coupling's unchanged half, or weight, which comes from a non-finite
+    gradient that the training loop's clipping spreads to every parameter: the loss's NaN guard still sees both."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x.view(torch.int16).clamp_min_(0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad.view(torch.int16), y.view(torch.int16), 0).view(grad.dtype)
+
+
+class ReLU(nn.Module):
+    """An in-place ReLU, computed on the sign bit for bfloat16 CPU tensors (`_SignBitReLU`: bf16 autocast on the
+    CPU) and by torch.relu_ otherwise. No parameters: the coupling networks' state_dict keys are unchanged."""
+
+    def forward(self, x):
+        if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+            return _SignBitReLU.apply(x)
+        return torch.relu_(x)
+
+
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
     """Glow's coupling network NN(): conv3x3 - ReLU - conv1x1 - ReLU - conv3x3, the last conv zero-initialized
     so that every coupling starts as the identity (Glow section 3.3)."""
@@ -244,9 +279,9 @@ def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) 
     nn.init.zeros_(last.bias)
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
-        nn.ReLU(inplace=True),
+        ReLU(),
         nn.Conv2d(hidden_channels, hidden_channels, 1),
-        nn.ReLU(inplace=True),
+        ReLU(),
         last,
     )
 
@@ -375,9 +410,9 @@ class VariationalDequantization(nn.Module):
         self.pixel_levels = pixel_levels
         self.context = nn.Sequential(
             nn.Conv2d(c, hidden_channels, 3, padding=1),
-            nn.ReLU(inplace=True),
+            ReLU(),
             nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
-            nn.ReLU(inplace=True),
+            ReLU(),
         )
         self.elementwise = nn.Conv2d(hidden_channels, 2 * c, 3, padding=1)
         nn.init.zeros_(self.elementwise.weight)
