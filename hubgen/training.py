@@ -518,6 +518,26 @@ def nonfinite(run: Run, *losses: torch.Tensor) -> bool:
     return False
 
 
+def clip_grad_norm(run: Run, parameters, max_norm: float) -> torch.Tensor:
+    """accelerate's `clip_grad_norm_`: the gradients' total 2-norm, and every gradient times
+    min(1, max_norm / (norm + 1e-6)), torch's rule. On the CPU, in one process or under plain DDP and without a
+    loss scaler, the gradients are multiplied only when that factor is below 1 (or not a number): the same
+    gradients bit for bit, since x * 1.0 = x, without a pass over them at every step (clipping at --max_grad_norm
+    rarely binds), and without accelerate's per-parameter DTensor test; together about 0.2-0.3 ms of a flow's
+    30 ms step on MNIST, 136 parameter tensors. Reading the factor is a host sync, free on the CPU; elsewhere
+    (GPUs, sharded or scaled gradients) this is accelerate's own call."""
+    from accelerate.utils import DistributedType
+
+    accelerator, parameters = run.accelerator, list(parameters)
+    plain = accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU)
+    if accelerator.device.type != "cpu" or not plain or accelerator.scaler is not None:
+        return accelerator.clip_grad_norm_(parameters, max_norm)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+    if not bool(max_norm / (norm + 1e-6) >= 1.0):  # torch's clip_coef; NaN too (torch then makes every grad NaN)
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    return norm
+
+
 def log_due(run: Run, max_steps: int) -> bool:
     return run.step % run.args.logging_steps == 0 or run.step == max_steps
 

@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             accelerator.backward(loss)
             if accelerator.sync_gradients and args.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                tr.clip_grad_norm(run, unet.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             window.append(loss.detach().reshape(1))

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             accelerator.backward(loss)
             if accelerator.sync_gradients:
-                grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm or float("inf"))
+                grad_norm = tr.clip_grad_norm(run, params, args.max_grad_norm or float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         run.images_seen += x.shape[0] * accelerator.num_processes

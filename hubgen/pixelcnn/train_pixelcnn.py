@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             accelerator.backward(loss)
             if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                tr.clip_grad_norm(run, model.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
             window.append(loss.detach().reshape(1))

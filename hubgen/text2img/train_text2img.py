@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             accelerator.backward(loss)
             if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                tr.clip_grad_norm(run, params, args.max_grad_norm)
             optimizer.step()  # accelerate's: only at the last of --gradient_accumulation_steps batches
             optimizer.zero_grad(set_to_none=True)
         run.images_seen += x0.shape[0] * accelerator.num_processes
