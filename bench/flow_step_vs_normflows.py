@@ -1,0 +1,91 @@
+"""Benchmark: one training step of hubgen's flow against normflows' Glow of the same size, interleaved in one process.
+
+    python bench/flow_step_vs_normflows.py --data ../shared/data/mnist.npz --rounds 12
+
+bench/flow_mnist.py times each library's whole training loop, one after the other; on a machine whose speed drifts
+between minutes, their ratio drifts with it. Here the two steps alternate in one process, `--steps` steps of each per
+round, so both see the same machine within seconds, and the figure is the median of the rounds' ratios. A step is
+what both loops share: the log-likelihood of a batch of dequantized MNIST images (bf16 autocast with
+`--mixed_precision bf16`), bits/dim, backward, gradient clipping at 100 and fused Adam; the data loading and the
+bookkeeping of each loop are not in it. Same architecture as bench/flow_mnist.py (normflows_glow there).
+"""
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from flow_mnist import dequantize, normflows_glow  # bench/flow_mnist.py (the script's own folder)
+
+from hubgen.flow.losses import log_prob
+from hubgen.flow.modeling_flow import FlowModel
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="an MNIST .npz (x_train uint8), e.g. ../shared/data/mnist.npz")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--steps", type=int, default=20, help="steps of each model per round")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--hidden_channels", type=int, default=64)
+    p.add_argument("--mixed_precision", choices=("no", "bf16"), default="bf16")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    images = torch.from_numpy(np.load(args.data)["x_train"][:8192]).reshape(-1, 1, 28, 28)
+    b = args.batch_size
+
+    torch.manual_seed(0)
+    hub = FlowModel(sample_size=28, num_levels=2, steps_per_level=6, hidden_channels=args.hidden_channels)
+    hub.initialize(images[:512].float() / 255, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    nf = normflows_glow(2, 6, args.hidden_channels)
+    with torch.no_grad():
+        nf.log_prob(dequantize(images[:512]), None)  # normflows' ActNorm initializes from its first batch
+    models = {"hubgen": (hub, lambda x: log_prob(hub, x)), "normflows": (nf, lambda x: nf.log_prob(x, None))}
+    state = {}
+    for name, (model, _) in models.items():
+        model.train()
+        params = list(model.parameters())
+        state[name] = (params, torch.optim.Adam(params, lr=1e-4, fused=True))
+
+    def steps(name: str, first: int) -> float:
+        model, log_likelihood = models[name]
+        params, opt = state[name]
+        start = time.perf_counter()
+        for i in range(first, first + args.steps):
+            k = (i * b) % (len(images) - b)
+            x = dequantize(images[k : k + b])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
+                log_p = log_likelihood(x)
+            loss = -log_p.float().mean() / (x[0].numel() * math.log(2)) + 8.0
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 100.0)
+            opt.step()
+        return (time.perf_counter() - start) / args.steps
+
+    for name in models:  # warm-up: oneDNN builds its kernels on the first calls
+        steps(name, 0)
+    times = {name: [] for name in models}
+    for r in range(args.rounds):
+        order = list(models) if r % 2 == 0 else list(reversed(models))  # A B, B A, ...
+        for name in order:
+            times[name].append(steps(name, (r + 1) * args.steps))
+    ratios = [n / h for h, n in zip(times["hubgen"], times["normflows"], strict=True)]
+    print(f"{args.rounds} rounds of {args.steps} steps each, batch {b}, {args.mixed_precision}, "
+          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")  # fmt: skip
+    for name, t in times.items():
+        print(f"{name}: median {1000 * statistics.median(t):.2f} ms/step (min {1000 * min(t):.2f}, "
+              f"max {1000 * max(t):.2f})")  # fmt: skip
+    print("per-round ratios normflows/hubgen:", " ".join(f"{q:.3f}" for q in ratios))
+    print(f"step throughput ratio hubgen / normflows: median {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
