@@ -80,8 +80,20 @@ def dequantize(images_u8: torch.Tensor, generator=None) -> torch.Tensor:
     return (k + torch.rand(k.shape, generator=generator)) / 256.0
 
 
+def plain_step(log_likelihood, x, params, opt, mixed_precision: str, max_grad_norm: float) -> torch.Tensor:
+    """One step of a plain training loop: the batch's bits/dim under torch's own autocast (`mixed_precision`
+    "bf16", as a plain loop would use it), backward, gradient clipping and the optimizer's step. Returns the loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
+        log_p = log_likelihood(x)
+    loss = -log_p.float().mean() / (x[0].numel() * math.log(2)) + 8.0  # bits/dim of 8-bit data
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+    return loss
+
+
 def train_normflows(model, train_u8, args) -> dict:
-    num_dims = train_u8[0].numel()
     opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)  # as hubgen's loop on CPU
     # --normflows_compile: torch.compile of its log_prob, as a user would try it (inductor; the compilation counts in
     # the budget, as hubgen's --torch_compile does)
@@ -96,14 +108,8 @@ def train_normflows(model, train_u8, args) -> dict:
             for group in opt.param_groups:
                 group["lr"] = args.learning_rate * min(1.0, (step + 1) / args.warmup_steps)
             x = dequantize(train_u8[idx])
-            # --mixed_precision bf16: torch's own autocast around the forward, as a plain loop would use it
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
-                log_p = log_prob(x, None)
-            loss = -log_p.float().mean() / (num_dims * math.log(2)) + 8.0  # bits/dim
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            opt.step()
+            loss = plain_step(lambda x: log_prob(x, None), x, model.parameters(), opt, args.mixed_precision,
+                              args.max_grad_norm)  # fmt: skip
             step, images = step + 1, images + len(idx)
             if not math.isfinite(loss.item()):
                 return {"steps": step, "diverged": True, "train_seconds": time.perf_counter() - start}

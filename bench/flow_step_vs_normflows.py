@@ -5,20 +5,20 @@
 bench/flow_mnist.py times each library's whole training loop, one after the other; on a machine whose speed drifts
 between minutes, their ratio drifts with it. Here the two steps alternate in one process, `--steps` steps of each per
 round, so both see the same machine within seconds, and the figure is the median of the rounds' ratios. A step is
-what both loops share: the log-likelihood of a batch of dequantized MNIST images (bf16 autocast with
-`--mixed_precision bf16`), bits/dim, backward, gradient clipping at 100 and fused Adam; the data loading and the
-bookkeeping of each loop are not in it. Same architecture as bench/flow_mnist.py (normflows_glow there).
+what both loops share (flow_mnist.plain_step, the step of normflows' loop there): the log-likelihood of a batch of
+dequantized MNIST images (bf16 autocast with `--mixed_precision bf16`), bits/dim, backward, gradient clipping at 100
+and fused Adam; the data loading and the bookkeeping of each loop are not in it. Same architecture as
+bench/flow_mnist.py (normflows_glow there).
 """
 
 import argparse
-import math
 import statistics
 import sys
 import time
 
 import numpy as np
 import torch
-from flow_mnist import dequantize, normflows_glow  # bench/flow_mnist.py (the script's own folder)
+from flow_mnist import dequantize, normflows_glow, plain_step  # bench/flow_mnist.py (the script's own folder)
 
 from hubgen.flow.losses import log_prob
 from hubgen.flow.modeling_flow import FlowModel
@@ -58,14 +58,7 @@ def main() -> int:
         start = time.perf_counter()
         for i in range(first, first + args.steps):
             k = (i * b) % (len(images) - b)
-            x = dequantize(images[k : k + b])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16"):
-                log_p = log_likelihood(x)
-            loss = -log_p.float().mean() / (x[0].numel() * math.log(2)) + 8.0
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 100.0)
-            opt.step()
+            plain_step(log_likelihood, dequantize(images[k : k + b]), params, opt, args.mixed_precision, 100.0)
         return (time.perf_counter() - start) / args.steps
 
     for name in models:  # warm-up: oneDNN builds its kernels on the first calls
