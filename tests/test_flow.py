@@ -2,6 +2,7 @@
 one; bits/dim of a known density has its closed form; ActNorm initializes once and survives save/load; the
 pipeline saves and loads exactly."""
 
+import copy
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from torch.autograd.functional import jacobian
 
 import hubgen
 from hubgen.flow import FlowModel, FlowPipeline, losses
-from hubgen.flow.modeling_flow import FlowStep, fuse_norm_and_conv
+from hubgen.flow.modeling_flow import STEP_TENSORS, FlowLevel
 from hubgen.flow.transforms import (
     ActNorm,
     AffineCoupling,
@@ -52,13 +53,21 @@ def tiny_flow(**overrides) -> FlowModel:
     return FlowModel(**cfg)
 
 
+def _initialized_level(level: FlowLevel, x: torch.Tensor) -> FlowLevel:
+    """ActNorm's data-dependent initialization of every step: one forward pass in training mode."""
+    level.train()
+    with torch.no_grad():
+        level(x)
+    return level.eval()
+
+
 def _layers():
     """(name, layer, input shape (C, H, W), input low) for every bijective layer, in float64."""
     torch.manual_seed(0)
     actnorm = ActNorm(4).double()
     actnorm.initialize(torch.randn(16, 4, 2, 2, generator=_g(1), dtype=F64) * 2 + 1)
-    step = randomize(FlowStep(4, 8).double())
-    step.actnorm.initialize(torch.randn(8, 4, 2, 2, generator=_g(2), dtype=F64))
+    level = randomize(FlowLevel(4, 8, 2).double())
+    _initialized_level(level, torch.randn(8, 4, 2, 2, generator=_g(2), dtype=F64))
     return [
         ("squeeze", Squeeze(), (2, 4, 4), None),
         ("actnorm", actnorm, (4, 2, 2), None),
@@ -67,7 +76,7 @@ def _layers():
         ("coupling_odd_channels", randomize(AffineCoupling(3, 8).double()), (3, 2, 2), None),
         ("split", randomize(Split(4).double()), (4, 2, 2), None),
         ("learned_prior", randomize(LearnedPrior((2, 2, 2)).double()), (2, 2, 2), None),
-        ("flow_step", step, (4, 2, 2), None),
+        ("flow_level", level, (4, 2, 2), None),
         ("scale", Scale(17), (1, 2, 2), 0.0),
         ("logit", Logit(0.05), (1, 2, 2), 0.0),
         ("center", Center(), (1, 2, 2), 0.0),
@@ -118,46 +127,82 @@ def test_every_layer_log_det_equals_the_autograd_jacobian(name, layer, shape, lo
                                rtol=0, atol=1e-9)  # fmt: skip
 
 
-def test_fused_actnorm_and_conv_equal_the_two_layers():
-    step = randomize(FlowStep(4, 8).double(), seed=4)
-    step.actnorm.initialize(torch.randn(8, 4, 3, 3, generator=_g(7), dtype=F64) * 3)
-    step.eval()
-    x = torch.randn(5, 4, 3, 3, generator=_g(8), dtype=F64)
-    y, log_det = step(x)
-    h, ld1 = step.actnorm(x)
-    h, ld2 = step.invconv(h)
-    h, ld3 = step.coupling(h)
-    torch.testing.assert_close(y, h, rtol=0, atol=1e-12)
-    torch.testing.assert_close(log_det, ld1 + ld2 + ld3, rtol=0, atol=1e-12)
+def _through_layers(layers: torch.nn.ModuleDict, x: torch.Tensor):
+    """One step through its three layers of transforms.py, one after the other: (y, the summed log-dets)."""
+    log_det = 0
+    for name in ("actnorm", "invconv", "coupling"):
+        x, ld = layers[name](x)
+        log_det = log_det + ld
+    return x, log_det
 
 
-def test_a_scale_fused_at_once_equals_its_layers_step_by_step():
-    # FlowModel builds ActNorm + 1x1 convolution of a whole scale in one batched product: each step's slice must be
-    # that step's two layers, and the model's forward the steps run one at a time through their own layers
-    model = randomize(tiny_flow(sample_size=8, steps_per_level=3, hidden_channels=6).double(), 0.2, seed=5)
-    model.initialize(torch.rand(16, 1, 8, 8, generator=_g(9), dtype=F64))
-    model.eval()
-    steps = model.levels[0]
-    weight, bias, per_pixel = fuse_norm_and_conv(steps)
+def test_a_level_equals_its_steps_run_through_their_own_layers():
+    level = randomize(FlowLevel(4, 8, 3).double(), seed=4)
+    _initialized_level(level, torch.randn(8, 4, 3, 3, generator=_g(7), dtype=F64) * 3)
+    assert bool(level.actnorm_initialized.all()) and level.actnorm_log_scale.shape == (3, 4)
+    # ActNorm + 1x1 convolution of the 3 steps, built in one batched product: each slice is that step's two layers
+    weight, bias, per_pixel = level.norm_and_conv()
     assert weight.shape == (3, 4, 4) and bias.shape == (3, 4) and per_pixel.shape == (3,)
-    x = torch.randn(5, 4, 3, 3, generator=_g(10), dtype=F64)
-    for k, step in enumerate(steps):
-        h, ld_norm = step.actnorm(x)
-        h, ld_conv = step.invconv(h)
+    x = torch.randn(5, 4, 3, 3, generator=_g(8), dtype=F64)
+    for k in range(3):
+        layers = level.step_layers(k)
+        h, ld_norm = layers["actnorm"](x)
+        h, ld_conv = layers["invconv"](h)
         fused = torch.nn.functional.conv2d(x, weight[k][:, :, None, None], bias[k])
         torch.testing.assert_close(fused, h, rtol=0, atol=1e-12)
         torch.testing.assert_close(9 * per_pixel[k].expand(5), ld_norm + ld_conv, rtol=0, atol=1e-12)
+    # the whole level: each step through its own ActNorm, 1x1 convolution and coupling
+    y, log_det = level(x)
+    h, expected = x, torch.zeros(5, dtype=F64)
+    for k in range(3):
+        h, ld = _through_layers(level.step_layers(k), h)
+        expected = expected + ld
+    torch.testing.assert_close(y, h, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det, expected, rtol=0, atol=1e-12)
+    # a running sum passed in receives the steps' terms
+    torch.testing.assert_close(level(x, log_det=torch.full((5,), 2.0, dtype=F64))[1], expected + 2, rtol=0, atol=1e-12)
 
+
+def test_a_level_initializes_each_step_from_the_data_that_reaches_it():
+    # Glow section 3.1: in training mode, step k's ActNorm takes the mean and std of its own input (the output of
+    # step k - 1, already initialized), so every step's ActNorm output has zero mean and unit variance per channel
+    level = randomize(FlowLevel(4, 8, 3).double(), seed=6)
+    fresh = copy.deepcopy(level)
+    x = torch.randn(64, 4, 3, 3, generator=_g(12), dtype=F64) * 3 + 1
+    _initialized_level(level, x)
+    h = x
+    for k in range(3):
+        layers = level.step_layers(k)
+        a, _ = layers["actnorm"](h)
+        torch.testing.assert_close(a.mean(dim=(0, 2, 3)), torch.zeros(4, dtype=F64), rtol=0, atol=1e-12)
+        torch.testing.assert_close(a.std(dim=(0, 2, 3), unbiased=False), torch.ones(4, dtype=F64), rtol=0, atol=1e-5)
+        h, _ = _through_layers(layers, h)
+    before = {k: v.clone() for k, v in level.state_dict().items()}
+    level.train()(x * 5)  # initialized: a second batch changes nothing
+    assert all(torch.equal(v, before[k]) for k, v in level.state_dict().items())
+    # initializing on a training batch that is then back-propagated (no initialize() before training)
+    y, log_det = fresh.train()(x)
+    (y.square().sum() - log_det.sum()).backward()
+    assert bool(fresh.actnorm_initialized.all()) and all(p.grad.isfinite().all() for p in fresh.parameters())
+    torch.testing.assert_close(y, level.eval()(x)[0], rtol=0, atol=1e-12)  # the same initialization, the same map
+    assert all(torch.equal(v, before[k]) for k, v in level.state_dict().items())
+
+
+def test_a_scale_fused_at_once_equals_its_layers_step_by_step():
+    # The model's forward pass against every step of every scale run through its own ActNorm, 1x1 convolution and
+    # coupling, one layer at a time
+    model = randomize(tiny_flow(sample_size=8, steps_per_level=3, hidden_channels=6).double(), 0.2, seed=5)
+    model.initialize(torch.rand(16, 1, 8, 8, generator=_g(9), dtype=F64))
+    model.eval()
     x = torch.rand(4, 1, 8, 8, generator=_g(11), dtype=F64)
     z, log_det = model(x)
-    h, expected = model.preprocess(x)  # the same pass, each step through ActNorm, the 1x1 convolution, the coupling
+    h, expected = model.preprocess(x)
     eps = []
-    for level, level_steps in enumerate(model.levels):
+    for level, steps in enumerate(model.levels):
         h = squeeze(h)
-        for step in level_steps:
-            for layer in (step.actnorm, step.invconv, step.coupling):
-                h, ld = layer(h)
-                expected = expected + ld
+        for k in range(steps.num_steps):
+            h, ld = _through_layers(steps.step_layers(k), h)
+            expected = expected + ld
         split = model.splits[level] if level < len(model.splits) else model.top_prior
         h, ld = split(h)
         expected = expected + ld
@@ -168,6 +213,55 @@ def test_a_scale_fused_at_once_equals_its_layers_step_by_step():
             eps.append(h.flatten(1))
     torch.testing.assert_close(z, torch.cat(eps, dim=1), rtol=0, atol=1e-10)
     torch.testing.assert_close(log_det, expected, rtol=0, atol=1e-10)
+
+
+def _per_step_layout(model: FlowModel) -> dict[str, torch.Tensor]:
+    """The model's state_dict in the per-step layout of flows saved before FlowLevel: levels.{i}.{k}.{layer key}."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if not key.startswith("levels."):
+            state[key] = value.clone()
+    for i, level in enumerate(model.levels):
+        state.update({f"levels.{i}.{key}": value.clone() for key, value in level.per_step_state_dict().items()})
+    return state
+
+
+def test_a_flow_saved_in_the_per_step_layout_loads_into_the_stacked_one(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = randomize(tiny_flow(sample_size=8, steps_per_level=2, hidden_channels=6), 0.2, seed=8)  # float32
+    model.initialize(torch.rand(32, 1, 8, 8, generator=_g(8)), generator=_g(8))
+    model.eval()
+    old = _per_step_layout(model)
+    # the keys and shapes that a step's three layers (one FlowStep module per step before FlowLevel) saved
+    c = 4  # squeezed channels of the first scale
+    assert old["levels.0.1.actnorm.log_scale"].shape == (1, c, 1, 1) and old["levels.0.1.actnorm.initialized"].ndim == 0
+    assert old["levels.0.1.invconv.lower"].shape == (c, c) and old["levels.0.1.invconv.sign_s"].shape == (c,)
+    assert old["levels.0.1.coupling.net.0.weight"].shape == (6, c // 2, 3, 3)
+    assert old["levels.0.1.coupling.net.2.weight"].shape == (6, 6, 1, 1)
+    assert old["levels.0.1.coupling.net.4.bias"].shape == (2 * (c - c // 2),)
+    assert model.levels[0].coupling_in_weight.shape == (2 * 6, c // 2, 3, 3)  # stacked along the output channels
+    assert {key.split(".", 3)[3] for key in old if key.startswith("levels.0.0.")} == set(STEP_TENSORS)
+    assert not any("levels.0.actnorm" in key for key in old)
+    x = torch.rand(3, 1, 8, 8, generator=_g(4)) * 0.98 + 0.01
+    with torch.no_grad():
+        expected = model(x)
+    # load_state_dict (checkpoints, fine-tuning): strict, every key accounted for
+    fresh = tiny_flow(sample_size=8, steps_per_level=2, hidden_channels=6)
+    assert not fresh.actnorm_initialized()
+    fresh.load_state_dict(old, strict=True)
+    assert fresh.actnorm_initialized()
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x), expected, rtol=0, atol=0)
+    # from_pretrained (the Hub): a saved folder whose weights are in the per-step layout
+    model.save_pretrained(tmp_path / "m")
+    weights = next((tmp_path / "m").glob("*.safetensors"))
+    assert set(load_file(weights)) == set(model.state_dict())
+    save_file(old, weights)
+    loaded = FlowModel.from_pretrained(tmp_path / "m")
+    assert loaded.actnorm_initialized() and set(loaded.state_dict()) == set(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
 
 
 def test_invertible_conv_is_lu_parameterized_and_starts_as_a_rotation():
@@ -366,13 +460,12 @@ def _gaussian_flow(logit_alpha, mean: float, log_sigma: float) -> FlowModel:
     model = tiny_flow(logit_alpha=logit_alpha, sample_size=8, steps_per_level=2).double().eval()
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, InvertibleConv1x1):
-                m.lower.zero_(), m.upper.zero_(), m.log_s.zero_(), m.sign_s.fill_(1)
-                m.permutation.copy_(torch.eye(len(m.log_s), dtype=F64))
-            elif isinstance(m, AffineCoupling):
-                m.net[-1].weight.zero_()
-                m.net[-1].bias.zero_()
-                m.net[-1].bias[m.net[-1].bias.numel() // 2 :].fill_(60.0)  # s = sigmoid(62) = 1 in float64
+            if isinstance(m, FlowLevel):
+                m.invconv_lower.zero_(), m.invconv_upper.zero_(), m.invconv_log_s.zero_(), m.invconv_sign_s.fill_(1)
+                m.invconv_permutation.copy_(torch.eye(m.num_channels, dtype=F64).expand_as(m.invconv_permutation))
+                m.coupling_out_weight.zero_()
+                m.coupling_out_bias.zero_()
+                m.coupling_out_bias[:, m.coupling_out_bias.shape[1] // 2 :].fill_(60.0)  # s = sigmoid(62) = 1 in f64
             elif isinstance(m, Split):
                 m.prior.weight.zero_()
                 half = m.prior.bias.numel() // 2

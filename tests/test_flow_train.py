@@ -106,16 +106,16 @@ def test_resume_continues_exactly_with_ema(tmp_path):
 
 
 def test_a_failed_invertibility_check_stops_the_run(tmp_path, monkeypatch, capsys):
-    from hubgen.flow import transforms
+    from hubgen.flow.modeling_flow import FlowLevel
 
-    original, calls = transforms.AffineCoupling.inverse, {"n": 0}
+    original, calls = FlowLevel.inverse, {"n": 0}
 
-    def drifting_inverse(self, y):  # the inverse stops matching the forward after the first check (2 couplings)
+    def drifting_inverse(self, y):  # the inverse stops matching the forward after the first check (2 scales)
         calls["n"] += 1
         x, log_det = original(self, y)
         return (x + 0.1, log_det) if calls["n"] > 2 else (x, log_det)
 
-    monkeypatch.setattr(transforms.AffineCoupling, "inverse", drifting_inverse)
+    monkeypatch.setattr(FlowLevel, "inverse", drifting_inverse)
     assert _train(tmp_path / "r", 12) == 1
     printed = capsys.readouterr().out
     assert "no longer inverts" in printed and "at step 8" in printed and "checkpoint-4" in printed

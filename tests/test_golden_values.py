@@ -51,6 +51,31 @@ def _perturb(module: torch.nn.Module, scale: float, seed: int) -> torch.nn.Modul
     return module
 
 
+def _perturb_per_step(model: torch.nn.Module, scale: float, seed: int) -> torch.nn.Module:
+    """`_perturb` for a flow, its parameters visited in the per-step layout that flows had until FlowLevel stacked
+    the K steps of a scale (levels.{i}.{k}.actnorm.log_scale, ...), so that each draw lands on the entry it landed
+    on when these values were recorded; loaded back through that layout's conversion, which this checks too."""
+    from hubgen.flow.modeling_flow import STEP_TENSORS
+
+    g, state, done = _g(seed), {}, set()
+    params = {name for name, _ in model.named_parameters()}
+    for key, value in model.state_dict().items():
+        if not key.startswith("levels."):
+            state[key] = (value.clone(), key in params)
+            continue
+        i = int(key.split(".")[1])
+        if i not in done:
+            level = model.levels[i]
+            state.update({f"levels.{i}.{k}": (v.clone(), STEP_TENSORS[k.split(".", 1)[1]] in level._parameters)
+                          for k, v in level.per_step_state_dict().items()})  # fmt: skip
+            done.add(i)
+    for value, is_parameter in state.values():
+        if is_parameter:
+            value.add_(scale * torch.randn(value.shape, generator=g, dtype=value.dtype))
+    model.load_state_dict({key: value for key, (value, _) in state.items()}, strict=True)
+    return model
+
+
 # -- VAE ------------------------------------------------------------------------------------------------------
 
 VAE_CONFIGS = {
@@ -184,7 +209,7 @@ def _tiny_flow(name: str, perturb: bool):
     model = FlowModel(**FLOW_CONFIGS[name])
     model.initialize(torch.rand(16, 1, 8, 8, generator=_g(0)), generator=_g(0))  # data-dependent ActNorm init
     if perturb:
-        _perturb(model, 0.05, seed=3)
+        _perturb_per_step(model, 0.05, seed=3)
     return model.eval()
 
 
@@ -221,7 +246,7 @@ def _flow_rgb_case() -> dict[str, torch.Tensor]:
     model = FlowModel(sample_size=16, in_channels=3, pixel_levels=256, num_levels=levels_for(16), steps_per_level=1,
                       hidden_channels=8)  # fmt: skip
     model.initialize(torch.rand(8, 3, 16, 16, generator=_g(0)), generator=_g(0))
-    model = _perturb(model, 0.05, seed=3).eval()
+    model = _perturb_per_step(model, 0.05, seed=3).eval()
     intensities = torch.rand(2, 3, 16, 16, generator=_g(1))
     with torch.no_grad():
         z, log_det = model(intensities * 0.98 + 0.01)

@@ -44,11 +44,18 @@ from ..metrics.units import inverse_logit_transform, logit_transform, logit_tran
 __all__ = [
     "Squeeze",
     "ActNorm",
+    "actnorm_statistics",
     "InvertibleConv1x1",
+    "lu_weight",
+    "lu_inverse_weight",
     "without_autocast",
     "AffineCoupling",
+    "affine_coupling",
+    "affine_coupling_inverse",
     "ReLU",
+    "relu_",
     "coupling_network",
+    "coupling_network_forward",
     "Split",
     "LearnedPrior",
     "UniformDequantization",
@@ -134,10 +141,9 @@ class ActNorm(nn.Module):
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
         """Set log_scale = -log std_c(x), bias = -mean_c(x) / std_c(x) over (B, H, W), once."""
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
-        std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
-        self.log_scale.copy_(-torch.log(std + self.eps))
-        self.bias.copy_(-mean * torch.exp(self.log_scale))
+        log_scale, bias = actnorm_statistics(x, self.eps)
+        self.log_scale.copy_(log_scale.view_as(self.log_scale))
+        self.bias.copy_(bias.view_as(self.bias))
         self.initialized.fill_(True)
         self._seen_initialized = True
 
@@ -155,11 +161,39 @@ class ActNorm(nn.Module):
         return x, _per_example(-y.shape[2] * y.shape[3] * self.log_scale.sum(), y)
 
 
+def actnorm_statistics(x: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """ActNorm's data-dependent initialization (Glow section 3.1) from a batch x (B, C, H, W): per channel c,
+    log_scale_c = -log(std_c + eps) and bias_c = -mean_c exp(log_scale_c), over (B, H, W), so that
+    x exp(log_scale) + bias has zero mean and unit variance per channel. Returns (log_scale (C,), bias (C,))."""
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3), unbiased=False)
+    log_scale = -torch.log(std + eps)
+    return log_scale, -mean * torch.exp(log_scale)
+
+
 def lu_factors(lower, upper, sign_s, log_s):
     """Glow eq. (10)'s factors from their free parameters, batched over any leading dimensions: the unit lower
     triangular L = tril(lower, -1) + I and U + diag(s) = triu(upper, 1) + diag(sign_s * exp(log_s))."""
     eye = torch.eye(log_s.shape[-1], dtype=log_s.dtype, device=log_s.device)
     return torch.tril(lower, -1) + eye, torch.triu(upper, 1) + torch.diag_embed(sign_s * torch.exp(log_s))
+
+
+def lu_weight(permutation, lower, upper, sign_s, log_s) -> torch.Tensor:
+    """W = P L (U + diag(s)) (Glow eq. (10)) from its parameters, batched over any leading dimensions: (..., C, C)."""
+    lower, upper = lu_factors(lower, upper, sign_s, log_s)
+    return permutation @ (lower @ upper)
+
+
+def lu_inverse_weight(permutation, lower, upper, sign_s, log_s) -> torch.Tensor:
+    """W^-1 = (U + diag(s))^-1 L^-1 P^T by two triangular solves, batched like `lu_weight`: in at least float32 (the
+    solves have no half-precision kernels on the CPU, and an inverse is where precision matters), returned in the
+    parameters' dtype."""
+    lower, upper = (f.float() if f.dtype in (torch.float16, torch.bfloat16) else f
+                    for f in lu_factors(lower, upper, sign_s, log_s))  # fmt: skip
+    eye = torch.eye(lower.shape[-1], dtype=lower.dtype, device=lower.device)
+    lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
+    w_inv = torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ permutation.mT.to(lower.dtype)
+    return w_inv.to(log_s.dtype)
 
 
 class InvertibleConv1x1(nn.Module):
@@ -185,22 +219,16 @@ class InvertibleConv1x1(nn.Module):
         self.upper = nn.Parameter(torch.triu(upper, 1))
         self.log_s = nn.Parameter(torch.log(s.abs()))
 
-    def _factors(self):
-        return lu_factors(self.lower, self.upper, self.sign_s, self.log_s)
+    def _lu_tensors(self):
+        return self.permutation, self.lower, self.upper, self.sign_s, self.log_s
 
     def weight(self) -> torch.Tensor:
         """W = P L (U + diag(s)), (C, C)."""
-        lower, upper = self._factors()
-        return self.permutation @ (lower @ upper)
+        return lu_weight(*self._lu_tensors())
 
     def inverse_weight(self) -> torch.Tensor:
-        """W^-1 = (U + diag(s))^-1 L^-1 P^T, by triangular solves, (C, C): in at least float32 (the solves have no
-        half-precision kernels on the CPU, and an inverse is where precision matters), in the weights' dtype."""
-        lower, upper = (f.float() if f.dtype in (torch.float16, torch.bfloat16) else f for f in self._factors())
-        eye = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
-        lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
-        w_inv = torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ self.permutation.T.to(lower.dtype)
-        return w_inv.to(self.log_s.dtype)
+        """W^-1, (C, C): `lu_inverse_weight`."""
+        return lu_inverse_weight(*self._lu_tensors())
 
     def log_det_per_pixel(self) -> torch.Tensor:
         return self.log_s.sum()
@@ -261,14 +289,19 @@ class _SignBitReLU(torch.autograd.Function):
         return torch.ops.aten.threshold_backward(grad.view(torch.int16), y.view(torch.int16), 0).view(grad.dtype)
 
 
+def relu_(x: torch.Tensor) -> torch.Tensor:
+    """max(x, 0) in place: on the sign bit for bfloat16 CPU tensors (`_SignBitReLU`: bf16 autocast on the CPU), by
+    torch.relu_ otherwise."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        return _SignBitReLU.apply(x)
+    return torch.relu_(x)
+
+
 class ReLU(nn.Module):
-    """An in-place ReLU, computed on the sign bit for bfloat16 CPU tensors (`_SignBitReLU`: bf16 autocast on the
-    CPU) and by torch.relu_ otherwise. No parameters: the coupling networks' state_dict keys are unchanged."""
+    """`relu_` as a layer. No parameters: the coupling networks' state_dict keys are those of nn.ReLU."""
 
     def forward(self, x):
-        if x.dtype == torch.bfloat16 and x.device.type == "cpu":
-            return _SignBitReLU.apply(x)
-        return torch.relu_(x)
+        return relu_(x)
 
 
 def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
@@ -284,6 +317,39 @@ def coupling_network(in_channels: int, hidden_channels: int, out_channels: int) 
         ReLU(),
         last,
     )
+
+
+def coupling_network_forward(x: torch.Tensor, weights) -> torch.Tensor:
+    """`coupling_network`'s function with its six tensors given: weights = (w_in, b_in, w_hidden, b_hidden, w_out,
+    b_out) of its three convolutions (3x3, 1x1, 3x3). For parameters kept outside an nn.Conv2d (modeling_flow's
+    FlowLevel stacks those of a scale's K networks)."""
+    w_in, b_in, w_hidden, b_hidden, w_out, b_out = weights
+    h = relu_(F.conv2d(x, w_in, b_in, padding=1))
+    h = relu_(F.conv2d(h, w_hidden, b_hidden))
+    return F.conv2d(h, w_out, b_out, padding=1)
+
+
+def _shift_and_log_scale(net, x_a):
+    # NN(x_a) may run in bf16/fp16 under autocast; the affine map and its log-det sum (B,) are computed in the data's
+    # precision (float32): a bf16 sum over C*H*W log-scales would lose the likelihood's digits
+    shift, raw = net(x_a).to(x_a.dtype).chunk(2, dim=1)  # (B, C_b, H, W) each
+    return shift, F.logsigmoid(raw + 2.0)
+
+
+def affine_coupling(x: torch.Tensor, num_pass: int, net) -> tuple[torch.Tensor, torch.Tensor]:
+    """`AffineCoupling`'s forward with its network `net` (a callable x_a -> (t, r)): (y, log |det dy/dx| (B,))."""
+    x_a, x_b = split_channels(x, num_pass)
+    shift, log_s = _shift_and_log_scale(net, x_a)
+    y_b = (x_b + shift) * torch.exp(log_s)
+    return torch.cat([x_a, y_b], dim=1), log_s.sum((1, 2, 3))
+
+
+def affine_coupling_inverse(y: torch.Tensor, num_pass: int, net) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of `affine_coupling`: x_b = y_b / s - t, (x, log |det dx/dy| (B,))."""
+    y_a, y_b = split_channels(y, num_pass)
+    shift, log_s = _shift_and_log_scale(net, y_a)
+    x_b = y_b * torch.exp(-log_s) - shift
+    return torch.cat([y_a, x_b], dim=1), -log_s.sum((1, 2, 3))
 
 
 class AffineCoupling(nn.Module):
@@ -304,23 +370,11 @@ class AffineCoupling(nn.Module):
         self.num_pass = num_channels // 2
         self.net = coupling_network(self.num_pass, hidden_channels, 2 * (num_channels - self.num_pass))
 
-    def _shift_and_log_scale(self, x_a):
-        # NN(x_a) may run in bf16/fp16 under autocast; the affine map and its log-det sum (B,) are computed in the
-        # data's precision (float32): a bf16 sum over C*H*W log-scales would lose the likelihood's digits
-        shift, raw = self.net(x_a).to(x_a.dtype).chunk(2, dim=1)  # (B, C_b, H, W) each
-        return shift, F.logsigmoid(raw + 2.0)
-
     def forward(self, x):
-        x_a, x_b = split_channels(x, self.num_pass)
-        shift, log_s = self._shift_and_log_scale(x_a)
-        y_b = (x_b + shift) * torch.exp(log_s)
-        return torch.cat([x_a, y_b], dim=1), log_s.sum((1, 2, 3))
+        return affine_coupling(x, self.num_pass, self.net)
 
     def inverse(self, y):
-        y_a, y_b = split_channels(y, self.num_pass)
-        shift, log_s = self._shift_and_log_scale(y_a)
-        x_b = y_b * torch.exp(-log_s) - shift
-        return torch.cat([y_a, x_b], dim=1), -log_s.sum((1, 2, 3))
+        return affine_coupling_inverse(y, self.num_pass, self.net)
 
 
 class Split(nn.Module):
