@@ -53,6 +53,7 @@ from .transforms import (
     actnorm_statistics,
     affine_coupling,
     affine_coupling_inverse,
+    autocast_dtype,
     coupling_network_forward,
     lu_inverse_weight,
     lu_weight,
@@ -244,9 +245,8 @@ class FlowLevel(nn.Module):
     def _coupling_weights(self, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Each step's six coupling-network tensors. Under autocast, the float32 stacks are cast once to its dtype
         (as autocast would cast each step's tensors: the same values), not once per step."""
-        stacks = [self.by_step(name) for name in _COUPLING]
-        if torch.is_autocast_enabled(x.device.type) and stacks[0].dtype == torch.float32:
-            dtype = torch.get_autocast_dtype(x.device.type)
+        stacks, dtype = [self.by_step(name) for name in _COUPLING], autocast_dtype(x)
+        if dtype is not None and stacks[0].dtype == torch.float32:
             stacks = [t.to(dtype) for t in stacks]
         return list(zip(*(t.unbind(0) for t in stacks), strict=True))
 

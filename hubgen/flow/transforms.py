@@ -49,6 +49,7 @@ __all__ = [
     "lu_weight",
     "lu_inverse_weight",
     "without_autocast",
+    "autocast_dtype",
     "AffineCoupling",
     "affine_coupling",
     "affine_coupling_inverse",
@@ -252,11 +253,17 @@ def without_autocast(x: torch.Tensor):
     pixel), and in the weights' precision x, z = f(x) and the log-determinant sums stay float32, so that f^-1
     inverts f to float32 accuracy; only the coupling networks (the bulk of the compute) run in low precision.
     A no-op where autocast is off or has no such device type (e.g. "meta")."""
+    active = autocast_dtype(x) is not None
+    return torch.autocast(x.device.type, enabled=False) if active else contextlib.nullcontext()
+
+
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast casts to on x's device type, or None where it is off or knows no such device ("meta")."""
     try:
         active = torch.is_autocast_enabled(x.device.type)
     except RuntimeError:  # a device type autocast does not know
-        active = False
-    return torch.autocast(x.device.type, enabled=False) if active else contextlib.nullcontext()
+        return None
+    return torch.get_autocast_dtype(x.device.type) if active else None
 
 
 def split_channels(x: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
