@@ -9,12 +9,26 @@ what both loops share (flow_mnist.plain_step, the step of normflows' loop there)
 dequantized MNIST images (bf16 autocast with `--mixed_precision bf16`), bits/dim, backward, gradient clipping at 100
 and fused Adam; the data loading and the bookkeeping of each loop are not in it. Same architecture as
 bench/flow_mnist.py (normflows_glow there).
+
+    python bench/flow_step_vs_normflows.py --data ../shared/data/mnist.npz --rounds 24 --baseline 365b206
+
+With `--baseline REV` the other side is hubgen's own flow at git revision REV instead of normflows' (its `hubgen`
+package taken from this repository by `git archive` into a temporary folder and imported as `hubgen_baseline`):
+an A/B of a change to the flow, both built from the same seed and trained on the same batches.
 """
 
 import argparse
+import atexit
+import importlib
+import io
+import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +36,18 @@ from flow_mnist import dequantize, normflows_glow, plain_step  # bench/flow_mnis
 
 from hubgen.flow.losses import log_prob
 from hubgen.flow.modeling_flow import FlowModel
+
+
+def baseline_flow(rev: str, folder: str):
+    """hubgen's FlowModel class and log_prob at git revision `rev`, imported as the package `hubgen_baseline`."""
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "archive", rev, "hubgen"], cwd=repo, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    Path(folder, "hubgen").rename(Path(folder, "hubgen_baseline"))  # its own imports are relative
+    sys.path.insert(0, folder)
+    modeling = importlib.import_module("hubgen_baseline.flow.modeling_flow")
+    return modeling.FlowModel, importlib.import_module("hubgen_baseline.flow.losses").log_prob
 
 
 def main() -> int:
@@ -33,6 +59,7 @@ def main() -> int:
     p.add_argument("--hidden_channels", type=int, default=64)
     p.add_argument("--mixed_precision", choices=("no", "bf16"), default="bf16")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--baseline", metavar="REV", help="hubgen at this git revision in place of normflows")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     images = torch.from_numpy(np.load(args.data)["x_train"][:8192]).reshape(-1, 1, 28, 28)
@@ -41,11 +68,22 @@ def main() -> int:
     torch.manual_seed(0)
     hub = FlowModel(sample_size=28, num_levels=2, steps_per_level=6, hidden_channels=args.hidden_channels)
     hub.initialize(images[:512].float() / 255, generator=torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    nf = normflows_glow(2, 6, args.hidden_channels)
-    with torch.no_grad():
-        nf.log_prob(dequantize(images[:512]), None)  # normflows' ActNorm initializes from its first batch
-    models = {"hubgen": (hub, lambda x: log_prob(hub, x)), "normflows": (nf, lambda x: nf.log_prob(x, None))}
+    if args.baseline:
+        folder = tempfile.mkdtemp(prefix="hubgen-baseline-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        base_class, base_log_prob = baseline_flow(args.baseline, folder)
+        torch.manual_seed(0)
+        base = base_class(sample_size=28, num_levels=2, steps_per_level=6, hidden_channels=args.hidden_channels)
+        base.initialize(images[:512].float() / 255, generator=torch.Generator().manual_seed(0))
+        other = (base, lambda x: base_log_prob(base, x))
+    else:
+        torch.manual_seed(0)
+        nf = normflows_glow(2, 6, args.hidden_channels)
+        with torch.no_grad():
+            nf.log_prob(dequantize(images[:512]), None)  # normflows' ActNorm initializes from its first batch
+        other = (nf, lambda x: nf.log_prob(x, None))
+    other_name = f"hubgen@{args.baseline}" if args.baseline else "normflows"
+    models = {"hubgen": (hub, lambda x: log_prob(hub, x)), other_name: other}
     state = {}
     for name, (model, _) in models.items():
         model.train()
@@ -68,14 +106,14 @@ def main() -> int:
         order = list(models) if r % 2 == 0 else list(reversed(models))  # A B, B A, ...
         for name in order:
             times[name].append(steps(name, (r + 1) * args.steps))
-    ratios = [n / h for h, n in zip(times["hubgen"], times["normflows"], strict=True)]
+    ratios = [n / h for h, n in zip(times["hubgen"], times[other_name], strict=True)]
     print(f"{args.rounds} rounds of {args.steps} steps each, batch {b}, {args.mixed_precision}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")  # fmt: skip
     for name, t in times.items():
         print(f"{name}: median {1000 * statistics.median(t):.2f} ms/step (min {1000 * min(t):.2f}, "
               f"max {1000 * max(t):.2f})")  # fmt: skip
-    print("per-round ratios normflows/hubgen:", " ".join(f"{q:.3f}" for q in ratios))
-    print(f"step throughput ratio hubgen / normflows: median {statistics.median(ratios):.3f} "
+    print(f"per-round ratios {other_name}/hubgen (step times):", " ".join(f"{q:.3f}" for q in ratios))
+    print(f"step throughput ratio hubgen / {other_name}: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f})")  # fmt: skip
     return 0
 
