@@ -524,8 +524,8 @@ def clip_grad_norm(run: Run, parameters, max_norm: float) -> torch.Tensor:
     loss scaler, the gradients are multiplied only when that factor is below 1 (or not a number): the same
     gradients bit for bit, since x * 1.0 = x, without a pass over them at every step (clipping at --max_grad_norm
     rarely binds), and without accelerate's per-parameter DTensor test; together about 0.2-0.3 ms of a flow's
-    30 ms step on MNIST when it had 136 parameter tensors (26 since FlowLevel). Reading the factor is a host sync, free on the CPU; elsewhere
-    (GPUs, sharded or scaled gradients) this is accelerate's own call."""
+    30 ms step on MNIST when it had 136 parameter tensors (26 since FlowLevel). Reading the factor is a host
+    sync, free on the CPU; elsewhere (GPUs, sharded or scaled gradients) this is accelerate's own call."""
     from accelerate.utils import DistributedType
 
     accelerator, parameters = run.accelerator, list(parameters)
