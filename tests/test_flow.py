@@ -27,6 +27,7 @@ from hubgen.flow.transforms import (
     VariationalDequantization,
     squeeze,
     standard_normal_log_prob,
+    without_autocast,
 )
 from hubgen.pipeline_utils import PICKLE_SUFFIXES
 
@@ -161,6 +162,30 @@ def test_a_level_equals_its_steps_run_through_their_own_layers():
     torch.testing.assert_close(log_det, expected, rtol=0, atol=1e-12)
     # a running sum passed in receives the steps' terms
     torch.testing.assert_close(level(x, log_det=torch.full((5,), 2.0, dtype=F64))[1], expected + 2, rtol=0, atol=1e-12)
+
+
+def test_under_bf16_autocast_a_level_casts_its_stacked_weights_as_autocast_casts_each_one():
+    # FlowLevel casts each stacked coupling tensor to bf16 once; autocast casts each step's nn.Conv2d weights at each
+    # call. The same values either way: the level's output and log-det equal, bit for bit, the fused float32 1x1
+    # convolution followed by each step's AffineCoupling layer run by autocast itself
+    level = randomize(FlowLevel(4, 8, 3), 0.3, seed=4)  # float32, as trained under autocast
+    _initialized_level(level, torch.randn(8, 4, 6, 6, generator=_g(7)) * 3)
+    x = torch.randn(5, 4, 6, 6, generator=_g(8)).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, log_det = level(x)
+        weight, bias, per_pixel = level.norm_and_conv()
+        h, expected = x, None
+        for k in range(3):
+            with without_autocast(h):
+                h = torch.nn.functional.conv2d(h, weight[k][:, :, None, None], bias[k])
+            h, ld = level.step_layers(k)["coupling"](h)
+            step = (36 * per_pixel[k]).expand(5) + ld
+            expected = step if expected is None else expected + step
+    assert y.dtype == torch.float32 and log_det.dtype == torch.float32
+    torch.testing.assert_close(y, h, rtol=0, atol=0)
+    torch.testing.assert_close(log_det, expected, rtol=0, atol=0)
+    with torch.no_grad():
+        assert (y - level(x)[0]).abs().max() > 1e-4  # bf16 did run: float32 gives other numbers
 
 
 def test_a_level_initializes_each_step_from_the_data_that_reaches_it():

@@ -344,7 +344,8 @@ def _shift_and_log_scale(net, x_a):
 
 
 def affine_coupling(x: torch.Tensor, num_pass: int, net) -> tuple[torch.Tensor, torch.Tensor]:
-    """`AffineCoupling`'s forward with its network `net` (a callable x_a -> (t, r)): (y, log |det dy/dx| (B,))."""
+    """`AffineCoupling`'s forward with its network `net` (a callable: x_a -> NN(x_a), the shift t and the raw scale r
+    along the channels): (y, log |det dy/dx| (B,))."""
     x_a, x_b = split_channels(x, num_pass)
     shift, log_s = _shift_and_log_scale(net, x_a)
     y_b = (x_b + shift) * torch.exp(log_s)
